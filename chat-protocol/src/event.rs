@@ -1,0 +1,63 @@
+//! The JSON frames the server sends: the tutorial's `{"type","client_id","message","timestamp"}`.
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::Payload;
+
+/// The `type` of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// `"connection"`: someone joined ("ID joined the chat"); sent to everyone, the joiner too.
+    Connection,
+    /// `"message"`: someone's chat text; sent to everyone, the sender too.
+    Message,
+    /// `"disconnection"`: someone left ("ID left the chat"); sent to everyone still there.
+    Disconnection,
+}
+
+/// One frame as the tutorial defines it. Field order is the tutorial's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event<'a> {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// Whose event it is.
+    pub client_id: &'a str,
+    /// The notice text or the chat message.
+    pub message: &'a str,
+    /// When the server handled it: RFC 3339 in UTC with milliseconds and an explicit `Z`.
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub timestamp: DateTime<Utc>,
+}
+
+impl<'a> Event<'a> {
+    /// A frame of `kind` for `client_id`.
+    pub fn new(
+        kind: EventKind,
+        client_id: &'a str,
+        message: &'a str,
+        timestamp: DateTime<Utc>,
+    ) -> Self {
+        Event {
+            kind,
+            client_id,
+            message,
+            timestamp,
+        }
+    }
+
+    /// Serializes the frame once, into a buffer every recipient shares.
+    pub fn encode(&self) -> Payload {
+        // Serializing a struct of strings and a timestamp into a Vec cannot fail: there is no
+        // map with non-string keys and no IO.
+        let json = serde_json::to_string(self).expect("an Event always serializes");
+        Payload::from(json)
+    }
+}
+
+/// `2026-11-21T20:52:58.123Z`, written straight into the serializer without a temporary String.
+fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+}
