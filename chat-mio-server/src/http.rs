@@ -1,0 +1,320 @@
+//! HTTP/1.x request heads (parsed with httparse) and the responses we write.
+//!
+//! Only what a chat server needs: `GET`/`HEAD` of a few paths and the WebSocket upgrade. Bodies
+//! are never accepted, so a request is complete when its head is.
+
+use std::fmt::Write as _;
+
+/// At most this many header lines; more is answered with 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// What a parsed request head asks for, reduced to what the routes need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The request target as sent: path and optional query, not yet percent-decoded.
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// `Connection` lists `upgrade`.
+    pub connection_upgrade: bool,
+    /// The `Upgrade` header, if any.
+    pub upgrade: Option<String>,
+    pub sec_websocket_key: Option<String>,
+    pub sec_websocket_version: Option<String>,
+    pub if_none_match: Option<String>,
+    /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
+    pub has_body: bool,
+}
+
+impl Request {
+    /// The path part of the target, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The query part of the target (after `?`), if any.
+    #[allow(dead_code)] // used by later features (rooms, resume)
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+}
+
+/// Why a request head could not be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not HTTP/1.x, or broken syntax: 400.
+    Malformed,
+    /// More than [`MAX_HEADERS`] headers: 431.
+    TooManyHeaders,
+}
+
+/// Parses one request head from the front of `buf`.
+///
+/// `Ok(None)`: the head is not complete yet. `Ok(Some((request, len)))`: the head took the first
+/// `len` bytes of `buf`.
+pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
+        Err(_) => return Err(ParseError::Malformed),
+    };
+    // httparse fills every field of a complete request.
+    let (Some(method), Some(path), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(ParseError::Malformed);
+    };
+
+    let mut request = Request {
+        method: method.to_owned(),
+        target: path.to_owned(),
+        minor_version,
+        keep_alive: minor_version == 1,
+        connection_upgrade: false,
+        upgrade: None,
+        sec_websocket_key: None,
+        sec_websocket_version: None,
+        if_none_match: None,
+        has_body: false,
+    };
+    for header in req.headers.iter() {
+        let name = header.name;
+        let Ok(value) = std::str::from_utf8(header.value) else {
+            // Non-ASCII bytes are legal in values but none of the headers we read may have them.
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    request.keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    request.keep_alive = true;
+                } else if token.eq_ignore_ascii_case("upgrade") {
+                    request.connection_upgrade = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            request.upgrade = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            request.sec_websocket_key = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            request.sec_websocket_version = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            request.if_none_match = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            match value.parse::<u64>() {
+                Ok(0) => {}
+                Ok(_) => request.has_body = true,
+                Err(_) => return Err(ParseError::Malformed),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            request.has_body = true;
+        }
+    }
+    // An explicit "Connection: keep-alive" is honoured for HTTP/1.0 above; "close" always wins.
+    if request.minor_version == 1 && request.keep_alive {
+        request.keep_alive = !has_token(&req, "connection", "close");
+    }
+    Ok(Some((request, len)))
+}
+
+fn has_token(req: &httparse::Request<'_, '_>, header: &str, token: &str) -> bool {
+    req.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(header))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// A response head and body, written straight into a connection's output buffer.
+#[derive(Debug)]
+pub struct Response<'a> {
+    pub status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: &'a [u8],
+    /// `HEAD`: send the head only, with the body's `Content-Length`.
+    head_only: bool,
+    pub keep_alive: bool,
+}
+
+impl<'a> Response<'a> {
+    pub fn new(status: u16, body: &'a [u8]) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body,
+            head_only: false,
+            keep_alive: true,
+        }
+    }
+
+    /// A plain-text response, the answer to anything we refuse.
+    pub fn text(status: u16, body: &'a str) -> Self {
+        Response::new(status, body.as_bytes()).header("Content-Type", "text/plain; charset=utf-8")
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn head_only(mut self, yes: bool) -> Self {
+        self.head_only = yes;
+        self
+    }
+
+    pub fn keep_alive(mut self, yes: bool) -> Self {
+        self.keep_alive = yes;
+        self
+    }
+
+    /// Appends the whole response to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut head = String::with_capacity(160);
+        // Writing into a String cannot fail.
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\nServer: chat-mio-server\r\n",
+            self.status,
+            reason_phrase(self.status)
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        // 101 and 304 carry no body and no length of one.
+        if self.status != 101 && self.status != 304 {
+            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+        }
+        if self.status != 101 {
+            head.push_str(if self.keep_alive {
+                "Connection: keep-alive\r\n"
+            } else {
+                "Connection: close\r\n"
+            });
+        }
+        head.push_str("\r\n");
+        out.extend_from_slice(head.as_bytes());
+        if !self.head_only && self.status != 304 {
+            out.extend_from_slice(self.body);
+        }
+    }
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(raw: &str) -> (Request, usize) {
+        parse(raw.as_bytes()).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let cases = [
+            ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", true),
+            ("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
+            (
+                "GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n",
+                false,
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+        ];
+        for (raw, keep_alive) in cases {
+            assert_eq!(parse_ok(raw).0.keep_alive, keep_alive, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more() {
+        for raw in [
+            "",
+            "GET",
+            "GET / HTTP/1.1\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n",
+        ] {
+            assert_eq!(parse(raw.as_bytes()), Ok(None), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_and_oversized_heads_are_refused() {
+        assert_eq!(parse(b"GARBAGE\r\n\r\n"), Err(ParseError::Malformed));
+        assert_eq!(parse(b"GET / HTTP/2.0\r\n\r\n"), Err(ParseError::Malformed));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            Err(ParseError::Malformed)
+        );
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(
+            parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            Err(ParseError::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn upgrade_headers_are_read() {
+        let (req, len) = parse_ok(
+            "GET /ws/al%20ice?room=x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+             Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\nextra",
+        );
+        assert_eq!(req.path(), "/ws/al%20ice");
+        assert_eq!(req.query(), Some("room=x"));
+        assert!(req.connection_upgrade);
+        assert_eq!(req.upgrade.as_deref(), Some("websocket"));
+        assert_eq!(
+            req.sec_websocket_key.as_deref(),
+            Some("dGhlIHNhbXBsZSBub25jZQ==")
+        );
+        assert_eq!(req.sec_websocket_version.as_deref(), Some("13"));
+        assert_eq!(len, "GET /ws/al%20ice?room=x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".len());
+    }
+
+    #[test]
+    fn responses_are_well_formed() {
+        let mut out = Vec::new();
+        Response::text(404, "not found\n")
+            .keep_alive(false)
+            .write_to(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 404 Not Found\r\nServer: chat-mio-server\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\
+             Connection: close\r\n\r\nnot found\n"
+        );
+        let mut out = Vec::new();
+        Response::new(200, b"abc")
+            .head_only(true)
+            .write_to(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Content-Length: 3\r\n"));
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+}

@@ -1,0 +1,118 @@
+//! A real-time WebSocket chat server: a hand-rolled, single-threaded mio event loop that speaks
+//! HTTP/1.1 (httparse) and WebSocket (tungstenite) and drives the sans-IO chat core in
+//! [`chat_protocol`].
+//!
+//! ```text
+//!             ┌──────────── one thread ──────────────────────────────────────────┐
+//!  socket ──► │ event_loop.rs: mio readiness ─► conn.rs: read until WouldBlock    │
+//!             │   HTTP phase:  http.rs parses the head ─► routes.rs answers       │
+//!             │                (assets.rs: files loaded at start-up) or ws.rs     │
+//!             │                validates the upgrade and answers 101              │
+//!             │   WebSocket:   tungstenite decodes frames ─► Input::Text          │
+//!             │                                                  │                │
+//!             │   chat_protocol::ChatServer decides who gets what ◄┘              │
+//!             │        │ Output::Send (one shared payload per broadcast)          │
+//!             │        ▼                                                          │
+//!             │   conn.rs buffers the frame; end of turn: one flush per dirty     │
+//!  socket ◄── │   connection, WRITABLE interest only while bytes are pending      │
+//!             └──────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Use [`Server::bind`] and [`Server::run`]; stop it from another thread with
+//! [`ServerHandle::shutdown`].
+#![forbid(unsafe_code)]
+
+mod assets;
+mod config;
+mod conn;
+mod event_loop;
+mod http;
+mod routes;
+mod timer;
+mod ws;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chat_protocol::ChatServer;
+use mio::net::TcpListener;
+use mio::{Interest, Poll, Waker};
+
+pub use assets::Assets;
+pub use config::Config;
+use event_loop::{EventLoop, LISTENER, WAKER};
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    event_loop: EventLoop,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Loads the static files and binds the listening socket. Nothing is served until
+    /// [`run`](Server::run).
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let assets = match &config.static_dir {
+            Some(dir) => Assets::from_dir(dir).map_err(|e| {
+                io::Error::new(e.kind(), format!("static dir {}: {e}", dir.display()))
+            })?,
+            None => Assets::embedded(),
+        };
+        if assets.get(routes::INDEX).is_none() {
+            log::warn!(
+                "no {} among the static files: / will answer 404",
+                routes::INDEX
+            );
+        }
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.bind)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let core = ChatServer::new(chat_protocol::Config::default());
+        let ws_config = ws::config(config.max_message_size);
+        Ok(Server {
+            event_loop: EventLoop::new(poll, listener, core, assets, ws_config, waker),
+            local_addr,
+        })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shutdown: Arc::clone(&self.event_loop.shutdown),
+            waker: Arc::clone(&self.event_loop.waker),
+        }
+    }
+
+    /// Serves until [`ServerHandle::shutdown`]: then every WebSocket client gets close 1001
+    /// "server shutting down" and a moment to answer, and `run` returns `Ok(())`.
+    pub fn run(mut self) -> io::Result<()> {
+        self.event_loop.run()
+    }
+}
+
+/// Stops a running [`Server`] from any thread.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shutdown: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ServerHandle {
+    /// Asks the server to stop; returns at once. [`Server::run`] returns when it has.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop: {e}");
+        }
+    }
+}

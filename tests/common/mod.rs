@@ -1,0 +1,64 @@
+//! Shared harness for the end-to-end tests: an in-process server on an ephemeral port.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use chat_mio_server::{Config, Server, ServerHandle};
+
+/// A real server running on its own thread, bound to `127.0.0.1:0`. Dropping it shuts the server
+/// down and joins the thread, so no test leaves a server behind.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with the default configuration.
+    pub fn start() -> TestServer {
+        Self::with_config(Config::default())
+    }
+
+    /// Starts a server with `config`; its bind address is replaced by `127.0.0.1:0`.
+    pub fn with_config(mut config: Config) -> TestServer {
+        config.bind = "127.0.0.1:0".parse().expect("literal address");
+        let server = Server::bind(config).expect("bind an ephemeral port");
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let thread = std::thread::Builder::new()
+            .name(format!("chat-server-{}", addr.port()))
+            .spawn(move || server.run())
+            .expect("spawn server thread");
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// `ws://127.0.0.1:PORT/ws/{client_id}` (the id is used as given: encode it yourself).
+    pub fn ws_url(&self, client_id: &str) -> String {
+        format!("ws://{}/ws/{}", self.addr, client_id)
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if std::thread::panicking() => eprintln!("server error: {e}"),
+                Ok(Err(e)) => panic!("server returned an error: {e}"),
+                Err(_) if std::thread::panicking() => eprintln!("server thread panicked"),
+                Err(_) => panic!("server thread panicked"),
+            }
+        }
+    }
+}
