@@ -1,0 +1,118 @@
+//! End-to-end test through a real browser: two people chat using the served page in
+//! headless Chromium, driven over the Chrome DevTools Protocol.
+//!
+//! Skipped (loudly) when Chromium is not installed, unless `CHAT_REQUIRE_BROWSER=1`.
+
+mod browser_support;
+mod common;
+
+use browser_support::{chromium_or_skip, js_string, Browser, Page};
+use common::TestServer;
+use serde_json::json;
+
+/// A classic injection probe: it must arrive as text, never as an element.
+const XSS_PROBE: &str = "<img src=x onerror=alert(1)>";
+
+#[test]
+fn two_people_chat_in_the_browser() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    // Declared first so it is dropped last: the browser goes away before the server.
+    let server = TestServer::start();
+    let browser = Browser::launch(&chromium);
+    let alice = browser.open("alice's page", &server.http_url("/"));
+    let bob = browser.open("bob's page", &server.http_url("/"));
+
+    join(&alice, "alice");
+    join(&bob, "bob");
+    // The server announces a join to everyone once the joiner is registered; waiting for
+    // it means bob is certain to receive what alice sends next.
+    alice.wait_until(
+        "bob's join is shown",
+        &notice_shown("join", "bob joined the chat"),
+    );
+
+    // alice sends with Enter; bob sees it with her name and a time.
+    alice.type_into("#messageInput", "hello bob");
+    alice.press_enter();
+    bob.wait_until(
+        "alice's message is shown",
+        &message_shown("alice", "hello bob"),
+    );
+
+    // bob sends markup with the send button; alice must see it as literal text.
+    trap_alerts(&alice);
+    bob.type_into("#messageInput", XSS_PROBE);
+    bob.click("#send-btn");
+    alice.wait_until(
+        "bob's markup message is shown as text",
+        &message_shown("bob", XSS_PROBE),
+    );
+    assert_eq!(
+        alice.eval("document.querySelector('#messages img') === null"),
+        json!(true),
+        "bob's message was rendered as markup on alice's page"
+    );
+
+    // bob closes his tab; alice is told he left.
+    bob.close();
+    alice.wait_until(
+        "bob's leaving is shown",
+        &notice_shown("leave", "bob left the chat"),
+    );
+
+    assert_eq!(
+        alice.eval("window.alertCalls"),
+        json!(0),
+        "alert() ran on alice's page"
+    );
+    assert_eq!(
+        alice.errors(),
+        Vec::<String>::new(),
+        "errors on alice's page"
+    );
+}
+
+/// Types `name` into the username field, clicks Connect and waits for "Connected".
+fn join(page: &Page<'_>, name: &str) {
+    page.type_into("#username", name);
+    page.click("#connect-btn");
+    page.wait_until(
+        &format!("{name} is connected"),
+        "document.getElementById('status')?.dataset.state === 'connected'
+         && document.getElementById('status-text')?.textContent.trim() === 'Connected'",
+    );
+}
+
+/// Replaces `alert` with a counter, so a successful injection is detected without a modal
+/// dialog blocking the page (and with it every later evaluation).
+fn trap_alerts(page: &Page<'_>) {
+    page.eval("window.alertCalls = 0; window.alert = () => { window.alertCalls += 1; }; true");
+}
+
+/// JS: a chat message from `sender` whose text is exactly `text`, with a visible time
+/// whose `datetime` attribute is a parseable date.
+fn message_shown(sender: &str, text: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll('#messages .message')).some(m => {{
+            const time = m.querySelector('time.time');
+            return m.querySelector('.sender')?.textContent === {sender}
+                && m.querySelector('.text')?.textContent === {text}
+                && time !== null && time.textContent.trim() !== ''
+                && !Number.isNaN(Date.parse(time.getAttribute('datetime') ?? ''));
+        }})",
+        sender = js_string(sender),
+        text = js_string(text),
+    )
+}
+
+/// JS: a `.notice.{kind}` (join/leave) whose text contains `text`.
+fn notice_shown(kind: &str, text: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll({selector}))
+            .some(n => n.textContent.includes({text}))",
+        selector = js_string(&format!("#messages .notice.{kind}")),
+        text = js_string(text),
+    )
+}
