@@ -1,4 +1,5 @@
-//! The JSON frames the server sends: the tutorial's `{"type","client_id","message","timestamp"}`.
+//! The JSON frames the server sends: the tutorial's `{"type","client_id","message","timestamp"}`,
+//! plus a `code` on error frames.
 
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
@@ -15,9 +16,13 @@ pub enum EventKind {
     Message,
     /// `"disconnection"`: someone left ("ID left the chat"); sent to everyone still there.
     Disconnection,
+    /// `"error"`: the server refused what this client did; sent to that client alone, with a
+    /// machine-readable [`code`](Event::code).
+    Error,
 }
 
-/// One frame as the tutorial defines it. Field order is the tutorial's.
+/// One frame as the tutorial defines it. Field order is the tutorial's, then the optional
+/// `code` this server adds to error frames.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event<'a> {
     /// What happened.
@@ -30,10 +35,14 @@ pub struct Event<'a> {
     /// When the server handled it: RFC 3339 in UTC with milliseconds and an explicit `Z`.
     #[serde(serialize_with = "rfc3339_millis")]
     pub timestamp: DateTime<Utc>,
+    /// A machine-readable reason for an [`EventKind::Error`] frame, such as `"rate_limited"`.
+    /// Left out of the JSON when `None`, so the tutorial's frames are unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'a str>,
 }
 
 impl<'a> Event<'a> {
-    /// A frame of `kind` for `client_id`.
+    /// A frame of `kind` for `client_id`, without a `code`.
     pub fn new(
         kind: EventKind,
         client_id: &'a str,
@@ -45,7 +54,15 @@ impl<'a> Event<'a> {
             client_id,
             message,
             timestamp,
+            code: None,
         }
+    }
+
+    /// The same frame with a `code`.
+    #[must_use]
+    pub fn with_code(mut self, code: &'a str) -> Self {
+        self.code = Some(code);
+        self
     }
 
     /// Serializes the frame once, into a buffer every recipient shares.

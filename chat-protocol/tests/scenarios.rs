@@ -217,6 +217,15 @@ fn driver_contract_errors_leave_the_state_unchanged() {
     assert_eq!(
         s.handle_input(
             now,
+            Input::Activity {
+                client: ClientId(9)
+            }
+        ),
+        Err(Error::UnknownClient(ClientId(9)))
+    );
+    assert_eq!(
+        s.handle_input(
+            now,
             Input::Disconnect {
                 client: ClientId(9)
             }
@@ -228,13 +237,18 @@ fn driver_contract_errors_leave_the_state_unchanged() {
 }
 
 #[test]
-fn timeouts_are_harmless_and_no_deadline_is_pending() {
-    let mut h = Harness::with_config(Config::default());
+fn without_heartbeat_or_idle_timeout_no_deadline_is_pending() {
+    let config = Config::default()
+        .with_heartbeat_interval(None)
+        .with_idle_timeout(None);
+    let mut h = Harness::with_config(config);
     assert_eq!(h.server.poll_timeout(), None);
     h.connect(1, "a");
     h.drain();
-    h.input(Input::Timeout);
-    h.input(Input::Timeout);
+    assert_eq!(h.server.poll_timeout(), None);
+    h.timeout();
+    h.advance(Duration::from_secs(86_400));
+    h.timeout();
     assert_eq!(h.drain(), vec![]);
     assert_eq!(h.server.poll_timeout(), None);
 }

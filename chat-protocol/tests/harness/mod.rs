@@ -64,10 +64,22 @@ impl Harness {
         });
     }
 
+    /// A ping or pong from the client.
+    pub fn activity(&mut self, id: u64) {
+        self.input(Input::Activity {
+            client: ClientId(id),
+        });
+    }
+
     pub fn disconnect(&mut self, id: u64) {
         self.input(Input::Disconnect {
             client: ClientId(id),
         });
+    }
+
+    /// A Timeout at the current virtual time (time does not move).
+    pub fn timeout(&mut self) {
+        self.input(Input::Timeout);
     }
 }
 
@@ -82,6 +94,13 @@ pub fn frame(kind: &str, client_id: &str, message: &str, timestamp: &str) -> Str
         q(message),
         q(timestamp)
     )
+}
+
+/// An error frame: the tutorial's four fields, then `code`.
+pub fn error_frame(client_id: &str, message: &str, timestamp: &str, code: &str) -> String {
+    let f = frame("error", client_id, message, timestamp);
+    let q = serde_json::to_string(code).expect("a str always serializes");
+    format!(r#"{},"code":{q}}}"#, &f[..f.len() - 1])
 }
 
 /// `Output::Send` to each of `to`, all carrying `payload`.
