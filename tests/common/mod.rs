@@ -20,6 +20,15 @@ impl TestServer {
         Self::with_config(Config::default())
     }
 
+    /// Starts a server with the default configuration but no per-connection rate limit, for
+    /// tests that send faster than a person types.
+    pub fn without_rate_limit() -> TestServer {
+        Self::with_config(Config {
+            rate_limit: 0.0,
+            ..Config::default()
+        })
+    }
+
     /// Starts a server with `config`; its bind address is replaced by `127.0.0.1:0`.
     pub fn with_config(mut config: Config) -> TestServer {
         config.bind = "127.0.0.1:0".parse().expect("literal address");
