@@ -1,7 +1,9 @@
-//! Server settings, shared by the command line (clap) and the library API.
+//! Server settings, shared by the command line (clap) and the library API. Every limit is here,
+//! with its default, and shows in `--help`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser};
 
@@ -9,18 +11,65 @@ use clap::{Args, Parser};
 /// arguments.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address and port to listen on (use 0.0.0.0:8000 to accept connections from other hosts).
+    /// Address and port to listen on (0.0.0.0:8000 accepts connections from other hosts)
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
 
-    /// Serve the browser client from this directory instead of the copy built into the binary.
-    /// Files are read once, at start-up.
+    /// Serve the browser client from this directory instead of the copy built into the binary
+    /// (files are read once, at start-up)
     #[arg(long, value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
 
-    /// Largest text message a client may send, in bytes.
+    /// Origin allowed to open a WebSocket besides the server's own (repeatable; `*` allows any).
+    /// Requests without an Origin header (non-browser clients) are always allowed
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+
+    /// Most connections served at once; more are answered 503 (capped by the open-files limit)
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Largest text message a client may send, in bytes (larger: close 1009)
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub max_message_size: usize,
+
+    /// Most bytes queued for one client; a client that lets more pile up is closed with 1008
+    /// "slow consumer"
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub max_outbound: usize,
+
+    /// Messages per second each connection may send on average; 0 turns the limit off
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 5.0)]
+    pub rate_limit: f64,
+
+    /// Messages a connection may send in a burst before the rate limit applies
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub rate_burst: u32,
+
+    /// Ping a client after this many seconds without hearing from it; 0 never pings
+    #[arg(long, value_name = "SECS", default_value = "25", value_parser = seconds)]
+    pub heartbeat: Duration,
+
+    /// Close a client that sent nothing, not even a pong, for this many seconds; 0 never does
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub idle_timeout: Duration,
+
+    /// Seconds a client has to send a complete HTTP request head (slow clients are cut off)
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub request_timeout: Duration,
+
+    /// Seconds an idle keep-alive HTTP connection is kept open
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub keep_alive_timeout: Duration,
+
+    /// Seconds a graceful shutdown waits for clients to take their close frames
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    pub shutdown_timeout: Duration,
+
+    /// Stop gracefully on SIGINT and SIGTERM (a second signal stops at once). The command line
+    /// always sets it; an embedding program usually handles signals itself.
+    #[arg(skip = false)]
+    pub handle_signals: bool,
 }
 
 impl Default for Config {
@@ -33,4 +82,28 @@ impl Default for Config {
         // Parsing no arguments yields exactly the documented defaults, so the two never drift.
         Defaults::parse_from(["chat-mio-server"]).config
     }
+}
+
+impl Config {
+    /// The chat core's settings derived from these.
+    pub fn core(&self) -> chat_protocol::Config {
+        let rate_limit =
+            (self.rate_limit > 0.0 && self.rate_burst > 0).then_some(chat_protocol::RateLimit {
+                burst: self.rate_burst,
+                per_second: self.rate_limit,
+            });
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        chat_protocol::Config::default()
+            .with_rate_limit(rate_limit)
+            .with_heartbeat_interval(nonzero(self.heartbeat))
+            .with_idle_timeout(nonzero(self.idle_timeout))
+    }
+}
+
+/// A non-negative number of seconds, fractions allowed (`0.5`).
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a usable duration"))
 }

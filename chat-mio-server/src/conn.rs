@@ -1,29 +1,39 @@
-//! One TCP connection: its phase (HTTP → WebSocket → closing) and where its bytes hit the socket.
+//! One TCP connection: its phase (HTTP → WebSocket → closing) and where its bytes meet the
+//! socket.
+//!
+//! Reads: HTTP heads into a small buffer; WebSocket frames through tungstenite, which reads
+//! the socket itself. Writes: everything (responses, shared broadcast frames, tungstenite's own
+//! pongs and close frames) goes through one [`Outbound`] queue in order, flushed by the event
+//! loop once per turn.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::Instant;
 
-use chat_protocol::{ClientId, Payload};
+use bytes::Bytes;
+use chat_protocol::ClientId;
 use mio::net::TcpStream;
 use mio::Interest;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
+use crate::outbound::Outbound;
+
 /// What a connection is doing.
 pub enum Phase {
-    /// Reading request heads; `buf` holds bytes of a head not complete yet. Several requests
-    /// may follow each other on one keep-alive connection.
+    /// Reading request heads; `buf` holds a head not complete yet. Several requests may follow
+    /// each other on one keep-alive connection.
     Http { buf: Vec<u8> },
-    /// After the `101` (which may still sit in [`Conn::out`]): frames, handled by tungstenite.
+    /// After the `101` (which may still be queued): frames, decoded by tungstenite.
     WebSocket {
         ctx: Box<WebSocketContext>,
         client: ClientId,
         user: String,
     },
-    /// A last answer is being written; what the peer still sends is read and dropped so the
-    /// kernel does not reset the connection under the answer. Ends at EOF or the deadline.
+    /// The last bytes (a refusal, a close frame) are queued. Once they are written the write
+    /// side is shut; what the peer still sends is read and dropped, so the kernel does not
+    /// reset the connection under our last bytes. Ends at EOF or at the deadline.
     Closing,
 }
 
@@ -34,18 +44,56 @@ pub enum Flushed {
     All,
     /// The socket is full; wait for WRITABLE.
     Blocked,
-    /// The connection is over (error, reset, or the WebSocket close handshake completed).
+    /// The connection is broken.
     Gone,
+}
+
+/// Why [`Conn::read_http`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpRead {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The head buffer is full; the socket may hold more.
+    Full,
+    /// The peer closed its sending side (it may still read our answers).
+    Eof,
+}
+
+/// tungstenite's view of the socket: it reads from the socket, and what it writes (pongs,
+/// close frames) joins the outbound queue behind the frames already there, so a control frame
+/// can never land in the middle of a partly written data frame.
+struct Io<'a> {
+    stream: &'a mut TcpStream,
+    out: &'a mut Outbound,
+    bytes_in: &'a mut u64,
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        *self.bytes_in += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.push(Bytes::copy_from_slice(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 pub struct Conn {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub phase: Phase,
-    /// Raw bytes that go out before anything tungstenite buffers: HTTP responses and the `101`.
-    out: Vec<u8>,
-    /// After `out` is written, stop writing and linger in [`Phase::Closing`].
-    close_after_flush: bool,
+    out: Outbound,
+    /// The write side was shut after the last bytes of a closing connection.
+    shut: bool,
     /// The interest registered with the poller.
     pub registered: Interest,
     /// In the event loop's list of connections to flush this turn.
@@ -54,8 +102,13 @@ pub struct Conn {
     pub write_blocked: bool,
     /// Marked for removal at the end of the loop turn.
     pub dead: bool,
-    /// When this connection must give up waiting (request head, idle, close linger).
+    /// When this connection must give up waiting (request head, idle keep-alive, closing).
     pub deadline: Option<Instant>,
+    /// The peer sent EOF: once our answers are out, the connection is over.
+    pub peer_eof: bool,
+    /// HTTP reading stopped until the queued answers drain (a client that pipelines requests
+    /// without reading the responses must not make us buffer without bound).
+    pub read_paused: bool,
 }
 
 impl Conn {
@@ -64,13 +117,15 @@ impl Conn {
             stream,
             peer,
             phase: Phase::Http { buf: Vec::new() },
-            out: Vec::new(),
-            close_after_flush: false,
+            out: Outbound::default(),
+            shut: false,
             registered: Interest::READABLE,
             dirty: false,
             write_blocked: false,
             dead: false,
             deadline: None,
+            peer_eof: false,
+            read_paused: false,
         }
     }
 
@@ -83,7 +138,7 @@ impl Conn {
         }
     }
 
-    /// The WebSocket client behind this connection, if it is one.
+    /// The WebSocket client behind this connection, if it is one (and not closing).
     pub fn client(&self) -> Option<ClientId> {
         match &self.phase {
             Phase::WebSocket { client, .. } => Some(*client),
@@ -91,14 +146,26 @@ impl Conn {
         }
     }
 
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
     /// Queues an HTTP response. With `close`, the connection ends once it is written.
-    pub fn queue_response(&mut self, bytes: &[u8], close: bool) {
-        self.out.extend_from_slice(bytes);
-        self.close_after_flush |= close;
+    pub fn queue_response(&mut self, bytes: Vec<u8>, close: bool) {
+        self.out.push(Bytes::from(bytes));
+        if close {
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// Queues a shared, already encoded frame.
+    pub fn queue_frame(&mut self, frame: Bytes) {
+        self.out.push(frame);
     }
 
     /// Switches to WebSocket after the `101` was queued. `leftover`: bytes that arrived after
-    /// the request head (the client may send frames before it sees our answer).
+    /// the request head (a client may send frames before it sees our answer).
     pub fn upgrade(
         &mut self,
         client: ClientId,
@@ -114,31 +181,39 @@ impl Conn {
         };
     }
 
-    /// Reads what the socket has into `buf` (HTTP phase), until WouldBlock or `limit` bytes are
-    /// buffered. `Ok(false)`: the peer closed its side.
-    pub fn read_http(&mut self, scratch: &mut [u8], limit: usize) -> io::Result<bool> {
+    /// Reads what the socket has into the head buffer (HTTP phase), until WouldBlock, EOF or
+    /// `limit` bytes are buffered.
+    pub fn read_http(
+        &mut self,
+        scratch: &mut [u8],
+        limit: usize,
+        bytes_in: &mut u64,
+    ) -> io::Result<HttpRead> {
         let Phase::Http { buf } = &mut self.phase else {
-            return Ok(true);
+            return Ok(HttpRead::Drained);
         };
         while buf.len() < limit {
             let want = scratch.len().min(limit - buf.len());
             match self.stream.read(&mut scratch[..want]) {
-                Ok(0) => return Ok(false),
-                Ok(n) => buf.extend_from_slice(&scratch[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Ok(0) => return Ok(HttpRead::Eof),
+                Ok(n) => {
+                    *bytes_in += n as u64;
+                    buf.extend_from_slice(&scratch[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(HttpRead::Drained),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok(HttpRead::Full)
     }
 
     /// Reads and drops whatever the peer sends while closing. `Ok(false)` at EOF.
-    pub fn discard_input(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
+    pub fn discard_input(&mut self, scratch: &mut [u8], bytes_in: &mut u64) -> io::Result<bool> {
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => return Ok(false),
-                Ok(_) => {}
+                Ok(n) => *bytes_in += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -146,77 +221,104 @@ impl Conn {
         }
     }
 
-    /// Reads the next complete WebSocket message, if one is there.
-    pub fn read_message(&mut self) -> Result<Option<Message>, tungstenite::Error> {
+    /// Reads the next complete WebSocket message, if one is there. Pongs and close replies
+    /// tungstenite produces on the way are queued.
+    pub fn read_message(
+        &mut self,
+        bytes_in: &mut u64,
+    ) -> Result<Option<Message>, tungstenite::Error> {
         let Phase::WebSocket { ctx, .. } = &mut self.phase else {
             return Ok(None);
         };
-        match ctx.read(&mut self.stream) {
+        let mut io = Io {
+            stream: &mut self.stream,
+            out: &mut self.out,
+            bytes_in,
+        };
+        let result = ctx.read(&mut io);
+        // A pong or close reply may be waiting inside tungstenite: move it to the queue.
+        let _ = ctx.flush(&mut io);
+        match result {
             Ok(message) => Ok(Some(message)),
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Buffers a text frame; it goes out at the next [`flush`](Self::flush).
-    pub fn send_text(&mut self, payload: Payload) -> Result<(), tungstenite::Error> {
-        let Phase::WebSocket { ctx, .. } = &mut self.phase else {
-            return Ok(());
-        };
-        // write_buffer_size is set so high that this only buffers: the frame is on its way
-        // even if the socket is full, and must never be written again.
-        match ctx.write(&mut self.stream, Message::Text(payload)) {
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            other => other,
+    /// Queues a WebSocket ping (heartbeat).
+    pub fn send_ping(&mut self) {
+        if let Phase::WebSocket { ctx, .. } = &mut self.phase {
+            let mut bytes_in = 0;
+            let mut io = Io {
+                stream: &mut self.stream,
+                out: &mut self.out,
+                bytes_in: &mut bytes_in,
+            };
+            // Writes into the queue cannot fail; a closing context refuses, which is fine.
+            let _ = ctx.write(&mut io, Message::Ping(Bytes::new()));
+            let _ = ctx.flush(&mut io);
         }
     }
 
-    /// Starts the closing handshake with `code` and `reason`.
-    pub fn send_close(&mut self, code: u16, reason: &str) {
-        if let Phase::WebSocket { ctx, .. } = &mut self.phase {
+    /// Ends the WebSocket: queues a close frame (unless `code` is `None`: the peer is gone or
+    /// already closed) and moves to [`Phase::Closing`]. Frames not yet started are dropped
+    /// first when `drop_queued` (a slow consumer would otherwise get its whole backlog before
+    /// the close). Returns the client that left, if this was a live WebSocket.
+    pub fn close_ws(
+        &mut self,
+        code: Option<(u16, &str)>,
+        drop_queued: bool,
+    ) -> Option<(ClientId, String)> {
+        let Phase::WebSocket { ctx, client, user } =
+            std::mem::replace(&mut self.phase, Phase::Closing)
+        else {
+            return None;
+        };
+        let mut ctx = ctx;
+        if drop_queued {
+            self.out.drop_unstarted();
+        }
+        if let Some((code, reason)) = code {
+            let mut bytes_in = 0;
+            let mut io = Io {
+                stream: &mut self.stream,
+                out: &mut self.out,
+                bytes_in: &mut bytes_in,
+            };
             let frame = CloseFrame {
                 code: CloseCode::from(code),
                 reason: reason.into(),
             };
-            // The frame is queued even when the write blocks; errors surface at flush.
-            let _ = ctx.close(&mut self.stream, Some(frame));
+            // Queues the close frame (or the reply to the peer's close) behind whole frames.
+            let _ = ctx.close(&mut io, Some(frame));
+            let _ = ctx.flush(&mut io);
+        } else {
+            // The peer closed first: only its reply (already produced by tungstenite) goes out.
+            let mut bytes_in = 0;
+            let _ = ctx.flush(&mut Io {
+                stream: &mut self.stream,
+                out: &mut self.out,
+                bytes_in: &mut bytes_in,
+            });
         }
+        Some((client, user))
     }
 
-    /// Writes what is queued: raw bytes first, then tungstenite's buffered frames.
-    pub fn flush(&mut self) -> Flushed {
-        while !self.out.is_empty() {
-            match self.stream.write(&self.out) {
-                Ok(0) => return Flushed::Gone,
-                Ok(n) => {
-                    self.out.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Flushed::Gone,
-            }
+    /// Writes what is queued. A closing connection shuts its write side once all is out.
+    pub fn flush(&mut self, bytes_out: &mut u64) -> Flushed {
+        let before = self.out.len();
+        let result = self.out.write_to(&mut self.stream);
+        *bytes_out += (before - self.out.len()) as u64;
+        match result {
+            Ok(true) => {}
+            Ok(false) => return Flushed::Blocked,
+            Err(_) => return Flushed::Gone,
         }
-        if self.out.capacity() > 4096 {
-            // A large response is written; do not keep its buffer for the connection's life.
-            self.out = Vec::new();
-        }
-        if self.close_after_flush {
-            if !matches!(self.phase, Phase::Closing) {
-                let _ = self.stream.shutdown(Shutdown::Write);
-                self.phase = Phase::Closing;
-            }
-            return Flushed::All;
-        }
-        if let Phase::WebSocket { ctx, .. } = &mut self.phase {
-            match ctx.flush(&mut self.stream) {
-                Ok(()) => {}
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Flushed::Blocked
-                }
-                // ConnectionClosed: our close frame is out after the peer's; the server ends
-                // the TCP connection first (RFC 6455 section 7.1.1).
-                Err(_) => return Flushed::Gone,
-            }
+        if matches!(self.phase, Phase::Closing) && !self.shut {
+            self.shut = true;
+            // The server ends the TCP connection first (RFC 6455 section 7.1.1); the peer's
+            // FIN then ends the lingering read.
+            let _ = self.stream.shutdown(Shutdown::Write);
         }
         Flushed::All
     }

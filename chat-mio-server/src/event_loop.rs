@@ -1,44 +1,59 @@
 //! The event loop: one thread, one `mio::Poll`, every connection in a `Slab`.
 //!
 //! One loop turn:
-//! 1. wait for readiness (or the next deadline);
-//! 2. for each event: accept, or read the connection until WouldBlock and feed what it said
-//!    to the chat core (`ChatServer`), turning the core's outputs into buffered frames;
-//! 3. fire due deadlines;
-//! 4. flush every connection that got bytes this turn, once: one syscall carries all of them;
-//! 5. report connections that ended to the core, then remove them.
+//! 1. wait for readiness, or until the next deadline;
+//! 2. for each event: accept, or read the connection (until WouldBlock or its read budget) and
+//!    feed what it said to the chat core, turning the core's outputs into queued frames;
+//! 3. fire due deadlines (the core's heartbeats, HTTP timeouts, closing lingers);
+//! 4. flush every connection that got bytes this turn, once: one `writev` carries all of them;
+//! 5. remove the connections that ended.
+//!
+//! Every path that ends a chat client goes through [`EventLoop::leave`], so the core hears
+//! `Input::Disconnect` exactly once per client, however the connection ended.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_protocol::{ChatServer, ClientId, Input, Now, Output};
+use bytes::Bytes;
+use chat_protocol::{ChatServer, ClientId, CloseReason, Input, Now, Output, Payload};
 use chrono::Utc;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use tungstenite::error::ProtocolError;
+use tungstenite::error::{CapacityError, ProtocolError};
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
 use crate::assets::Assets;
-use crate::conn::{Conn, Flushed, Phase};
+use crate::config::Config;
+use crate::conn::{Conn, Flushed, HttpRead, Phase};
 use crate::http::{self, ParseError, Response};
-use crate::routes::{route, Route};
+use crate::metrics::{CloseKind, Metrics};
+use crate::routes::{route, Ctx, Route};
 use crate::timer::Timers;
 
 pub const LISTENER: Token = Token(usize::MAX);
 pub const WAKER: Token = Token(usize::MAX - 1);
+pub const SIGNALS: Token = Token(usize::MAX - 2);
 
 /// Largest HTTP request head.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// How long a closing connection may linger to receive the peer's remaining bytes.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
-/// Grace period for clients to answer the close frames sent at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// Messages read from one connection per turn before the others get their turn.
-const READ_BUDGET: usize = 64;
+/// How long a closing connection has to take its last bytes and answer with EOF.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// Messages and bytes read from one connection per turn before the others get their turn.
+const READ_BUDGET_MESSAGES: usize = 64;
+const READ_BUDGET_BYTES: u64 = 256 * 1024;
+/// After `accept` fails (EMFILE, ENFILE, ...), wait this long before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connections answered 503 while full may linger (to take their answer) up to this many
+/// beyond `max_connections`; past that they are dropped at once.
+pub const REFUSAL_HEADROOM: usize = 256;
 
 pub struct EventLoop {
     pub poll: Poll,
@@ -46,49 +61,86 @@ pub struct EventLoop {
     pub conns: Slab<Conn>,
     pub core: ChatServer,
     pub assets: Assets,
+    pub config: Config,
     pub ws_config: WebSocketConfig,
     pub shutdown: Arc<AtomicBool>,
     pub waker: Arc<Waker>,
+    pub signals: Option<Signals>,
+    /// Connections served at once (the configured maximum, capped by the open-files limit).
+    pub max_connections: usize,
+    pub metrics: Metrics,
     timers: Timers,
+    /// The time of this loop turn, read once after `poll` returns.
+    now: Now,
+    /// Inputs for the core not yet fed (disconnects found while carrying out outputs).
+    pending: VecDeque<Input>,
     /// Connections with bytes to write this turn.
     dirty: Vec<usize>,
     /// Connections that still had input when their read budget ran out.
     backlog: Vec<usize>,
     /// Connections that ended this turn.
     dead: Vec<usize>,
+    /// The last broadcast payload and its encoded frame: a broadcast's outputs come one after
+    /// the other, so each frame is encoded once and shared by every recipient.
+    frame_cache: Option<(Payload, Bytes)>,
+    accept_paused_until: Option<Instant>,
+    /// Set when a graceful shutdown began: the instant by which it ends.
+    drain_deadline: Option<Instant>,
     scratch: Box<[u8]>,
 }
 
 impl EventLoop {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         poll: Poll,
         listener: TcpListener,
-        core: ChatServer,
+        config: Config,
         assets: Assets,
-        ws_config: WebSocketConfig,
         waker: Arc<Waker>,
+        signals: Option<Signals>,
+        max_connections: usize,
     ) -> Self {
+        let now = Now {
+            instant: Instant::now(),
+            wall: Utc::now(),
+        };
         EventLoop {
             poll,
             listener,
             conns: Slab::new(),
-            core,
+            core: ChatServer::new(config.core()),
             assets,
-            ws_config,
+            ws_config: crate::ws::config(config.max_message_size),
+            config,
             shutdown: Arc::new(AtomicBool::new(false)),
             waker,
+            signals,
+            max_connections,
+            metrics: Metrics::new(now.instant),
             timers: Timers::default(),
+            now,
+            pending: VecDeque::new(),
             dirty: Vec::new(),
             backlog: Vec::new(),
             dead: Vec::new(),
+            frame_cache: None,
+            accept_paused_until: None,
+            drain_deadline: None,
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
         }
     }
 
-    /// Runs until [`ServerHandle::shutdown`](crate::ServerHandle::shutdown).
+    /// Runs until a shutdown (handle or signal) has drained. A second signal during the drain
+    /// returns an `Interrupted` error at once.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
+            if let Some(deadline) = self.drain_deadline {
+                if self.drained() || Instant::now() >= deadline {
+                    log::info!("shutdown complete");
+                    return Ok(());
+                }
+            }
             let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -96,14 +148,18 @@ impl EventLoop {
                 }
                 return Err(e);
             }
-            let backlog = std::mem::take(&mut self.backlog);
-            for key in backlog {
+            self.now = Now {
+                instant: Instant::now(),
+                wall: Utc::now(),
+            };
+            for key in std::mem::take(&mut self.backlog) {
                 self.readable(key);
             }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
+                    SIGNALS => self.signalled()?,
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.readable(key);
@@ -114,10 +170,10 @@ impl EventLoop {
                     }
                 }
             }
-            if self.shutdown.load(Ordering::Acquire) {
-                return self.drain_and_stop();
+            if self.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
+                self.begin_drain();
             }
-            self.fire_timers(Instant::now());
+            self.fire_timers();
             self.end_turn();
         }
     }
@@ -126,50 +182,130 @@ impl EventLoop {
         if !self.backlog.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = [self.timers.next(), self.core.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()?;
-        // Round up so we do not wake a hair early and spin.
+        let next = [
+            self.timers.next(),
+            self.core.poll_timeout(),
+            self.accept_paused_until,
+            self.drain_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        // Round up so the loop does not wake a hair early and spin.
         Some(next.saturating_duration_since(now) + Duration::from_millis(1))
     }
 
-    fn now() -> Now {
-        Now {
-            instant: Instant::now(),
-            wall: Utc::now(),
+    fn signalled(&mut self) -> io::Result<()> {
+        let Some(signals) = self.signals.as_mut() else {
+            return Ok(());
+        };
+        let count = signals.pending().count();
+        if count == 0 {
+            return Ok(());
         }
+        if self.drain_deadline.is_some() || count > 1 {
+            log::warn!("second signal: stopping without waiting for clients");
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "stopped by a second signal",
+            ));
+        }
+        log::info!("signal received: shutting down (send it again to stop at once)");
+        self.shutdown.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Graceful shutdown: WebSocket upgrades and `/readyz` answer 503 from now on, every chat
+    /// client gets close 1001, and `run` returns once they are gone or the timeout passed.
+    fn begin_drain(&mut self) {
+        log::info!(
+            "draining {} chat clients (at most {:?})",
+            self.metrics.websocket_open,
+            self.config.shutdown_timeout
+        );
+        self.drain_deadline = Some(self.now.instant + self.config.shutdown_timeout);
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.client().is_some())
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            self.close_client(key, CloseKind::Shutdown, false);
+        }
+        self.settle();
+    }
+
+    /// Every chat client is gone and nothing is left to write.
+    fn drained(&self) -> bool {
+        self.conns
+            .iter()
+            .all(|(_, c)| c.dead || (matches!(c.phase, Phase::Http { .. }) && c.queued() == 0))
     }
 
     fn accept(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if self.now.instant < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
         loop {
-            match self.listener.accept() {
-                Ok((mut stream, peer)) => {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        log::debug!("{peer}: TCP_NODELAY: {e}");
-                    }
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, Token(key), Interest::READABLE)
-                    {
-                        log::error!("{peer}: cannot register connection: {e}");
-                        continue;
-                    }
-                    log::debug!("{peer}: accepted");
-                    entry.insert(Conn::new(stream, peer));
-                }
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Typically EMFILE: leave the rest in the backlog; the listener stays
-                    // readable, so the next readiness event retries.
-                    log::error!("accept failed: {e}");
+                    // Typically EMFILE/ENFILE. The pending connections stay in the kernel's
+                    // backlog; retrying on every event would spin, so wait a moment.
+                    log::error!("accept failed, retrying in {ACCEPT_BACKOFF:?}: {e}");
+                    self.accept_paused_until = Some(self.now.instant + ACCEPT_BACKOFF);
                     return;
                 }
+            };
+            self.metrics.connections_total += 1;
+            let full = self.conns.len() >= self.max_connections;
+            if full && self.conns.len() >= self.max_connections + REFUSAL_HEADROOM {
+                // Flooded beyond even the room kept for polite refusals: drop at once.
+                self.metrics.refused_full += 1;
+                continue;
             }
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("{peer}: TCP_NODELAY: {e}");
+            }
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(key), Interest::READABLE)
+            {
+                log::error!("{peer}: cannot register connection: {e}");
+                continue;
+            }
+            entry.insert(Conn::new(stream, peer));
+            self.metrics.open_connections += 1;
+            if full {
+                self.metrics.refused_full += 1;
+                log::warn!("{peer}: refused, {} connections open", self.max_connections);
+                self.respond(
+                    key,
+                    &Response::text(503, "the server is full, try again later\n")
+                        .header("Retry-After", "10")
+                        .keep_alive(false),
+                );
+            } else {
+                log::debug!("{peer}: accepted");
+                self.set_deadline(key, self.config.request_timeout);
+            }
+        }
+    }
+
+    fn set_deadline(&mut self, key: usize, after: Duration) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            let at = self.now.instant + after;
+            conn.deadline = Some(at);
+            self.timers.schedule(at, key);
         }
     }
 
@@ -182,17 +318,47 @@ impl EventLoop {
         }
     }
 
+    /// The connection is over (EOF, reset, error, timeout): no more bytes either way.
     fn mark_dead(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.dead {
-                conn.dead = true;
-                self.dead.push(key);
-                if let Some(client) = conn.client() {
-                    log::info!("{} ({}) disconnected", user_of(conn), conn.peer);
-                    self.feed(Input::Disconnect { client });
-                }
-            }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.dead {
+            return;
         }
+        if let Some((client, user)) = conn.close_ws(None, true) {
+            log::info!("{user} ({}) disconnected", conn.peer);
+            self.leave(client);
+        }
+        let conn = &mut self.conns[key];
+        conn.dead = true;
+        self.dead.push(key);
+    }
+
+    /// Sends a close frame for `kind` and ends the client. `drop_queued`: frames it has not
+    /// started to receive are dropped (a slow consumer would never get to the close frame).
+    fn close_client(&mut self, key: usize, kind: CloseKind, drop_queued: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.dead {
+            return;
+        }
+        let (code, reason) = kind.frame();
+        let Some((client, user)) = conn.close_ws(Some((code, reason)), drop_queued) else {
+            return;
+        };
+        log::info!("{user} ({}) closed by the server: {reason}", conn.peer);
+        self.metrics.closed(kind);
+        self.set_deadline(key, CLOSE_LINGER);
+        self.mark_dirty(key);
+        self.leave(client);
+    }
+
+    /// The one place a chat client leaves: the core is told exactly once.
+    fn leave(&mut self, client: ClientId) {
+        self.metrics.websocket_open -= 1;
+        self.pending.push_back(Input::Disconnect { client });
     }
 
     fn readable(&mut self, key: usize) {
@@ -205,35 +371,80 @@ impl EventLoop {
         match conn.phase {
             Phase::Http { .. } => self.read_http(key),
             Phase::WebSocket { .. } => self.read_ws(key),
-            Phase::Closing => match conn.discard_input(&mut self.scratch) {
-                Ok(true) => {}
-                Ok(false) | Err(_) => self.mark_dead(key),
-            },
+            Phase::Closing => {
+                match conn.discard_input(&mut self.scratch, &mut self.metrics.bytes_in) {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => self.mark_dead(key),
+                }
+            }
         }
+        self.settle();
     }
 
     fn read_http(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        match conn.read_http(&mut self.scratch, MAX_REQUEST_HEAD) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => {
-                // The peer is gone; any half-sent request dies with it.
+        if conn.queued() > self.config.max_outbound {
+            // Answers pile up unread: read no further requests until they drain (flush
+            // resumes reading).
+            conn.read_paused = true;
+            return;
+        }
+        let was_empty = matches!(&conn.phase, Phase::Http { buf } if buf.is_empty());
+        let read = match conn.read_http(
+            &mut self.scratch,
+            MAX_REQUEST_HEAD,
+            &mut self.metrics.bytes_in,
+        ) {
+            Ok(read) => read,
+            Err(_) => {
                 self.mark_dead(key);
                 return;
             }
+        };
+        self.answer_requests(key, was_empty);
+        let Some(conn) = self.conns.get_mut(key).filter(|c| !c.dead) else {
+            return;
+        };
+        match read {
+            HttpRead::Eof => {
+                // A half-close (`nc -N`): answer what came, then end. A head cut short by
+                // the EOF can never complete.
+                conn.peer_eof = true;
+                if matches!(conn.phase, Phase::Http { .. }) {
+                    conn.phase = Phase::Closing;
+                    self.set_deadline(key, CLOSE_LINGER);
+                }
+                self.mark_dirty(key);
+            }
+            // More may wait in the socket, and no new readiness event will say so.
+            HttpRead::Full if matches!(conn.phase, Phase::Http { .. }) => self.backlog.push(key),
+            HttpRead::Full | HttpRead::Drained => {}
         }
+    }
+
+    /// Parses and answers every complete request head in the buffer.
+    fn answer_requests(&mut self, key: usize, was_empty: bool) {
         loop {
             let conn = &mut self.conns[key];
             let Phase::Http { buf } = &mut conn.phase else {
                 return;
             };
+            if buf.is_empty() {
+                return;
+            }
             let (request, len) = match http::parse(buf) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) if buf.len() >= MAX_REQUEST_HEAD => {
                     self.refuse(key, 431, "request head too large\n");
                     return;
                 }
-                Ok(None) => return,
+                Ok(None) => {
+                    if was_empty {
+                        // The first bytes of a head: it has request_timeout to complete.
+                        self.set_deadline(key, self.config.request_timeout);
+                    }
+                    return;
+                }
                 Err(ParseError::TooManyHeaders) => {
                     self.refuse(key, 431, "too many header fields\n");
                     return;
@@ -244,31 +455,65 @@ impl EventLoop {
                 }
             };
             let rest = buf.split_off(len);
-            *buf = rest;
-            match route(&request, &self.assets) {
-                Route::Respond { bytes, keep_alive } => {
-                    log::debug!("{}: {} {}", conn.peer, request.method, request.target);
-                    conn.queue_response(&bytes, !keep_alive);
+            let leftover = std::mem::replace(buf, rest);
+            drop(leftover);
+            let ctx = Ctx {
+                assets: &self.assets,
+                allowed_origins: &self.config.allowed_origins,
+                metrics: &self.metrics,
+                draining: self.drain_deadline.is_some(),
+                now: self.now.instant,
+            };
+            match route(&request, &ctx) {
+                Route::Respond {
+                    bytes,
+                    keep_alive,
+                    status,
+                } => {
+                    log::debug!(
+                        "{}: {} {} -> {status}",
+                        conn.peer,
+                        request.method,
+                        request.target
+                    );
+                    self.metrics.http_response(status);
+                    conn.queue_response(bytes, !keep_alive);
                     self.mark_dirty(key);
                     if !keep_alive {
+                        self.set_deadline(key, CLOSE_LINGER);
                         return;
                     }
+                    let idle =
+                        matches!(&self.conns[key].phase, Phase::Http { buf } if buf.is_empty());
+                    let timeout = if idle {
+                        self.config.keep_alive_timeout
+                    } else {
+                        self.config.request_timeout
+                    };
+                    self.set_deadline(key, timeout);
                 }
                 Route::Upgrade(accepted) => {
+                    let Phase::Http { buf } = &mut conn.phase else {
+                        return;
+                    };
                     let leftover = std::mem::take(buf);
                     let mut head = Vec::with_capacity(160);
                     accepted.response().write_to(&mut head);
-                    conn.queue_response(&head, false);
+                    conn.queue_response(head, false);
                     let client = ClientId(key as u64);
                     log::info!("{} ({}) connected", accepted.user, conn.peer);
                     conn.upgrade(client, accepted.user.clone(), leftover, self.ws_config);
+                    conn.deadline = None;
+                    self.metrics.http_response(101);
+                    self.metrics.websocket_open += 1;
+                    self.metrics.websockets_total += 1;
                     self.mark_dirty(key);
                     self.feed(Input::Connect {
                         client,
                         user: accepted.user,
                     });
-                    // Frames that came with the request head are already in tungstenite's
-                    // buffer; the socket may hold more.
+                    // Frames that came with the request head are in tungstenite's buffer
+                    // already; the socket may hold more.
                     self.read_ws(key);
                     return;
                 }
@@ -278,116 +523,233 @@ impl EventLoop {
 
     /// Answers a request we cannot serve and closes the connection after the answer.
     fn refuse(&mut self, key: usize, status: u16, reason: &str) {
-        let conn = &mut self.conns[key];
-        log::debug!(
-            "{}: refused with {status}: {}",
-            conn.peer,
-            reason.trim_end()
-        );
+        if let Some(conn) = self.conns.get(key) {
+            log::debug!(
+                "{}: refused with {status}: {}",
+                conn.peer,
+                reason.trim_end()
+            );
+        }
+        self.respond(key, &Response::text(status, reason).keep_alive(false));
+    }
+
+    fn respond(&mut self, key: usize, response: &Response<'_>) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let mut bytes = Vec::new();
-        Response::text(status, reason)
-            .keep_alive(false)
-            .write_to(&mut bytes);
-        conn.queue_response(&bytes, true);
-        conn.phase = Phase::Http { buf: Vec::new() };
+        response.write_to(&mut bytes);
+        conn.queue_response(bytes, !response.keep_alive);
+        self.metrics.http_response(response.status);
+        self.set_deadline(key, CLOSE_LINGER);
         self.mark_dirty(key);
     }
 
     fn read_ws(&mut self, key: usize) {
-        for _ in 0..READ_BUDGET {
-            let conn = &mut self.conns[key];
+        let start_bytes = self.metrics.bytes_in;
+        for _ in 0..READ_BUDGET_MESSAGES {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
             let Some(client) = conn.client() else {
                 return;
             };
-            match conn.read_message() {
+            let message = conn.read_message(&mut self.metrics.bytes_in);
+            if conn.queued() > 0 {
+                // A pong or a close reply is waiting.
+                self.mark_dirty(key);
+            }
+            match message {
                 Ok(None) => return,
-                Ok(Some(Message::Text(text))) => self.feed(Input::Text { client, text }),
-                Ok(Some(Message::Binary(_))) => {
-                    conn.send_close(1003, "binary frames are not supported");
-                    self.mark_dirty(key);
+                Ok(Some(Message::Text(text))) => {
+                    self.metrics.messages_received += 1;
+                    self.feed(Input::Text { client, text });
                 }
-                // tungstenite queued the pong or the close reply; get it written.
-                Ok(Some(Message::Ping(_) | Message::Close(_))) => self.mark_dirty(key),
-                Ok(Some(Message::Pong(_) | Message::Frame(_))) => {}
-                Err(e) => {
-                    log::debug!("{}: websocket ended: {e}", conn.peer);
-                    self.mark_dead(key);
+                Ok(Some(Message::Binary(_))) => {
+                    self.close_client(key, CloseKind::Unsupported, false);
                     return;
                 }
+                Ok(Some(Message::Ping(_) | Message::Pong(_))) => {
+                    self.feed(Input::Activity { client });
+                }
+                Ok(Some(Message::Close(_))) => {
+                    // tungstenite queued the reply; send it and end.
+                    let conn = &mut self.conns[key];
+                    if let Some((client, user)) = conn.close_ws(None, false) {
+                        log::info!("{user} ({}) disconnected", conn.peer);
+                        self.set_deadline(key, CLOSE_LINGER);
+                        self.mark_dirty(key);
+                        self.leave(client);
+                    }
+                    return;
+                }
+                Ok(Some(Message::Frame(_))) => {}
+                Err(e) => {
+                    self.ws_error(key, e);
+                    return;
+                }
+            }
+            if self.metrics.bytes_in - start_bytes > READ_BUDGET_BYTES {
+                break;
             }
         }
         // Budget spent with input possibly left: come back next turn, after the others.
         self.backlog.push(key);
     }
 
-    /// Feeds the core one input and carries out everything it asks for.
+    /// A read failed: answer with the close code the error deserves, or drop a connection
+    /// that is already gone.
+    fn ws_error(&mut self, key: usize, error: tungstenite::Error) {
+        let peer = self.conns[key].peer;
+        log::debug!("{peer}: websocket error: {error}");
+        let kind = match &error {
+            tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }) => CloseKind::TooBig,
+            tungstenite::Error::Capacity(_) => CloseKind::TooBig,
+            tungstenite::Error::Utf8(_) => CloseKind::InvalidUtf8,
+            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                self.mark_dead(key);
+                return;
+            }
+            tungstenite::Error::Protocol(_) => CloseKind::ProtocolError,
+            _ => {
+                // IO errors, a finished close handshake: nothing more to say to this peer.
+                self.mark_dead(key);
+                return;
+            }
+        };
+        self.close_client(key, kind, false);
+    }
+
+    /// Feeds the core one input, then everything that follows from carrying out its outputs.
     fn feed(&mut self, input: Input) {
-        if let Err(e) = self.core.handle_input(Self::now(), input) {
-            // A bug in this driver, not something a client did.
-            log::error!("chat core refused an input: {e}");
+        self.pending.push_back(input);
+        self.settle();
+    }
+
+    /// Feeds pending inputs until none is left. Carrying out an output never feeds the core
+    /// directly (it may queue a disconnect), so every input's outputs are drained completely
+    /// before the next input, as the core's contract asks.
+    fn settle(&mut self) {
+        while let Some(input) = self.pending.pop_front() {
+            if let Err(e) = self.core.handle_input(self.now, input) {
+                // A bug in this driver, not something a client did.
+                log::error!("chat core refused an input: {e}");
+            }
+            while let Some(output) = self.core.poll_output() {
+                self.carry_out(output);
+            }
         }
-        while let Some(output) = self.core.poll_output() {
-            match output {
-                Output::Send { to, payload } => {
-                    let key = to.0 as usize;
-                    let Some(conn) = self.conns.get_mut(key) else {
-                        continue;
-                    };
-                    match conn.send_text(payload) {
-                        Ok(()) => self.mark_dirty(key),
-                        // We already sent a close frame: the client is on its way out and will
-                        // be reported by the read side; it gets no more frames.
-                        Err(
-                            tungstenite::Error::Protocol(ProtocolError::SendAfterClosing)
-                            | tungstenite::Error::AlreadyClosed,
-                        ) => {}
-                        Err(e) => {
-                            log::debug!("{}: cannot queue a frame: {e}", conn.peer);
-                            self.mark_dead(key);
-                        }
+        self.frame_cache = None;
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Send { to, payload } => {
+                let key = to.0 as usize;
+                if self.conns.get(key).is_none_or(|c| c.client() != Some(to)) {
+                    return;
+                }
+                let frame = self.encode(payload);
+                let max = self.config.max_outbound;
+                let conn = &mut self.conns[key];
+                if conn.queued() + frame.len() > max {
+                    // Before calling it slow, give the kernel what it will take now.
+                    let flushed = conn.flush(&mut self.metrics.bytes_out);
+                    if flushed == Flushed::Gone {
+                        self.mark_dead(key);
+                        return;
+                    }
+                    if conn.queued() + frame.len() > max {
+                        self.close_client(key, CloseKind::SlowConsumer, true);
+                        return;
                     }
                 }
-                Output::Close {
-                    client,
-                    code,
-                    reason,
-                } => {
-                    let key = client.0 as usize;
-                    if let Some(conn) = self.conns.get_mut(key) {
-                        conn.send_close(code, reason);
-                        self.mark_dirty(key);
-                    }
+                conn.queue_frame(frame);
+                self.metrics.messages_delivered += 1;
+                self.mark_dirty(key);
+            }
+            Output::Ping { to } => {
+                let key = to.0 as usize;
+                if let Some(conn) = self.conns.get_mut(key).filter(|c| c.client() == Some(to)) {
+                    conn.send_ping();
+                    self.mark_dirty(key);
+                }
+            }
+            Output::Close { client, reason } => {
+                let key = client.0 as usize;
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.client() == Some(client))
+                {
+                    let kind = match reason {
+                        CloseReason::RateLimited => CloseKind::RateLimit,
+                        CloseReason::Idle => CloseKind::Idle,
+                        _ => CloseKind::ProtocolError,
+                    };
+                    self.close_client(key, kind, false);
                 }
             }
         }
     }
 
-    fn fire_timers(&mut self, now: Instant) {
+    /// The WebSocket frame for a text payload, encoded by tungstenite once per broadcast.
+    fn encode(&mut self, payload: Payload) -> Bytes {
+        if let Some((cached, frame)) = &self.frame_cache {
+            // The cache holds a clone of its payload, so its buffer cannot have been freed and
+            // reused: equal pointer and length mean the same payload.
+            if cached.as_str().as_ptr() == payload.as_str().as_ptr()
+                && cached.len() == payload.len()
+            {
+                return frame.clone();
+            }
+        }
+        let mut buf = Vec::with_capacity(payload.len() + 14);
+        Frame::message(Bytes::from(payload.clone()), OpCode::Data(Data::Text), true)
+            .format(&mut buf)
+            .expect("writing a frame into a Vec cannot fail");
+        let frame = Bytes::from(buf);
+        self.frame_cache = Some((payload, frame.clone()));
+        frame
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now.instant;
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.feed(Input::Timeout);
         }
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept();
+        }
         for key in self.timers.expired(now) {
-            let due = self
-                .conns
-                .get(key)
-                .and_then(|c| c.deadline)
-                .is_some_and(|d| d <= now);
-            if due {
-                self.mark_dead(key);
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
+            if conn.dead || conn.deadline.is_none_or(|d| d > now) {
+                continue; // stale entry: the deadline moved or the slot was reused
+            }
+            match &conn.phase {
+                Phase::Http { buf } if !buf.is_empty() => {
+                    self.refuse(key, 408, "request head not received in time\n");
+                }
+                _ => self.mark_dead(key),
             }
         }
+        self.settle();
     }
 
     fn end_turn(&mut self) {
-        // Flushing can end connections, and ending one announces it to the others, which
+        // Flushing can end connections, and an ending announces itself to the others, which
         // makes more connections dirty: repeat until nothing is left to write.
         while !self.dirty.is_empty() {
             for key in std::mem::take(&mut self.dirty) {
                 self.flush(key);
             }
+            self.settle();
         }
         for key in std::mem::take(&mut self.dead) {
             let mut conn = self.conns.remove(key);
+            self.metrics.open_connections -= 1;
             if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
                 log::debug!("{}: deregister: {e}", conn.peer);
             }
@@ -402,19 +764,24 @@ impl EventLoop {
         if conn.dead {
             return;
         }
-        let was_closing = matches!(conn.phase, Phase::Closing);
-        match conn.flush() {
+        match conn.flush(&mut self.metrics.bytes_out) {
             Flushed::Gone => {
                 self.mark_dead(key);
                 return;
             }
             Flushed::Blocked => conn.write_blocked = true,
-            Flushed::All => conn.write_blocked = false,
-        }
-        if !was_closing && matches!(conn.phase, Phase::Closing) {
-            let at = Instant::now() + CLOSE_LINGER;
-            conn.deadline = Some(at);
-            self.timers.schedule(at, key);
+            Flushed::All => {
+                conn.write_blocked = false;
+                if conn.peer_eof && matches!(conn.phase, Phase::Closing) {
+                    // Our last bytes are out and the peer has nothing more to say.
+                    self.mark_dead(key);
+                    return;
+                }
+                if conn.read_paused {
+                    conn.read_paused = false;
+                    self.backlog.push(key);
+                }
+            }
         }
         let wanted = conn.wanted_interest();
         if wanted != conn.registered {
@@ -430,43 +797,5 @@ impl EventLoop {
                 }
             }
         }
-    }
-
-    /// Closes every WebSocket with 1001, gives clients a moment to answer, then returns.
-    fn drain_and_stop(&mut self) -> io::Result<()> {
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for &key in &keys {
-            let conn = &mut self.conns[key];
-            if conn.client().is_some() {
-                conn.send_close(1001, "server shutting down");
-            }
-            self.mark_dirty(key);
-        }
-        self.end_turn();
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        let mut events = Events::with_capacity(1024);
-        while self.conns.iter().any(|(_, c)| c.client().is_some()) {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            self.poll.poll(&mut events, Some(deadline - now))?;
-            for event in events.iter() {
-                let Token(key) = event.token();
-                if key != LISTENER.0 && key != WAKER.0 {
-                    self.readable(key);
-                    self.mark_dirty(key);
-                }
-            }
-            self.end_turn();
-        }
-        Ok(())
-    }
-}
-
-fn user_of(conn: &Conn) -> &str {
-    match &conn.phase {
-        Phase::WebSocket { user, .. } => user,
-        _ => "-",
     }
 }

@@ -25,6 +25,8 @@ pub struct Request {
     pub sec_websocket_key: Option<String>,
     pub sec_websocket_version: Option<String>,
     pub if_none_match: Option<String>,
+    pub host: Option<String>,
+    pub origin: Option<String>,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub has_body: bool,
 }
@@ -80,6 +82,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
         sec_websocket_key: None,
         sec_websocket_version: None,
         if_none_match: None,
+        host: None,
+        origin: None,
         has_body: false,
     };
     for header in req.headers.iter() {
@@ -105,6 +109,10 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
             request.sec_websocket_key = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             request.sec_websocket_version = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("host") {
+            request.host = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("origin") {
+            request.origin = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("if-none-match") {
             request.if_none_match = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -217,11 +225,13 @@ pub fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         413 => "Content Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
         _ => "",
     }
 }

@@ -27,6 +27,8 @@ mod config;
 mod conn;
 mod event_loop;
 mod http;
+mod metrics;
+mod outbound;
 mod routes;
 mod timer;
 mod ws;
@@ -36,13 +38,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use chat_protocol::ChatServer;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 
 pub use assets::Assets;
 pub use config::Config;
-use event_loop::{EventLoop, LISTENER, WAKER};
+use event_loop::{EventLoop, LISTENER, REFUSAL_HEADROOM, SIGNALS, WAKER};
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
@@ -66,16 +69,31 @@ impl Server {
                 routes::INDEX
             );
         }
+        let max_connections = connection_budget(config.max_connections);
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.bind)?;
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let core = ChatServer::new(chat_protocol::Config::default());
-        let ws_config = ws::config(config.max_message_size);
+        let signals = if config.handle_signals {
+            let mut signals = Signals::new([SIGINT, SIGTERM])?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            Some(signals)
+        } else {
+            None
+        };
         Ok(Server {
-            event_loop: EventLoop::new(poll, listener, core, assets, ws_config, waker),
+            event_loop: EventLoop::new(
+                poll,
+                listener,
+                config,
+                assets,
+                waker,
+                signals,
+                max_connections,
+            ),
             local_addr,
         })
     }
@@ -97,6 +115,29 @@ impl Server {
     /// "server shutting down" and a moment to answer, and `run` returns `Ok(())`.
     pub fn run(mut self) -> io::Result<()> {
         self.event_loop.run()
+    }
+}
+
+/// Raises the open-files soft limit to the hard limit and caps `wanted` connections to what it
+/// allows, keeping room for the listener, the poller, refusals and the rest of the process.
+fn connection_budget(wanted: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            log::warn!("cannot raise the open-files limit: {e}");
+            return wanted;
+        }
+    };
+    let reserve = 64 + REFUSAL_HEADROOM as u64;
+    let budget = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    if wanted > budget {
+        log::warn!(
+            "--max-connections {wanted} exceeds what the open-files limit ({limit}) allows: \
+             serving at most {budget}"
+        );
+        budget.max(1)
+    } else {
+        wanted
     }
 }
 

@@ -30,7 +30,9 @@ fn main() -> ExitCode {
         eprintln!("cannot start logging: {e}");
     }
 
-    let server = match Server::bind(cli.config.clone()) {
+    let mut config = cli.config.clone();
+    config.handle_signals = true;
+    let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
             log::error!("cannot start on {}: {e}", cli.config.bind);

@@ -2,9 +2,21 @@
 
 use percent_encoding::percent_decode_str;
 
+use std::time::Instant;
+
 use crate::assets::Assets;
 use crate::http::{Request, Response};
+use crate::metrics::Metrics;
 use crate::ws::{self, Accepted};
+
+/// What the routes need to know about the server.
+pub struct Ctx<'a> {
+    pub assets: &'a Assets,
+    pub allowed_origins: &'a [String],
+    pub metrics: &'a Metrics,
+    pub draining: bool,
+    pub now: Instant,
+}
 
 /// The page served at `/`.
 pub const INDEX: &str = "index.html";
@@ -12,7 +24,11 @@ pub const INDEX: &str = "index.html";
 /// The answer to one request.
 pub enum Route {
     /// Write this response (already encoded). `keep_alive`: the connection may carry more.
-    Respond { bytes: Vec<u8>, keep_alive: bool },
+    Respond {
+        bytes: Vec<u8>,
+        keep_alive: bool,
+        status: u16,
+    },
     /// Switch this connection to WebSocket.
     Upgrade(Accepted),
 }
@@ -24,15 +40,21 @@ impl Route {
         Route::Respond {
             bytes,
             keep_alive: response.keep_alive,
+            status: response.status,
         }
     }
 }
 
 /// Routes one request head.
-pub fn route(request: &Request, assets: &Assets) -> Route {
+pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
     let path = request.path();
     if let Some(raw_id) = path.strip_prefix("/ws/") {
-        return match ws::accept(request, raw_id) {
+        if ctx.draining {
+            return Route::respond(
+                Response::text(503, "the server is shutting down\n").keep_alive(false),
+            );
+        }
+        return match ws::accept(request, raw_id, ctx.allowed_origins) {
             Ok(accepted) => Route::Upgrade(accepted),
             Err(refusal) => Route::respond(refusal.response()),
         };
@@ -55,6 +77,31 @@ pub fn route(request: &Request, assets: &Assets) -> Route {
         );
     }
     let keep_alive = request.keep_alive;
+    let plain = |status: u16, body: &str| {
+        Route::respond(
+            Response::text(status, body)
+                .header("Cache-Control", "no-store")
+                .head_only(head_only)
+                .keep_alive(keep_alive),
+        )
+    };
+    match path {
+        "/healthz" => return plain(200, "ok\n"),
+        "/readyz" if ctx.draining => return plain(503, "draining\n"),
+        "/readyz" => return plain(200, "ready\n"),
+        "/metrics" => {
+            let text = ctx.metrics.render(ctx.now, ctx.draining);
+            return Route::respond(
+                Response::new(200, text.as_bytes())
+                    .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                    .header("Cache-Control", "no-store")
+                    .head_only(head_only)
+                    .keep_alive(keep_alive),
+            );
+        }
+        _ => {}
+    }
+    let assets = ctx.assets;
     let name = if path == "/" {
         Some(INDEX.to_owned())
     } else {

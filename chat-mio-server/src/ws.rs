@@ -29,10 +29,11 @@ impl Refusal {
     /// failed an upgrade has no reason to keep it.
     pub fn response(&self) -> Response<'_> {
         let response = Response::text(self.status, &self.reason).keep_alive(false);
-        if self.status == 426 {
-            response.header("Sec-WebSocket-Version", "13")
-        } else {
-            response
+        match self.status {
+            426 => response.header("Sec-WebSocket-Version", "13"),
+            // RFC 9110 section 15.5.6: a 405 names the methods that are allowed.
+            405 => response.header("Allow", "GET"),
+            _ => response,
         }
     }
 }
@@ -56,8 +57,13 @@ impl Accepted {
     }
 }
 
-/// Checks an upgrade request for `/ws/{raw_id}` (RFC 6455 section 4.2.1).
-pub fn accept(request: &Request, raw_id: &str) -> Result<Accepted, Refusal> {
+/// Checks an upgrade request for `/ws/{raw_id}` (RFC 6455 section 4.2.1), and its `Origin`
+/// against cross-site WebSocket hijacking.
+pub fn accept(
+    request: &Request,
+    raw_id: &str,
+    allowed_origins: &[String],
+) -> Result<Accepted, Refusal> {
     if request.method != "GET" {
         return Err(Refusal::new(405, "a WebSocket upgrade must use GET\n"));
     }
@@ -90,11 +96,62 @@ pub fn accept(request: &Request, raw_id: &str) -> Result<Accepted, Refusal> {
             "Sec-WebSocket-Key must be 16 bytes in base64\n",
         ));
     }
+    if !origin_allowed(
+        request.origin.as_deref(),
+        request.host.as_deref(),
+        allowed_origins,
+    ) {
+        return Err(Refusal::new(
+            403,
+            "this Origin may not open a chat connection (see --allowed-origin)\n",
+        ));
+    }
     let user = client_id(raw_id).map_err(|why| Refusal::new(400, format!("{why}\n")))?;
     Ok(Accepted {
         user,
         accept_key: derive_accept_key(key.as_bytes()),
     })
+}
+
+/// Browsers always send `Origin` on a WebSocket request; a page from another site must not be
+/// able to chat in its visitor's name. Same origin (the Origin's host and port are the Host
+/// header's) passes; so does any origin listed, or all with `*`. No Origin: not a browser, so
+/// no ambient credentials to abuse: allowed.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = origin.trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false; // "null" (sandboxed frames, file: pages) and anything unparsable
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return false,
+    };
+    let Some(host) = host else {
+        return false;
+    };
+    let normalize = |authority: &str| {
+        let authority = authority.to_ascii_lowercase();
+        // A port is present when the last ':' comes after any IPv6 literal's ']'.
+        let has_port = authority
+            .rfind(':')
+            .is_some_and(|i| !authority[i..].contains(']'));
+        if has_port {
+            authority
+        } else {
+            format!("{authority}:{default_port}")
+        }
+    };
+    normalize(authority) == normalize(host)
 }
 
 /// A base64 encoding of 16 bytes: 22 characters of the alphabet and `==`.
@@ -132,10 +189,9 @@ pub fn config(max_message_size: usize) -> WebSocketConfig {
         // tungstenite allocates (and zero-fills) the whole read buffer per connection; its
         // 128 KiB default would cost 128 KiB of RSS for every idle client.
         .read_buffer_size(4 * 1024)
-        // Frames are only buffered on write; the event loop flushes each connection once per
-        // loop turn, so one syscall carries every frame of that turn.
-        .write_buffer_size(usize::MAX - 1)
-        .max_write_buffer_size(usize::MAX)
+        // tungstenite only ever writes control frames (pong, close) here, into the connection's
+        // own outbound queue (see conn.rs), so its write buffer stays tiny.
+        .write_buffer_size(0)
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
 }
@@ -169,6 +225,77 @@ mod tests {
         for raw in bad {
             assert!(client_id(raw).is_err(), "{raw:?} must be refused");
         }
+    }
+
+    #[test]
+    fn origins() {
+        let none: &[String] = &[];
+        let cases = [
+            (None, Some("h:8000"), none, true),
+            (
+                Some("http://127.0.0.1:8000"),
+                Some("127.0.0.1:8000"),
+                none,
+                true,
+            ),
+            (
+                Some("http://LOCALHOST:8000/"),
+                Some("localhost:8000"),
+                none,
+                true,
+            ),
+            (
+                Some("http://example.com"),
+                Some("example.com:80"),
+                none,
+                true,
+            ),
+            (Some("https://example.com"), Some("example.com"), none, true),
+            (Some("http://[::1]:8000"), Some("[::1]:8000"), none, true),
+            (
+                Some("http://evil.example"),
+                Some("127.0.0.1:8000"),
+                none,
+                false,
+            ),
+            (
+                Some("http://127.0.0.1:9999"),
+                Some("127.0.0.1:8000"),
+                none,
+                false,
+            ),
+            (
+                Some("https://example.com"),
+                Some("example.com:80"),
+                none,
+                false,
+            ),
+            (Some("null"), Some("127.0.0.1:8000"), none, false),
+            (Some("http://127.0.0.1:8000"), None, none, false),
+        ];
+        for (origin, host, allowed, ok) in cases {
+            assert_eq!(
+                origin_allowed(origin, host, allowed),
+                ok,
+                "{origin:?} {host:?}"
+            );
+        }
+        let list = ["https://chat.example.org".to_owned()];
+        assert!(origin_allowed(
+            Some("https://chat.example.org"),
+            Some("10.0.0.1:8000"),
+            &list
+        ));
+        assert!(!origin_allowed(
+            Some("https://other.example.org"),
+            Some("10.0.0.1:8000"),
+            &list
+        ));
+        assert!(origin_allowed(
+            Some("http://anything"),
+            Some("h"),
+            &["*".to_owned()]
+        ));
     }
 
     #[test]

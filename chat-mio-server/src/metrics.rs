@@ -1,0 +1,259 @@
+//! Counters behind `GET /metrics`, in the Prometheus text format. Plain integers: the event
+//! loop is the only writer and the only reader. No per-user labels.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+/// Why the server ended a WebSocket connection (label `reason` of `chat_closes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    SlowConsumer,
+    RateLimit,
+    TooBig,
+    Idle,
+    ProtocolError,
+    InvalidUtf8,
+    Unsupported,
+    Shutdown,
+}
+
+impl CloseKind {
+    pub const ALL: [CloseKind; 8] = [
+        CloseKind::SlowConsumer,
+        CloseKind::RateLimit,
+        CloseKind::TooBig,
+        CloseKind::Idle,
+        CloseKind::ProtocolError,
+        CloseKind::InvalidUtf8,
+        CloseKind::Unsupported,
+        CloseKind::Shutdown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseKind::SlowConsumer => "slow_consumer",
+            CloseKind::RateLimit => "rate_limit",
+            CloseKind::TooBig => "too_big",
+            CloseKind::Idle => "idle",
+            CloseKind::ProtocolError => "protocol_error",
+            CloseKind::InvalidUtf8 => "invalid_utf8",
+            CloseKind::Unsupported => "unsupported_data",
+            CloseKind::Shutdown => "shutdown",
+        }
+    }
+
+    /// The WebSocket close code and reason sent for it.
+    pub fn frame(self) -> (u16, &'static str) {
+        match self {
+            CloseKind::SlowConsumer => (1008, "slow consumer"),
+            CloseKind::RateLimit => (1008, "rate limit exceeded"),
+            CloseKind::TooBig => (1009, "message too big"),
+            CloseKind::Idle => (1001, "idle timeout"),
+            CloseKind::ProtocolError => (1002, "protocol error"),
+            CloseKind::InvalidUtf8 => (1007, "invalid UTF-8 in text message"),
+            CloseKind::Unsupported => (1003, "binary messages are not supported"),
+            CloseKind::Shutdown => (1001, "server shutting down"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    started: Instant,
+    pub open_connections: u64,
+    pub connections_total: u64,
+    pub websocket_open: u64,
+    pub websockets_total: u64,
+    pub messages_received: u64,
+    pub messages_delivered: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rate_limited: u64,
+    pub refused_full: u64,
+    closes: [u64; CloseKind::ALL.len()],
+    /// Responses by status class: 1xx .. 5xx.
+    http_responses: [u64; 5],
+}
+
+impl Metrics {
+    pub fn new(started: Instant) -> Self {
+        Metrics {
+            started,
+            open_connections: 0,
+            connections_total: 0,
+            websocket_open: 0,
+            websockets_total: 0,
+            messages_received: 0,
+            messages_delivered: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            rate_limited: 0,
+            refused_full: 0,
+            closes: [0; CloseKind::ALL.len()],
+            http_responses: [0; 5],
+        }
+    }
+
+    pub fn closed(&mut self, kind: CloseKind) {
+        self.closes[kind as usize] += 1;
+    }
+
+    pub fn closes(&self, kind: CloseKind) -> u64 {
+        self.closes[kind as usize]
+    }
+
+    pub fn http_response(&mut self, status: u16) {
+        if let Some(n) = (status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.http_responses.get_mut(usize::from(i)))
+        {
+            *n += 1;
+        }
+    }
+
+    /// The Prometheus text exposition (version 0.0.4).
+    pub fn render(&self, now: Instant, draining: bool) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+            // Writing into a String cannot fail.
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let v = |n: u64| n as f64;
+        metric(
+            "chat_connections_open",
+            "gauge",
+            "TCP connections open now.",
+            &[("", v(self.open_connections))],
+        );
+        metric(
+            "chat_connections_total",
+            "counter",
+            "TCP connections accepted.",
+            &[("", v(self.connections_total))],
+        );
+        metric(
+            "chat_websockets_open",
+            "gauge",
+            "Chat (WebSocket) clients connected now.",
+            &[("", v(self.websocket_open))],
+        );
+        metric(
+            "chat_websockets_total",
+            "counter",
+            "Chat (WebSocket) clients that ever connected.",
+            &[("", v(self.websockets_total))],
+        );
+        metric(
+            "chat_connections_refused_total",
+            "counter",
+            "Connections answered 503 because the server was full.",
+            &[("", v(self.refused_full))],
+        );
+        metric(
+            "chat_messages_received_total",
+            "counter",
+            "Chat messages received from clients.",
+            &[("", v(self.messages_received))],
+        );
+        metric(
+            "chat_messages_delivered_total",
+            "counter",
+            "Frames queued to clients (one per recipient).",
+            &[("", v(self.messages_delivered))],
+        );
+        metric(
+            "chat_messages_rate_limited_total",
+            "counter",
+            "Messages refused by the rate limit.",
+            &[("", v(self.rate_limited))],
+        );
+        metric(
+            "chat_bytes_received_total",
+            "counter",
+            "Bytes read from sockets.",
+            &[("", v(self.bytes_in))],
+        );
+        metric(
+            "chat_bytes_sent_total",
+            "counter",
+            "Bytes written to sockets.",
+            &[("", v(self.bytes_out))],
+        );
+        let closes: Vec<(String, f64)> = CloseKind::ALL
+            .iter()
+            .map(|k| (format!("{{reason=\"{}\"}}", k.label()), v(self.closes(*k))))
+            .collect();
+        let closes: Vec<(&str, f64)> = closes.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        metric(
+            "chat_closes_total",
+            "counter",
+            "WebSocket connections the server closed, by reason.",
+            &closes,
+        );
+        let classes: Vec<(String, f64)> = (1..=5)
+            .map(|c| {
+                (
+                    format!("{{class=\"{c}xx\"}}"),
+                    v(self.http_responses[c - 1]),
+                )
+            })
+            .collect();
+        let classes: Vec<(&str, f64)> = classes.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        metric(
+            "chat_http_responses_total",
+            "counter",
+            "HTTP responses sent, by status class.",
+            &classes,
+        );
+        metric(
+            "chat_draining",
+            "gauge",
+            "1 while the server shuts down.",
+            &[("", if draining { 1.0 } else { 0.0 })],
+        );
+        metric(
+            "chat_uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+            &[(
+                "",
+                now.saturating_duration_since(self.started).as_secs_f64(),
+            )],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let t = Instant::now();
+        let mut m = Metrics::new(t);
+        m.closed(CloseKind::SlowConsumer);
+        m.closed(CloseKind::SlowConsumer);
+        m.http_response(200);
+        m.http_response(404);
+        m.http_response(101);
+        m.messages_delivered = 7;
+        let text = m.render(t, false);
+        assert!(text.contains("chat_closes_total{reason=\"slow_consumer\"} 2\n"));
+        assert!(text.contains("chat_closes_total{reason=\"idle\"} 0\n"));
+        assert!(text.contains("chat_http_responses_total{class=\"2xx\"} 1\n"));
+        assert!(text.contains("chat_http_responses_total{class=\"4xx\"} 1\n"));
+        assert!(text.contains("chat_http_responses_total{class=\"1xx\"} 1\n"));
+        assert!(text.contains("chat_messages_delivered_total 7\n"));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split(' ').nth(2).unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP"
+            );
+        }
+    }
+}
