@@ -51,9 +51,6 @@ const READ_BUDGET_MESSAGES: usize = 64;
 const READ_BUDGET_BYTES: u64 = 256 * 1024;
 /// After `accept` fails (EMFILE, ENFILE, ...), wait this long before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Connections answered 503 while full may linger (to take their answer) up to this many
-/// beyond `max_connections`; past that they are dropped at once.
-pub const REFUSAL_HEADROOM: usize = 256;
 
 pub struct EventLoop {
     pub poll: Poll,
@@ -68,6 +65,9 @@ pub struct EventLoop {
     pub signals: Option<Signals>,
     /// Connections served at once (the configured maximum, capped by the open-files limit).
     pub max_connections: usize,
+    /// Connections answered 503 while full may linger (to take their answer) up to this many
+    /// beyond `max_connections`; past that they are dropped at once.
+    pub refusal_headroom: usize,
     pub metrics: Metrics,
     timers: Timers,
     /// The time of this loop turn, read once after `poll` returns.
@@ -98,7 +98,7 @@ impl EventLoop {
         assets: Assets,
         waker: Arc<Waker>,
         signals: Option<Signals>,
-        max_connections: usize,
+        (max_connections, refusal_headroom): (usize, usize),
     ) -> Self {
         let now = Now {
             instant: Instant::now(),
@@ -116,6 +116,7 @@ impl EventLoop {
             waker,
             signals,
             max_connections,
+            refusal_headroom,
             metrics: Metrics::new(now.instant),
             timers: Timers::default(),
             now,
@@ -155,9 +156,12 @@ impl EventLoop {
             for key in std::mem::take(&mut self.backlog) {
                 self.readable(key);
             }
+            let mut accept = false;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    // Accept after the other events, so connections that ended in this batch
+                    // no longer count against the limit.
+                    LISTENER => accept = true,
                     WAKER => {}
                     SIGNALS => self.signalled()?,
                     Token(key) => {
@@ -169,6 +173,9 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            if accept {
+                self.accept();
             }
             if self.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
                 self.begin_drain();
@@ -264,8 +271,9 @@ impl EventLoop {
                 }
             };
             self.metrics.connections_total += 1;
-            let full = self.conns.len() >= self.max_connections;
-            if full && self.conns.len() >= self.max_connections + REFUSAL_HEADROOM {
+            let open = self.conns.len() - self.dead.len();
+            let full = open >= self.max_connections;
+            if full && open >= self.max_connections + self.refusal_headroom {
                 // Flooded beyond even the room kept for polite refusals: drop at once.
                 self.metrics.refused_full += 1;
                 continue;

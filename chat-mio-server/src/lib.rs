@@ -45,7 +45,7 @@ use signal_hook_mio::v1_0::Signals;
 
 pub use assets::Assets;
 pub use config::Config;
-use event_loop::{EventLoop, LISTENER, REFUSAL_HEADROOM, SIGNALS, WAKER};
+use event_loop::{EventLoop, LISTENER, SIGNALS, WAKER};
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
@@ -69,7 +69,7 @@ impl Server {
                 routes::INDEX
             );
         }
-        let max_connections = connection_budget(config.max_connections);
+        let config_max_connections = config.max_connections;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.bind)?;
         let local_addr = listener.local_addr()?;
@@ -92,7 +92,7 @@ impl Server {
                 assets,
                 waker,
                 signals,
-                max_connections,
+                connection_budget(config_max_connections),
             ),
             local_addr,
         })
@@ -119,25 +119,30 @@ impl Server {
 }
 
 /// Raises the open-files soft limit to the hard limit and caps `wanted` connections to what it
-/// allows, keeping room for the listener, the poller, refusals and the rest of the process.
-fn connection_budget(wanted: usize) -> usize {
+/// allows. Returns the cap and the room kept for connections that linger to take a 503: both fit
+/// in the limit together with the listener, the poller and the rest of the process.
+fn connection_budget(wanted: usize) -> (usize, usize) {
+    const DEFAULT_HEADROOM: usize = 256;
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => limit,
+        Ok(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
         Err(e) => {
             log::warn!("cannot raise the open-files limit: {e}");
-            return wanted;
+            return (wanted, DEFAULT_HEADROOM);
         }
     };
-    let reserve = 64 + REFUSAL_HEADROOM as u64;
-    let budget = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    // Descriptors the process needs besides connections (listener, poller, waker, signals,
+    // stdio, log files of an embedding program...).
+    let base = 32.min(limit / 2);
+    let headroom = DEFAULT_HEADROOM.min((limit - base) / 8);
+    let budget = (limit - base - headroom).max(1);
     if wanted > budget {
         log::warn!(
             "--max-connections {wanted} exceeds what the open-files limit ({limit}) allows: \
              serving at most {budget}"
         );
-        budget.max(1)
+        (budget, headroom)
     } else {
-        wanted
+        (wanted, headroom)
     }
 }
 
