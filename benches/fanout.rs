@@ -1,16 +1,21 @@
 //! Broadcast fan-out through the sans-IO core: the cost of one chat message delivered to N
-//! connected clients, reported per delivered frame (criterion `Throughput::Elements(N)`).
+//! connected clients in one room, reported per delivered frame (criterion
+//! `Throughput::Elements(N)`). `core_fanout` is a room of tutorial (v1) clients sending raw
+//! text; `core_fanout_v2` a room of `chat.v2` clients sending JSON `message` commands, each of
+//! which is also kept in the room's history.
 //!
 //! `cargo bench --bench fanout`
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use chat_protocol::{ChatServer, ClientId, Config, Input, Now, Output, Payload};
+use chat_protocol::{
+    ChatServer, ClientId, Config, Input, Now, Output, Payload, Protocol, RoomName,
+};
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-fn room_of(n: u64, now: Now) -> ChatServer {
+fn room_of(n: u64, protocol: Protocol, now: Now) -> ChatServer {
     // One client sends every message: the bench measures fan-out, not the rate limit.
     let mut server = ChatServer::new(Config::default().with_rate_limit(None));
     for id in 0..n {
@@ -20,6 +25,9 @@ fn room_of(n: u64, now: Now) -> ChatServer {
                 Input::Connect {
                     client: ClientId(id),
                     user: format!("user{id}"),
+                    room: RoomName::default(),
+                    protocol,
+                    resume: None,
                 },
             )
             .expect("fresh ids");
@@ -28,20 +36,22 @@ fn room_of(n: u64, now: Now) -> ChatServer {
     server
 }
 
-fn core_fanout(c: &mut Criterion) {
-    let now = Now {
+fn now() -> Now {
+    Now {
         instant: Instant::now(),
         wall: Utc
             .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
             .single()
             .expect("valid date"),
-    };
-    // A typical chat line, shared by every iteration (the driver hands the core the buffer
-    // tungstenite decoded; cloning it here is a refcount bump).
-    let text = Payload::from("t:0:42:1234567890 the quick brown fox jumps over the lazy dog");
-    let mut group = c.benchmark_group("core_fanout");
+    }
+}
+
+/// One message from client 0 to a room of `n`, per iteration, for each room size.
+fn bench_room(c: &mut Criterion, group: &str, protocol: Protocol, text: &Payload) {
+    let now = now();
+    let mut group = c.benchmark_group(group);
     for n in [10u64, 100, 1_000, 10_000] {
-        let mut server = room_of(n, now);
+        let mut server = room_of(n, protocol, now);
         group.throughput(Throughput::Elements(n));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
@@ -67,5 +77,19 @@ fn core_fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, core_fanout);
+fn core_fanout(c: &mut Criterion) {
+    // A typical chat line, shared by every iteration (the driver hands the core the buffer
+    // tungstenite decoded; cloning it here is a refcount bump).
+    let text = Payload::from("t:0:42:1234567890 the quick brown fox jumps over the lazy dog");
+    bench_room(c, "core_fanout", Protocol::V1, &text);
+}
+
+fn core_fanout_v2(c: &mut Criterion) {
+    let text = Payload::from(
+        r#"{"type":"message","message":"t:0:42:1234567890 the quick brown fox jumps over the lazy dog"}"#,
+    );
+    bench_room(c, "core_fanout_v2", Protocol::V2, &text);
+}
+
+criterion_group!(benches, core_fanout, core_fanout_v2);
 criterion_main!(benches);

@@ -1,4 +1,5 @@
-//! The settings of [`ChatServer`](crate::ChatServer): rate limit, heartbeat and idle timeout.
+//! The settings of [`ChatServer`](crate::ChatServer): rate limit, heartbeat and idle timeout,
+//! history, epoch, room limit and typing throttle.
 
 use std::time::Duration;
 
@@ -13,8 +14,11 @@ use std::time::Duration;
 /// let config = Config::default()
 ///     .with_rate_limit(Some(RateLimit { burst: 10, per_second: 1.0 }))
 ///     .with_heartbeat_interval(Some(Duration::from_secs(30)))
-///     .with_idle_timeout(None);
+///     .with_idle_timeout(None)
+///     .with_history(50)
+///     .with_epoch(1_795_294_378_000);
 /// assert_eq!(config.idle_timeout, None);
+/// assert_eq!(config.max_rooms, 1000);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -29,6 +33,22 @@ pub struct Config {
     /// Close a client that sent nothing (not even a pong) for this long. `None` = never.
     /// Default 60 s.
     pub idle_timeout: Option<Duration>,
+    /// How many chat messages each room keeps, for the `history` frame of joining v2 clients,
+    /// for resuming, and for `client_msg_id` retries. 0 keeps none. Default 100.
+    pub history: usize,
+    /// This server run's epoch, sent in `welcome`, `history` and `gap` frames: a number that
+    /// changes on every start, so that `(epoch, id)` names one message for ever. The driver sets
+    /// it to the start time in milliseconds (the core reads no clock). Default 0.
+    pub epoch: u64,
+    /// The most rooms kept at once. A room nobody is in is kept, with its history, until a new
+    /// room needs its place; then the one that has been empty longest is forgotten. When every
+    /// room has someone in it, a connection to a new room is closed with
+    /// [`CloseReason::TooManyRooms`](crate::CloseReason::TooManyRooms). 0 is treated as 1 (a
+    /// server that refuses every connection is never what is meant). Default 1000.
+    pub max_rooms: usize,
+    /// A user's `typing` notices in a room are relayed at most once per this interval; extra
+    /// ones are dropped silently. Default 2 s.
+    pub typing_interval: Duration,
 }
 
 impl Default for Config {
@@ -40,6 +60,10 @@ impl Default for Config {
             }),
             heartbeat_interval: Some(Duration::from_secs(25)),
             idle_timeout: Some(Duration::from_secs(60)),
+            history: 100,
+            epoch: 0,
+            max_rooms: 1000,
+            typing_interval: Duration::from_secs(2),
         }
     }
 }
@@ -65,11 +89,39 @@ impl Config {
         self.idle_timeout = timeout;
         self
     }
+
+    /// Sets [`history`](Self::history).
+    #[must_use]
+    pub fn with_history(mut self, messages: usize) -> Self {
+        self.history = messages;
+        self
+    }
+
+    /// Sets [`epoch`](Self::epoch).
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// Sets [`max_rooms`](Self::max_rooms).
+    #[must_use]
+    pub fn with_max_rooms(mut self, rooms: usize) -> Self {
+        self.max_rooms = rooms;
+        self
+    }
+
+    /// Sets [`typing_interval`](Self::typing_interval).
+    #[must_use]
+    pub fn with_typing_interval(mut self, interval: Duration) -> Self {
+        self.typing_interval = interval;
+        self
+    }
 }
 
 /// A per-connection token bucket: it holds at most `burst` tokens, starts full when the client
 /// connects, and refills continuously at `per_second` tokens per second. Every chat message
-/// costs one token; a message that finds the bucket empty is rejected.
+/// (v1 text, v2 `message` or `direct` command) costs one token; a message that finds the bucket empty is rejected.
 ///
 /// A limit with `burst == 0`, or a `per_second` that is not a positive finite number (zero,
 /// negative, NaN, infinite), limits nothing: it is the same as no rate limit. (Rejecting every

@@ -1,4 +1,4 @@
-//! The JSON frames the server sends: the tutorial's `{"type","client_id","message","timestamp"}`,
+//! The v1 (tutorial) frames: the tutorial's `{"type","client_id","message","timestamp"}`,
 //! plus a `code` on error frames.
 
 use chrono::{DateTime, Utc};
@@ -6,15 +6,17 @@ use serde::{Serialize, Serializer};
 
 use crate::Payload;
 
-/// The `type` of a frame.
+/// The `type` of a v1 frame. v1 clients hear of their own room only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
-    /// `"connection"`: someone joined ("ID joined the chat"); sent to everyone, the joiner too.
+    /// `"connection"`: someone joined ("ID joined the chat"); sent to every v1 client in the room, per
+    /// connection, the joiner too.
     Connection,
-    /// `"message"`: someone's chat text; sent to everyone, the sender too.
+    /// `"message"`: someone's chat text; sent to everyone in the room, the sender too.
     Message,
-    /// `"disconnection"`: someone left ("ID left the chat"); sent to everyone still there.
+    /// `"disconnection"`: someone left ("ID left the chat"); sent to every v1 client still in the
+    /// room, per connection.
     Disconnection,
     /// `"error"`: the server refused what this client did; sent to that client alone, with a
     /// machine-readable [`code`](Event::code).
@@ -75,6 +77,6 @@ impl<'a> Event<'a> {
 }
 
 /// `2026-11-21T20:52:58.123Z`, written straight into the serializer without a temporary String.
-fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
 }

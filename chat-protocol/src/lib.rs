@@ -1,10 +1,10 @@
 //! The chat server's logic as a pure, sans-IO state machine.
 //!
-//! [`ChatServer`] owns every connected client and decides who receives what, who gets pinged
-//! and who gets closed. It does no IO and never reads a clock: a driver (the mio event loop in
-//! `chat-mio-server`, or any other runtime) feeds it [`Input`]s stamped with the current
-//! [`Now`], and carries out the [`Output`]s it asks for. The same inputs at the same times
-//! always give the same outputs, so its tests are deterministic and run in virtual time.
+//! [`ChatServer`] owns every connected client and every room, and decides who receives what, who
+//! gets pinged and who gets closed. It does no IO and never reads a clock: a driver (the mio
+//! event loop in `chat-mio-server`, or any other runtime) feeds it [`Input`]s stamped with the
+//! current [`Now`], and carries out the [`Output`]s it asks for. The same inputs at the same
+//! times always give the same outputs, so its tests are deterministic and run in virtual time.
 //!
 //! # The run-loop contract
 //!
@@ -30,6 +30,32 @@
 //! A misbehaving *client* is never an `Err`: it gets an error frame and/or a close output. `Err`
 //! means the *driver* broke the contract (an unknown or duplicate [`ClientId`]).
 //!
+//! # Architecture
+//!
+//! ```text
+//!  server.rs   ChatServer: clients by ClientId, inputs → decisions → outputs
+//!   ├─ rooms.rs    the rooms by name; forgets empty ones when max_rooms is reached
+//!   │   └─ room.rs     one room: who hears broadcasts (per protocol), presence per user
+//!   │       └─ history.rs  the last `history` messages, ids, client_msg_id lookup
+//!   ├─ command.rs  parses a chat.v2 client's JSON commands
+//!   ├─ event.rs    encodes the v1 (tutorial) frames;  frame.rs  the v2 frames
+//!   ├─ rate.rs     token bucket per connection
+//!   └─ heartbeat.rs + timer.rs   pings and idle closes, in a deadline heap
+//! ```
+//!
+//! # Protocols and rooms
+//!
+//! Every connection speaks one [`Protocol`] and is in one room, both fixed at
+//! [`Input::Connect`] (the full wire protocol is in `PROTOCOL.md`). A [`Protocol::V1`] client
+//! sends raw text and receives exactly the tutorial's frames; a [`Protocol::V2`] client sends
+//! JSON commands and receives richer frames (message ids, history, resume, typing, direct
+//! messages, acks). Both can share a room: each broadcast is encoded at most once per protocol.
+//! Nothing crosses from one room to another.
+//!
+//! Presence for v2 is per *user*: a user with several connections (tabs) joins once, with its
+//! first connection, and leaves once, with its last. v1 clients keep the tutorial's
+//! per-connection notices, for every connection in their room, whatever its protocol.
+//!
 //! # Deadlines
 //!
 //! [`poll_timeout`](ChatServer::poll_timeout) is never *later* than the earliest real deadline,
@@ -40,50 +66,65 @@
 //! `poll_timeout()` is `None` or later than that `now`, so a driver that follows it never spins.
 //!
 //! Deadlines are kept in a min-heap with one entry per client. Connect, Disconnect, Text and
-//! Activity are O(1) or O(log n) in the number of clients and never scan them; a Timeout costs
-//! O(log n) per client whose (possibly stale) deadline has come.
+//! Activity never scan the clients; a Timeout costs O(log n) per client whose (possibly stale)
+//! deadline has come.
 //!
 //! # Heartbeat and idle timeout
 //!
-//! Every Text or Activity input (rate-limited messages included) counts as proof of life.
-//! After [`Config::heartbeat_interval`] without one, and again after each further interval
-//! without one, the server asks for an [`Output::Ping`]; the client's pong arrives as
-//! [`Input::Activity`]. After [`Config::idle_timeout`] without one, it asks for
+//! Every Text or Activity input (rate-limited messages and malformed commands included) counts
+//! as proof of life. After [`Config::heartbeat_interval`] without one, and again after each
+//! further interval without one, the server asks for an [`Output::Ping`]; the client's pong
+//! arrives as [`Input::Activity`]. After [`Config::idle_timeout`] without one, it asks for
 //! [`Output::Close`] with [`CloseReason::Idle`]. With the defaults (25 s, 60 s) a silent client
 //! is pinged at 25 s and 50 s and closed at 60 s.
 //!
 //! # Rate limiting
 //!
-//! Each connection has a token bucket ([`RateLimit`]): a message that finds it empty is not
-//! broadcast, and only the sender gets an error frame (`"type":"error"`,
-//! `"code":"rate_limited"`). A client whose messages are rejected more than `burst` times in a
-//! row is closed with [`CloseReason::RateLimited`]. Nobody else sees any of this.
+//! Each connection has a token bucket ([`RateLimit`]): a chat message (v1 text, v2 `message`
+//! or `direct` command) that finds it empty is not delivered, and only the sender gets an error
+//! frame (`"type":"error"`, `"code":"rate_limited"`). A client whose messages are rejected more
+//! than `burst` times in a row is closed with [`CloseReason::RateLimited`]. Nobody else sees any
+//! of this. Typing notices are not charged; they are throttled per user instead
+//! ([`Config::typing_interval`]).
 //!
 //! # Closing
 //!
 //! After an [`Output::Close`] the client is no longer addressed (no [`Output::Send`], no
 //! [`Output::Ping`], no second Close) and what it still sends is dropped; it stays connected, in
 //! [`client_count`](ChatServer::client_count), until the driver reports [`Input::Disconnect`],
-//! which is announced to the others as for any departure.
+//! which is announced to the others as for any departure. The one exception is a client refused
+//! at connect with [`CloseReason::TooManyRooms`]: it never joined a room, so its Disconnect
+//! announces nothing.
 //!
 //! # Fan-out
 //!
-//! Every broadcast is serialized once into a [`Payload`] (a reference-counted UTF-8 buffer) and
-//! every recipient's [`Output::Send`] holds a clone of that one buffer: a refcount increment,
-//! never a copy or a re-encoding. Recipients are served in [`ClientId`] order.
+//! Every broadcast is serialized at most once per protocol into a [`Payload`] (a
+//! reference-counted UTF-8 buffer), and only when the room has a recipient of that protocol;
+//! every recipient's [`Output::Send`] holds a clone of that buffer: a refcount increment, never
+//! a copy or a re-encoding. A broadcast reaches the room's v1 connections first, then its v2
+//! connections, each group in [`ClientId`] order, so both groups share one payload in a row and
+//! the order is the same on every run. Its cost is proportional to the room's connections, never
+//! to the server's. Only a `history` frame is built per recipient, by nature.
 //!
 //! # Bounded resources
 //!
-//! Per client the server keeps its name, a token bucket and two instants; the deadline heap
-//! holds at most a constant factor more entries than there are clients. Nothing a client sends
-//! makes the server allocate beyond the frames it is asked to relay.
+//! Per client the server keeps its name, room, a token bucket and two instants; the deadline
+//! heap holds at most a constant factor more entries than there are clients. There are at most
+//! [`Config::max_rooms`] rooms, each holding at most [`Config::history`] messages. A client's
+//! malformed command is answered with an error frame of bounded size.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod command;
 mod config;
 mod event;
+mod frame;
 mod heartbeat;
+mod history;
 mod rate;
+mod room;
+mod room_name;
+mod rooms;
 mod server;
 mod timer;
 
@@ -94,6 +135,7 @@ use chrono::{DateTime, Utc};
 
 pub use config::{Config, RateLimit};
 pub use event::{Event, EventKind};
+pub use room_name::RoomName;
 pub use server::ChatServer;
 
 /// An encoded text frame, shared by every recipient of a broadcast. Cloning it is a refcount
@@ -112,10 +154,59 @@ impl fmt::Display for ClientId {
     }
 }
 
+/// Which protocol a connection speaks (`PROTOCOL.md`): [`V1`](Self::V1) is the tutorial's (the
+/// client offered no subprotocol), [`V2`](Self::V2) is `chat.v2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// The tutorial protocol: raw text in; `connection`, `message`, `disconnection` and `error`
+    /// frames with exactly the tutorial's fields out.
+    V1,
+    /// The rich protocol: JSON commands in; ids, history, resume, typing, direct messages out.
+    V2,
+}
+
+impl Protocol {
+    /// The `Sec-WebSocket-Protocol` value that selects this protocol: `None` for
+    /// [`V1`](Self::V1) (no subprotocol), `Some("chat.v2")` for [`V2`](Self::V2).
+    pub fn subprotocol(self) -> Option<&'static str> {
+        match self {
+            Protocol::V1 => None,
+            Protocol::V2 => Some("chat.v2"),
+        }
+    }
+}
+
+/// Where a reconnecting v2 client left off: the `epoch` and `since` query parameters.
+///
+/// `since` is honoured only when `epoch` is the server's ([`Config::epoch`]) and the room still
+/// holds every message after it; otherwise the client gets a `gap` frame and the full history.
+/// A `since` that came without an `epoch` can never be honoured: pass it with
+/// [`Resume::NO_EPOCH`] (see [`Resume::without_epoch`]), so the client still gets its `gap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The epoch the client's `since` came with.
+    pub epoch: u64,
+    /// The id of the last message the client saw in this room.
+    pub since: u64,
+}
+
+impl Resume {
+    /// An epoch that never matches the server's, not even a [`Config::epoch`] of `u64::MAX`.
+    pub const NO_EPOCH: u64 = u64::MAX;
+
+    /// A `since` without an `epoch`: always answered with a `gap`.
+    pub fn without_epoch(since: u64) -> Self {
+        Resume {
+            epoch: Self::NO_EPOCH,
+            since,
+        }
+    }
+}
+
 /// The current time, as the driver read it, passed in with every input.
 ///
-/// `instant` (monotonic) drives deadlines and rate limits; `wall` (UTC) only stamps the frames.
-/// They are separate because wall time can jump and deadlines must not.
+/// `instant` (monotonic) drives deadlines, rate limits and the typing throttle; `wall` (UTC)
+/// only stamps the frames. They are separate because wall time can jump and deadlines must not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
     /// Monotonic time, for deadlines and rate limits.
@@ -127,12 +218,19 @@ pub struct Now {
 /// Something that happened, for the state machine to react to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    /// A client completed the WebSocket handshake on `/ws/{user}`.
+    /// A client completed the WebSocket handshake on `/ws/{user}?room=…`.
     Connect {
         /// The driver's handle for this connection.
         client: ClientId,
-        /// The user's chosen name (the `{client_id}` of the tutorial's URL, percent-decoded).
+        /// The user's chosen name (the `{client_id}` of the URL, percent-decoded).
         user: String,
+        /// The room it joins, for the whole connection ([`RoomName::default`] when the URL
+        /// names none).
+        room: RoomName,
+        /// The protocol it negotiated.
+        protocol: Protocol,
+        /// Where a reconnecting v2 client left off. Ignored for v1 clients.
+        resume: Option<Resume>,
     },
     /// A complete text message arrived from a client.
     Text {
@@ -164,7 +262,8 @@ pub enum Output {
     Send {
         /// The recipient.
         to: ClientId,
-        /// The encoded frame, shared with every other recipient of the same broadcast.
+        /// The encoded frame, shared with every other recipient of the same broadcast that
+        /// speaks the same protocol.
         payload: Payload,
     },
     /// Send a WebSocket ping to this client (heartbeat). Its pong comes back as
@@ -192,14 +291,18 @@ pub enum CloseReason {
     RateLimited,
     /// The client sent nothing, not even a pong, for [`Config::idle_timeout`].
     Idle,
+    /// The client asked for a new room while [`Config::max_rooms`] rooms exist and every one of
+    /// them has someone in it. Given right at [`Input::Connect`], before any frame.
+    TooManyRooms,
 }
 
 impl CloseReason {
     /// The WebSocket close code (RFC 6455 section 7.4.1): 1008 (policy violation) for
-    /// [`RateLimited`](Self::RateLimited), 1001 (going away) for [`Idle`](Self::Idle).
+    /// [`RateLimited`](Self::RateLimited) and [`TooManyRooms`](Self::TooManyRooms), 1001 (going
+    /// away) for [`Idle`](Self::Idle).
     pub fn code(self) -> u16 {
         match self {
-            CloseReason::RateLimited => 1008,
+            CloseReason::RateLimited | CloseReason::TooManyRooms => 1008,
             CloseReason::Idle => 1001,
         }
     }
@@ -209,14 +312,17 @@ impl CloseReason {
         match self {
             CloseReason::RateLimited => "rate limit exceeded",
             CloseReason::Idle => "idle timeout",
+            CloseReason::TooManyRooms => "too many rooms",
         }
     }
 
-    /// A stable machine-friendly name, for metrics and logs: `rate_limit`, `idle`.
+    /// A stable machine-friendly name, for metrics and logs: `rate_limit`, `idle`,
+    /// `too_many_rooms`.
     pub fn label(self) -> &'static str {
         match self {
             CloseReason::RateLimited => "rate_limit",
             CloseReason::Idle => "idle",
+            CloseReason::TooManyRooms => "too_many_rooms",
         }
     }
 }

@@ -1,59 +1,92 @@
 //! [`ChatServer`]: the clients, the broadcast decisions, and the deadline loop.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
+use crate::command::{self, Command};
+use crate::frame::{Frame, Messages, Stamp};
 use crate::heartbeat::{Due, Heartbeat, Liveness};
+use crate::history::Stored;
 use crate::rate::{self, Rate, Verdict};
+use crate::room::Room;
+use crate::rooms::Rooms;
 use crate::timer::Timers;
 use crate::{
-    ClientId, CloseReason, Config, Error, Event, EventKind, Input, Now, Output, Payload, RateLimit,
+    ClientId, CloseReason, Config, Error, Event, EventKind, Input, Now, Output, Payload, Protocol,
+    RateLimit, Resume, RoomName,
 };
 
 /// One connected client.
 #[derive(Debug)]
 struct Client {
-    user: String,
+    /// The user's name, shared with the room's presence entry.
+    user: Arc<str>,
+    protocol: Protocol,
+    /// `None` only for a connection refused with [`CloseReason::TooManyRooms`]: it never
+    /// joined a room (and is `closing` from the start).
+    room: Option<RoomName>,
     /// Tells this connection's timer entries from those of an earlier connection that had the
     /// same [`ClientId`].
-    epoch: u64,
+    serial: u64,
     rate: Rate,
     liveness: Liveness,
     /// An [`Output::Close`] was given: the client is only waiting for its Disconnect.
     closing: bool,
 }
 
-/// The chat server's state: every connected client, their deadlines, and the outputs not yet
-/// drained.
+/// What the server needs of its [`Config`], worked out once.
 #[derive(Debug)]
-pub struct ChatServer {
+struct Settings {
     /// The rate limit, if it limits anything ([`RateLimit::is_effective`]).
     rate_limit: Option<RateLimit>,
     /// The `message` of the error frame for a rejected message; the same for every rejection.
     rate_message: String,
     heartbeat: Heartbeat,
-    /// Ordered, so every broadcast reaches clients in the same order on every run.
+    epoch: u64,
+    history: usize,
+    typing_interval: Duration,
+}
+
+/// The chat server's state: every connected client, every room, their deadlines, and the
+/// outputs not yet drained.
+#[derive(Debug)]
+pub struct ChatServer {
+    settings: Settings,
+    /// Ordered, so that whatever is done client by client is done in the same order every run.
     clients: BTreeMap<ClientId, Client>,
+    rooms: Rooms,
     timers: Timers,
-    next_epoch: u64,
+    next_serial: u64,
     outputs: VecDeque<Output>,
+    /// Messages refused by the rate limit so far (for a driver's metrics).
+    rate_limited: u64,
 }
 
 impl ChatServer {
-    /// A server with no clients.
+    /// A server with no clients and no rooms.
     pub fn new(config: Config) -> Self {
         let rate_limit = config.rate_limit.filter(RateLimit::is_effective);
         ChatServer {
-            rate_message: rate_limit
-                .as_ref()
-                .map(rate::rejection_message)
-                .unwrap_or_default(),
-            rate_limit,
-            heartbeat: Heartbeat::new(&config),
+            settings: Settings {
+                rate_message: rate_limit
+                    .as_ref()
+                    .map(rate::rejection_message)
+                    .unwrap_or_default(),
+                rate_limit,
+                heartbeat: Heartbeat::new(&config),
+                epoch: config.epoch,
+                history: config.history,
+                typing_interval: config.typing_interval,
+            },
             clients: BTreeMap::new(),
+            rooms: Rooms::new(config.max_rooms, config.history),
             timers: Timers::default(),
-            next_epoch: 0,
+            next_serial: 0,
             outputs: VecDeque::new(),
+            rate_limited: 0,
         }
     }
 
@@ -63,7 +96,13 @@ impl ChatServer {
     /// Returns `Err` only when the driver broke the contract; the state is then unchanged.
     pub fn handle_input(&mut self, now: Now, input: Input) -> Result<(), Error> {
         match input {
-            Input::Connect { client, user } => self.connect(now, client, user),
+            Input::Connect {
+                client,
+                user,
+                room,
+                protocol,
+                resume,
+            } => self.connect(now, client, user, room, protocol, resume),
             Input::Text { client, text } => self.text(now, client, &text),
             Input::Activity { client } => self.activity(now, client),
             Input::Disconnect { client } => self.disconnect(now, client),
@@ -102,37 +141,127 @@ impl ChatServer {
 
     /// The user name a connected client joined with.
     pub fn user(&self, client: ClientId) -> Option<&str> {
-        self.clients.get(&client).map(|c| c.user.as_str())
+        self.clients.get(&client).map(|c| &*c.user)
     }
 
-    fn connect(&mut self, now: Now, client: ClientId, user: String) -> Result<(), Error> {
+    /// The protocol a connected client speaks.
+    pub fn protocol(&self, client: ClientId) -> Option<Protocol> {
+        self.clients.get(&client).map(|c| c.protocol)
+    }
+
+    /// The room a connected client is in (`None` also for a client refused with
+    /// [`CloseReason::TooManyRooms`], which is in none).
+    pub fn room(&self, client: ClientId) -> Option<&RoomName> {
+        self.clients.get(&client)?.room.as_ref()
+    }
+
+    /// Chat messages (and direct messages) refused by the rate limit since the start, the one
+    /// that closed a flooding client included.
+    pub fn messages_rate_limited(&self) -> u64 {
+        self.rate_limited
+    }
+
+    /// How many rooms exist, those nobody is in (kept for their history) included. At most
+    /// [`Config::max_rooms`].
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The users present in `room`, sorted, each once however many connections it has (those
+    /// given an [`Output::Close`] included, until their Disconnect). Empty for a room that
+    /// does not exist.
+    pub fn members(&self, room: &RoomName) -> impl Iterator<Item = &str> + '_ {
+        self.rooms.get(room).into_iter().flat_map(Room::members)
+    }
+
+    fn connect(
+        &mut self,
+        now: Now,
+        client: ClientId,
+        user: String,
+        name: RoomName,
+        protocol: Protocol,
+        resume: Option<Resume>,
+    ) -> Result<(), Error> {
         if self.clients.contains_key(&client) {
             return Err(Error::AlreadyConnected(client));
         }
-        let message = format!("{user} joined the chat");
-        let payload = Event::new(EventKind::Connection, &user, &message, now.wall).encode();
-        let epoch = self.next_epoch;
-        self.next_epoch += 1;
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let rate = Rate::full(now.instant, self.settings.rate_limit.as_ref());
         let liveness = Liveness::new(now.instant);
-        if let Some(at) = liveness.deadline(&self.heartbeat) {
-            self.timers.push(at, client, epoch);
+
+        let Some(room) = self.rooms.enter(&name) else {
+            // In no room, so nothing to announce now or at its Disconnect; no deadline either,
+            // the driver is closing it.
+            self.clients.insert(
+                client,
+                Client {
+                    user: user.into(),
+                    protocol,
+                    room: None,
+                    serial,
+                    rate,
+                    liveness,
+                    closing: true,
+                },
+            );
+            self.outputs.push_back(Output::Close {
+                client,
+                reason: CloseReason::TooManyRooms,
+            });
+            return Ok(());
+        };
+
+        if let Some(at) = liveness.deadline(&self.settings.heartbeat) {
+            self.timers.push(at, client, serial);
         }
+        let (user, first) = room.join(client, user, protocol);
+        let out = &mut self.outputs;
+        if protocol == Protocol::V2 {
+            greet(
+                out,
+                &self.settings,
+                room,
+                &name,
+                client,
+                &user,
+                resume,
+                now.wall,
+            );
+        }
+        // The joiner is in the room already: it hears its own notice, after its greeting.
+        let message = format!("{user} joined the chat");
+        let v1 = room
+            .has(Protocol::V1)
+            .then(|| Event::new(EventKind::Connection, &user, &message, now.wall).encode());
+        let v2 = (first && room.has(Protocol::V2)).then(|| {
+            Frame::Connection {
+                client_id: &user,
+                message: &message,
+                room: name.as_str(),
+                timestamp: Stamp(now.wall),
+            }
+            .encode()
+        });
+        room.broadcast(out, v1.as_ref(), v2.as_ref());
+
         self.clients.insert(
             client,
             Client {
                 user,
-                epoch,
-                rate: Rate::full(now.instant, self.rate_limit.as_ref()),
+                protocol,
+                room: Some(name),
+                serial,
+                rate,
                 liveness,
                 closing: false,
             },
         );
-        // The joiner is in the map already: the tutorial greets the new client too.
-        self.broadcast(&payload);
         Ok(())
     }
 
-    fn text(&mut self, now: Now, client: ClientId, text: &str) -> Result<(), Error> {
+    fn text(&mut self, now: Now, client: ClientId, text: &Payload) -> Result<(), Error> {
         let sender = self
             .clients
             .get_mut(&client)
@@ -142,32 +271,94 @@ impl ChatServer {
             return Ok(());
         }
         sender.liveness.seen(now.instant);
-        let verdict = match &self.rate_limit {
-            Some(limit) => sender.rate.charge(now.instant, limit),
-            None => Verdict::Accept,
+        let out = &mut self.outputs;
+        let s = &self.settings;
+        let rate_limited = &mut self.rate_limited;
+
+        let command = match sender.protocol {
+            Protocol::V1 => Command::Message {
+                text: text.clone(),
+                client_msg_id: None,
+            },
+            Protocol::V2 => match command::parse(text) {
+                Ok(command) => command,
+                Err(explanation) => {
+                    let payload = error_frame(
+                        Protocol::V2,
+                        &sender.user,
+                        &explanation,
+                        "bad_command",
+                        now.wall,
+                    );
+                    out.push_back(Output::Send {
+                        to: client,
+                        payload,
+                    });
+                    return Ok(());
+                }
+            },
         };
-        match verdict {
-            Verdict::Accept => {
-                let payload = Event::new(EventKind::Message, &sender.user, text, now.wall).encode();
-                self.broadcast(&payload);
+
+        let room_name = sender
+            .room
+            .as_ref()
+            .expect("only a refused client is in no room, and it is closing");
+        let room = self
+            .rooms
+            .get_mut(room_name)
+            .expect("a room is kept while someone is in it");
+
+        // Chat messages cost a token; typing is throttled instead.
+        if let (Command::Message { .. } | Command::Direct { .. }, Some(limit)) =
+            (&command, &s.rate_limit)
+        {
+            match sender.rate.charge(now.instant, limit) {
+                Verdict::Accept => {}
+                Verdict::Reject => {
+                    *rate_limited += 1;
+                    let payload = error_frame(
+                        sender.protocol,
+                        &sender.user,
+                        &s.rate_message,
+                        "rate_limited",
+                        now.wall,
+                    );
+                    out.push_back(Output::Send {
+                        to: client,
+                        payload,
+                    });
+                    return Ok(());
+                }
+                Verdict::Close => {
+                    *rate_limited += 1;
+                    sender.closing = true;
+                    room.mute(client, &sender.user, sender.protocol);
+                    out.push_back(Output::Close {
+                        client,
+                        reason: CloseReason::RateLimited,
+                    });
+                    return Ok(());
+                }
             }
-            Verdict::Reject => {
-                let payload =
-                    Event::new(EventKind::Error, &sender.user, &self.rate_message, now.wall)
-                        .with_code("rate_limited")
-                        .encode();
-                self.outputs.push_back(Output::Send {
-                    to: client,
-                    payload,
-                });
+        }
+
+        let from = Sender {
+            id: client,
+            user: &sender.user,
+            room: room_name,
+            wall: now.wall,
+        };
+        match command {
+            Command::Message {
+                text,
+                client_msg_id,
+            } => from.post(out, room, text, client_msg_id),
+            Command::Typing => {
+                if room.may_type(from.user, now.instant, s.typing_interval) {
+                    from.typing(out, room);
+                }
             }
-            Verdict::Close => {
-                sender.closing = true;
-                self.outputs.push_back(Output::Close {
-                    client,
-                    reason: CloseReason::RateLimited,
-                });
-            }
+            Command::Direct { to, text } => from.direct(out, room, &to, &text),
         }
         Ok(())
     }
@@ -186,20 +377,41 @@ impl ChatServer {
             .clients
             .remove(&client)
             .ok_or(Error::UnknownClient(client))?;
-        // Its timer entry stays behind, recognised as stale by its epoch when it fires.
+        // Its timer entry stays behind, recognised as stale by its serial when it fires.
         if self.clients.is_empty() {
             self.timers.clear();
         } else {
             let clients = &self.clients;
-            self.timers.compact(clients.len(), |id, epoch| {
+            self.timers.compact(clients.len(), |id, serial| {
                 clients
                     .get(&id)
-                    .is_some_and(|c| c.epoch == epoch && !c.closing)
+                    .is_some_and(|c| c.serial == serial && !c.closing)
             });
         }
+        let Some(name) = gone.room else {
+            // Refused at connect: it was never in a room, nobody heard of it.
+            return Ok(());
+        };
+        let room = self
+            .rooms
+            .get_mut(&name)
+            .expect("a room is kept while someone is in it");
+        let last = room.leave(client, &gone.user, gone.protocol);
         let message = format!("{} left the chat", gone.user);
-        let payload = Event::new(EventKind::Disconnection, &gone.user, &message, now.wall).encode();
-        self.broadcast(&payload);
+        let v1 = room
+            .has(Protocol::V1)
+            .then(|| Event::new(EventKind::Disconnection, &gone.user, &message, now.wall).encode());
+        let v2 = (last && room.has(Protocol::V2)).then(|| {
+            Frame::Disconnection {
+                client_id: &gone.user,
+                message: &message,
+                room: name.as_str(),
+                timestamp: Stamp(now.wall),
+            }
+            .encode()
+        });
+        room.broadcast(&mut self.outputs, v1.as_ref(), v2.as_ref());
+        self.rooms.left(&name);
         Ok(())
     }
 
@@ -208,16 +420,20 @@ impl ChatServer {
     /// next deadline). Every push is later than `now`, so the loop ends and a second Timeout at
     /// the same `now` finds nothing to do.
     fn timeout(&mut self, now: Now) {
-        while let Some((id, epoch)) = self.timers.pop_due(now.instant) {
+        let heartbeat = &self.settings.heartbeat;
+        while let Some((id, serial)) = self.timers.pop_due(now.instant) {
             let Some(client) = self.clients.get_mut(&id) else {
                 continue;
             };
-            if client.epoch != epoch || client.closing {
+            if client.serial != serial || client.closing {
                 continue;
             }
-            match client.liveness.due(now.instant, &self.heartbeat) {
+            match client.liveness.due(now.instant, heartbeat) {
                 Some(Due::Idle) => {
                     client.closing = true;
+                    if let Some(room) = client.room.as_ref().and_then(|r| self.rooms.get_mut(r)) {
+                        room.mute(id, &client.user, client.protocol);
+                    }
                     self.outputs.push_back(Output::Close {
                         client: id,
                         reason: CloseReason::Idle,
@@ -232,25 +448,223 @@ impl ChatServer {
             }
             // Not due means the deadline is later than `now`; after a ping the next one is at
             // least a (non-zero) heartbeat interval away.
-            if let Some(at) = client.liveness.deadline(&self.heartbeat) {
+            if let Some(at) = client.liveness.deadline(heartbeat) {
                 debug_assert!(at > now.instant, "a deadline was not moved past now");
-                self.timers.push(at, id, epoch);
+                self.timers.push(at, id, serial);
             }
         }
     }
+}
 
-    /// Queues `payload` for every connected client not being closed, in client order.
-    fn broadcast(&mut self, payload: &Payload) {
-        self.outputs.reserve(self.clients.len());
-        self.outputs.extend(
-            self.clients
-                .iter()
-                .filter(|(_, c)| !c.closing)
-                .map(|(&to, _)| Output::Send {
-                    to,
-                    payload: payload.clone(),
-                }),
-        );
+/// The frames a v2 client gets before anything live: `welcome`, then `gap` when its `since`
+/// cannot be honoured, then `history`.
+#[allow(clippy::too_many_arguments)] // each is a different fact about the joiner
+fn greet(
+    out: &mut VecDeque<Output>,
+    s: &Settings,
+    room: &Room,
+    name: &RoomName,
+    client: ClientId,
+    user: &str,
+    resume: Option<Resume>,
+    wall: DateTime<Utc>,
+) {
+    let mut send = |payload| {
+        out.push_back(Output::Send {
+            to: client,
+            payload,
+        })
+    };
+    let timestamp = Stamp(wall);
+    send(
+        Frame::Welcome {
+            client_id: user,
+            room: name.as_str(),
+            epoch: s.epoch,
+            members: room.members(),
+            history_limit: s.history,
+            timestamp,
+        }
+        .encode(),
+    );
+
+    let mut resumed = None;
+    if let Some(Resume { epoch, since }) = resume {
+        let why = if epoch == Resume::NO_EPOCH {
+            Some(format!(
+                "no epoch came with since {since}, so it cannot be honoured; here is the recent history"
+            ))
+        } else if epoch != s.epoch {
+            Some(format!(
+                "epoch {epoch} is not this server's (the server restarted); here is the recent history"
+            ))
+        } else if since > room.history.last_id() {
+            Some(format!(
+                "there is no message {since} in this room; here is the recent history"
+            ))
+        } else {
+            resumed = room.history.after(since);
+            resumed.is_none().then(|| {
+                format!("messages after {since} are no longer held; here is the recent history")
+            })
+        };
+        if let Some(message) = why {
+            send(
+                Frame::Gap {
+                    room: name.as_str(),
+                    epoch: s.epoch,
+                    since,
+                    message: &message,
+                    timestamp,
+                }
+                .encode(),
+            );
+        }
+    }
+
+    let is_resumed = resumed.is_some();
+    send(
+        Frame::History {
+            room: name.as_str(),
+            epoch: s.epoch,
+            resumed: is_resumed,
+            messages: Messages {
+                room: name.as_str(),
+                held: resumed.unwrap_or_else(|| room.history.all()),
+            },
+            timestamp,
+        }
+        .encode(),
+    );
+}
+
+/// An error frame for one client, in its protocol's shape.
+fn error_frame(
+    protocol: Protocol,
+    user: &str,
+    message: &str,
+    code: &str,
+    wall: DateTime<Utc>,
+) -> Payload {
+    match protocol {
+        Protocol::V1 => Event::new(EventKind::Error, user, message, wall)
+            .with_code(code)
+            .encode(),
+        Protocol::V2 => Frame::Error {
+            client_id: user,
+            message,
+            code,
+            timestamp: Stamp(wall),
+        }
+        .encode(),
+    }
+}
+
+/// The client whose accepted command is being carried out.
+struct Sender<'a> {
+    id: ClientId,
+    user: &'a Arc<str>,
+    room: &'a RoomName,
+    wall: DateTime<Utc>,
+}
+
+impl Sender<'_> {
+    /// A chat message: broadcast with the room's next id and kept in its history, or, if it is
+    /// a retry of one still held, acknowledged again without a broadcast.
+    fn post(
+        &self,
+        out: &mut VecDeque<Output>,
+        room: &mut Room,
+        text: Payload,
+        client_msg_id: Option<String>,
+    ) {
+        if let Some(key) = &client_msg_id {
+            if let Some(id) = room.history.find(self.user, key) {
+                self.ack(out, key, id);
+                return;
+            }
+        }
+        let message = Stored {
+            id: room.history.next_id(),
+            user: Arc::clone(self.user),
+            // The driver's payload may be a slice of a larger read buffer (tungstenite's):
+            // held in history it would pin that whole buffer, so history keeps its own copy.
+            text: Payload::from(text.as_str().to_owned()),
+            client_msg_id: client_msg_id.map(String::into_boxed_str),
+            timestamp: self.wall,
+        };
+        let v1 = room
+            .has(Protocol::V1)
+            .then(|| Event::new(EventKind::Message, self.user, &message.text, self.wall).encode());
+        let v2 = room
+            .has(Protocol::V2)
+            .then(|| Frame::message(self.room.as_str(), &message).encode());
+        room.broadcast(out, v1.as_ref(), v2.as_ref());
+        if let Some(key) = &message.client_msg_id {
+            self.ack(out, key, message.id);
+        }
+        room.history.push(message);
+    }
+
+    /// Tells the sending connection (not its other tabs) the id its message got.
+    fn ack(&self, out: &mut VecDeque<Output>, client_msg_id: &str, id: u64) {
+        let payload = Frame::Ack {
+            client_msg_id,
+            id,
+            timestamp: Stamp(self.wall),
+        }
+        .encode();
+        out.push_back(Output::Send {
+            to: self.id,
+            payload,
+        });
+    }
+
+    /// Relays "I am typing" to the room's other v2 users (the throttle has let it through).
+    fn typing(&self, out: &mut VecDeque<Output>, room: &Room) {
+        if !room.has_typing_audience(self.user) {
+            return;
+        }
+        let payload = Frame::Typing {
+            client_id: self.user,
+            room: self.room.as_str(),
+            timestamp: Stamp(self.wall),
+        }
+        .encode();
+        room.relay_typing(out, self.user, &payload);
+    }
+
+    /// A direct message to every v2 connection of `to` in the room, echoed to the sender's.
+    fn direct(&self, out: &mut VecDeque<Output>, room: &Room, to: &str, text: &str) {
+        let Some(audience) = room.direct_audience(self.user, to) else {
+            let explanation = command::bounded(format!(
+                "unknown recipient {to:?}: no such user with a chat.v2 connection in this room"
+            ));
+            let payload = error_frame(
+                Protocol::V2,
+                self.user,
+                &explanation,
+                "unknown_recipient",
+                self.wall,
+            );
+            out.push_back(Output::Send {
+                to: self.id,
+                payload,
+            });
+            return;
+        };
+        let payload = Frame::Direct {
+            from: self.user,
+            to,
+            message: text,
+            room: self.room.as_str(),
+            timestamp: Stamp(self.wall),
+        }
+        .encode();
+        out.extend(audience.into_iter().map(|to| Output::Send {
+            to,
+            payload: payload.clone(),
+        }));
     }
 }
 
@@ -276,6 +690,9 @@ mod tests {
                     Input::Connect {
                         client: ClientId(id),
                         user,
+                        room: RoomName::default(),
+                        protocol: Protocol::V1,
+                        resume: None,
                     },
                 )
                 .expect("fresh id");
@@ -316,6 +733,9 @@ mod tests {
         let join = |id| Input::Connect {
             client: ClientId(id),
             user: "u".into(),
+            room: RoomName::default(),
+            protocol: Protocol::V1,
+            resume: None,
         };
         feed(&mut server, now, join(0));
         feed(&mut server, now, join(1));

@@ -3,7 +3,7 @@
 //! Activity only ever moves a client's deadline later, so it does not touch the heap: the
 //! client's entry stays where it was (early) and is corrected when it fires. A disconnected
 //! client's entry is not searched for either; it is recognised as stale when it fires, because
-//! its epoch (a number given to every connection, never reused) no longer matches a connected
+//! its serial (a number given to every connection, never reused) no longer matches a connected
 //! client. [`Timers::compact`] bounds the stale entries under connection churn.
 
 use std::cmp::Reverse;
@@ -23,9 +23,9 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    /// Schedules a look at `client` (connection `epoch`) at `at`.
-    pub(crate) fn push(&mut self, at: Instant, client: ClientId, epoch: u64) {
-        self.heap.push(Reverse((at, client, epoch)));
+    /// Schedules a look at `client` (connection `serial`) at `at`.
+    pub(crate) fn push(&mut self, at: Instant, client: ClientId, serial: u64) {
+        self.heap.push(Reverse((at, client, serial)));
     }
 
     /// The earliest wake-up, live or stale: never later than the earliest live one.
@@ -40,7 +40,7 @@ impl Timers {
         }
         self.heap
             .pop()
-            .map(|Reverse((_, client, epoch))| (client, epoch))
+            .map(|Reverse((_, client, serial))| (client, serial))
     }
 
     /// Drops every entry.
@@ -54,7 +54,7 @@ impl Timers {
         // The slack keeps small rooms from rebuilding the heap at every disconnect.
         if self.heap.len() > 2 * live + 64 {
             self.heap
-                .retain(|Reverse((_, client, epoch))| is_live(*client, *epoch));
+                .retain(|Reverse((_, client, serial))| is_live(*client, *serial));
         }
     }
 

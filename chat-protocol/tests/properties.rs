@@ -1,20 +1,36 @@
 //! Property tests: no sequence of inputs panics the state machine, it only ever addresses
-//! connected clients, and its pings and idle closes agree with a simple model of the deadlines.
+//! connected clients, nothing crosses from one room to another, message ids only grow within a
+//! room, v1 clients only ever see the tutorial's frames, presence notices reach exactly whom they
+//! should, and pings and idle closes agree with a simple model of the deadlines.
 
 mod harness;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use chat_protocol::{ClientId, CloseReason, Config, Input, Output, Payload, RateLimit};
+use chat_protocol::{
+    ClientId, CloseReason, Config, Input, Output, Payload, Protocol, RateLimit, Resume, RoomName,
+};
 use harness::Harness;
 use proptest::prelude::*;
+use serde_json::Value;
+
+const USERS: [&str; 4] = ["alice", "bob", "carol", "Dave Ü"];
+const ROOMS: [&str; 4] = ["general", "a", "b", "c"];
+const EPOCH: u64 = 1_795_294_378_000;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Connect(u64, String),
+    Connect {
+        id: u64,
+        user: usize,
+        room: usize,
+        v2: bool,
+        /// (the right epoch?, since)
+        resume: Option<(bool, u64)>,
+    },
     Text(u64, String),
-    /// This many texts in a row from one client, to hit the rate limit.
+    /// This many copies of a message in a row from one client, to hit the rate limit.
     Flood(u64, usize),
     Activity(u64),
     Disconnect(u64),
@@ -22,15 +38,34 @@ enum Step {
     Advance(u64),
 }
 
+/// Text frames: well-formed commands, nearly-well-formed JSON, and anything at all.
+fn text() -> impl Strategy<Value = String> {
+    let short = "[a-z ]{0,6}";
+    prop_oneof![
+        2 => (short, prop::option::of("c-[0-3]")).prop_map(|(t, c)| match c {
+            Some(c) => format!(r#"{{"type":"message","message":"{t}","client_msg_id":"{c}"}}"#),
+            None => format!(r#"{{"type":"message","message":"{t}"}}"#),
+        }),
+        1 => Just(r#"{"type":"typing"}"#.to_owned()),
+        1 => (prop::sample::select(USERS.to_vec()), short)
+            .prop_map(|(to, t)| format!(r#"{{"type":"direct","to":"{to}","message":"{t}"}}"#)),
+        2 => r#"\{("(type|message|to|client_msg_id|x)":("(message|typing|direct|dance|)"|[0-9]{1,3}|null|true|\[\]|\{\}),?){0,4}\}"#,
+        1 => r#"\[.{0,10}\]|"[a-z]{0,5}"|[0-9]{1,5}|null|\{"#,
+        1 => any::<String>(),
+    ]
+}
+
 fn step() -> impl Strategy<Value = Step> {
     // A small id space so connects, texts and disconnects collide often.
     let id = 0u64..8;
+    let resume = prop::option::of((any::<bool>(), 0u64..12));
     prop_oneof![
-        1 => (id.clone(), any::<String>()).prop_map(|(i, u)| Step::Connect(i, u)),
-        3 => (id.clone(), any::<String>()).prop_map(|(i, t)| Step::Text(i, t)),
+        2 => (id.clone(), 0..USERS.len(), 0..ROOMS.len(), any::<bool>(), resume)
+            .prop_map(|(id, user, room, v2, resume)| Step::Connect { id, user, room, v2, resume }),
+        4 => (id.clone(), text()).prop_map(|(i, t)| Step::Text(i, t)),
         1 => (id.clone(), 1usize..12).prop_map(|(i, n)| Step::Flood(i, n)),
         1 => id.clone().prop_map(Step::Activity),
-        1 => id.prop_map(Step::Disconnect),
+        2 => id.prop_map(Step::Disconnect),
         2 => Just(Step::Timeout),
         1 => (0u64..2_000).prop_map(Step::Advance),
         1 => (0u64..120_000).prop_map(Step::Advance),
@@ -47,17 +82,29 @@ fn config() -> impl Strategy<Value = Config> {
         (0u32..4, prop::sample::select(vec![0.0, 0.5, 2.0, 5.0]))
             .prop_map(|(burst, per_second)| Some(RateLimit { burst, per_second })),
     ];
-    (rate, seconds.clone(), seconds).prop_map(|(rate, heartbeat, idle)| {
-        Config::default()
-            .with_rate_limit(rate)
-            .with_heartbeat_interval(heartbeat)
-            .with_idle_timeout(idle)
-    })
+    (
+        (rate, seconds.clone(), seconds),
+        (0usize..5, 0usize..5, 0u64..3),
+    )
+        .prop_map(|((rate, heartbeat, idle), (history, max_rooms, typing))| {
+            Config::default()
+                .with_rate_limit(rate)
+                .with_heartbeat_interval(heartbeat)
+                .with_idle_timeout(idle)
+                .with_history(history)
+                .with_max_rooms(max_rooms)
+                .with_epoch(EPOCH)
+                .with_typing_interval(Duration::from_secs(typing))
+        })
 }
 
 /// The driver's view of one connection, and an independent account of its deadlines.
 #[derive(Debug)]
 struct Conn {
+    user: &'static str,
+    /// `None` when refused for too many rooms.
+    room: Option<&'static str>,
+    protocol: Protocol,
     last_seen: Instant,
     last_ping: Option<Instant>,
     closed: bool,
@@ -89,25 +136,43 @@ impl Conn {
     }
 }
 
-/// Who should receive a broadcast: every connection not closed, in id order.
-fn audience(conns: &BTreeMap<ClientId, Conn>) -> Vec<ClientId> {
+/// The connections of `room` speaking `protocol` that hear broadcasts (not closed).
+fn audience(
+    conns: &BTreeMap<ClientId, Conn>,
+    room: &str,
+    protocol: Protocol,
+) -> BTreeSet<ClientId> {
     conns
         .iter()
-        .filter(|(_, c)| !c.closed)
+        .filter(|(_, c)| !c.closed && c.room == Some(room) && c.protocol == protocol)
         .map(|(&id, _)| id)
         .collect()
 }
 
-fn frame_type(out: &Output) -> Option<String> {
-    let Output::Send { payload, .. } = out else {
-        return None;
-    };
-    let v: serde_json::Value = serde_json::from_str(payload).expect("every frame is JSON");
-    assert!(v["timestamp"].is_string() && v["client_id"].is_string());
-    v["type"].as_str().map(str::to_owned)
+/// Whether `user` has a connection in `room` (closed ones included: present until Disconnect).
+fn present(conns: &BTreeMap<ClientId, Conn>, room: &str, user: &str) -> bool {
+    conns
+        .values()
+        .any(|c| c.room == Some(room) && c.user == user)
+}
+
+fn json(payload: &Payload) -> Value {
+    serde_json::from_str(payload).expect("every frame is JSON")
+}
+
+/// The recipients of frames of type `kind` among `out`.
+fn recipients(out: &[Output], kind: &str) -> BTreeSet<ClientId> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, payload } if json(payload)["type"] == kind => Some(*to),
+            _ => None,
+        })
+        .collect()
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
     #[test]
     fn any_input_sequence_is_safe(
         config in config(),
@@ -117,19 +182,30 @@ proptest! {
         // Inputs that would break the driver contract are still fed, and must come back as
         // errors, not panics or state changes.
         let mut conns: BTreeMap<ClientId, Conn> = BTreeMap::new();
+        // The highest message id seen live in each room.
+        let mut last_id: BTreeMap<&str, u64> = BTreeMap::new();
         let steps = steps.into_iter().flat_map(|s| match s {
-            Step::Flood(i, n) => vec![Step::Text(i, "flood".into()); n],
+            Step::Flood(i, n) => vec![Step::Text(i, r#"{"type":"message","message":"flood"}"#.into()); n],
             s => vec![s],
         });
         for step in steps {
             let now = h.now.instant;
-            let input = match step {
-                Step::Advance(ms) => { h.advance(Duration::from_millis(ms)); continue; }
-                Step::Connect(i, user) => Input::Connect { client: ClientId(i), user },
-                Step::Text(i, t) => Input::Text { client: ClientId(i), text: Payload::from(t) },
+            let input = match &step {
+                Step::Advance(ms) => { h.advance(Duration::from_millis(*ms)); continue; }
+                Step::Connect { id, user, room, v2, resume } => Input::Connect {
+                    client: ClientId(*id),
+                    user: USERS[*user].to_owned(),
+                    room: RoomName::parse(ROOMS[*room]).expect("valid"),
+                    protocol: if *v2 { Protocol::V2 } else { Protocol::V1 },
+                    resume: resume.map(|(right, since)| Resume {
+                        epoch: if right { EPOCH } else { EPOCH - 1 },
+                        since,
+                    }),
+                },
+                Step::Text(i, t) => Input::Text { client: ClientId(*i), text: Payload::from(t.clone()) },
                 Step::Flood(..) => unreachable!("expanded above"),
-                Step::Activity(i) => Input::Activity { client: ClientId(i) },
-                Step::Disconnect(i) => Input::Disconnect { client: ClientId(i) },
+                Step::Activity(i) => Input::Activity { client: ClientId(*i) },
+                Step::Disconnect(i) => Input::Disconnect { client: ClientId(*i) },
                 Step::Timeout => Input::Timeout,
             };
             let valid = match &input {
@@ -148,6 +224,15 @@ proptest! {
                 _ => {}
             }
 
+            // Who was present before a Connect or Disconnect, for the presence notices.
+            let (joiner_room, joiner_user_present) = match &step {
+                Step::Connect { room, user, .. } => {
+                    (Some(ROOMS[*room]), present(&conns, ROOMS[*room], USERS[*user]))
+                }
+                _ => (None, false),
+            };
+            let occupied: BTreeSet<&str> = conns.values().filter_map(|c| c.room).collect();
+
             let result = h.server.handle_input(h.now, input.clone());
             prop_assert_eq!(result.is_ok(), valid, "{:?}", input);
             let out = h.drain();
@@ -156,23 +241,148 @@ proptest! {
                 continue;
             }
 
-            // What each valid input may produce, checked against the model before updating it.
-            match &input {
-                Input::Connect { client, .. } => {
-                    conns.insert(*client, Conn { last_seen: now, last_ping: None, closed: false });
-                    let to: Vec<_> = out.iter().map(|o| match o {
-                        Output::Send { to, .. } => Some(*to),
-                        _ => None,
-                    }).collect();
-                    prop_assert_eq!(to, audience(&conns).into_iter().map(Some).collect::<Vec<_>>());
+            // The client whose input this is, and its room (for Connect, after the model
+            // learns whether it was refused).
+            let actor = match &input {
+                Input::Connect { client, .. }
+                | Input::Text { client, .. }
+                | Input::Activity { client }
+                | Input::Disconnect { client } => Some(*client),
+                Input::Timeout => None,
+            };
+            if let Step::Connect { id, user, room, v2, .. } = &step {
+                let refused = out == vec![Output::Close {
+                    client: ClientId(*id),
+                    reason: CloseReason::TooManyRooms,
+                }];
+                if refused {
+                    prop_assert_eq!(occupied.len(), config.max_rooms.max(1), "refused with room to spare");
+                    prop_assert!(!occupied.contains(ROOMS[*room]), "refused entry to an existing room");
                 }
-                Input::Disconnect { client } => {
-                    conns.remove(client);
-                    let to: Vec<_> = out.iter().map(|o| match o {
-                        Output::Send { to, .. } => Some(*to),
-                        _ => None,
-                    }).collect();
-                    prop_assert_eq!(to, audience(&conns).into_iter().map(Some).collect::<Vec<_>>());
+                conns.insert(ClientId(*id), Conn {
+                    user: USERS[*user],
+                    room: (!refused).then_some(ROOMS[*room]),
+                    protocol: if *v2 { Protocol::V2 } else { Protocol::V1 },
+                    last_seen: now,
+                    last_ping: None,
+                    closed: refused,
+                });
+            }
+            let actor_room = actor.and_then(|a| conns.get(&a)).and_then(|c| c.room);
+            // Someone who left is addressed no more, not even by its own departure.
+            let departed = match &input {
+                Input::Disconnect { client } => conns.remove(client),
+                _ => None,
+            };
+            prop_assert!(h.server.room_count() <= config.max_rooms.max(1));
+
+            // Every output addresses a connected client not closed before, and never one in
+            // another room than the actor's.
+            let mut closed_now = BTreeSet::new();
+            let mut live_ids: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+            for o in &out {
+                let to = match o {
+                    Output::Send { to, .. } | Output::Ping { to } => *to,
+                    Output::Close { client, .. } => *client,
+                };
+                let c = conns.get(&to);
+                prop_assert!(c.is_some(), "addressed {} which is not connected", to);
+                let c = c.expect("checked");
+                prop_assert!(!closed_now.contains(&to), "addressed {} after closing it", to);
+                let refused_now = matches!(o, Output::Close { reason: CloseReason::TooManyRooms, .. });
+                prop_assert!(!c.closed || refused_now, "addressed {} after closing it", to);
+                if let Output::Close { .. } = o {
+                    closed_now.insert(to);
+                }
+                let Output::Send { payload, .. } = o else { continue };
+                let room = c.room.expect("only a refused client is in no room, and it gets no frame");
+                prop_assert_eq!(Some(room), actor_room, "{} heard another room", to);
+                let v = json(payload);
+                let kind = v["type"].as_str().expect("every frame has a type").to_owned();
+                match c.protocol {
+                    Protocol::V1 => {
+                        let mut keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+                        keys.sort_unstable();
+                        let expected: &[&str] = if kind == "error" {
+                            &["client_id", "code", "message", "timestamp", "type"]
+                        } else {
+                            prop_assert!(["connection", "message", "disconnection"].contains(&kind.as_str()), "v1 got {}", kind);
+                            &["client_id", "message", "timestamp", "type"]
+                        };
+                        prop_assert_eq!(keys, expected.to_vec(), "v1 frame {}", payload.as_str());
+                    }
+                    Protocol::V2 => {
+                        if let Some(r) = v.get("room") {
+                            prop_assert_eq!(r.as_str(), Some(room), "v2 frame of another room");
+                        }
+                        if kind == "message" {
+                            let id = v["id"].as_u64().expect("message frames have ids");
+                            live_ids.entry(room).or_default().insert(id);
+                        }
+                        if kind == "history" {
+                            let ids: Vec<u64> = v["messages"].as_array().expect("array").iter().map(|m| {
+                                assert_eq!(m["room"].as_str(), Some(room), "history of another room");
+                                m["id"].as_u64().expect("ids")
+                            }).collect();
+                            prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "history not in id order");
+                            prop_assert!(ids.len() <= config.history);
+                        }
+                    }
+                }
+            }
+            // One new message per input at most, and its id beyond every earlier one.
+            for (room, ids) in live_ids {
+                prop_assert_eq!(ids.len(), 1, "several ids for one message");
+                let id = *ids.first().expect("one");
+                let last = last_id.entry(room).or_insert(0);
+                prop_assert!(id > *last, "id {} after {} in {}", id, *last, room);
+                *last = id;
+            }
+
+            match &input {
+                Input::Connect { client, user, .. } => {
+                    let joiner = &conns[client];
+                    if let Some(room) = joiner.room {
+                        prop_assert_eq!(joiner_room, Some(room));
+                        // A v2 joiner is greeted before anything else: welcome, gap?, history.
+                        if joiner.protocol == Protocol::V2 {
+                            let own: Vec<String> = out.iter().filter_map(|o| match o {
+                                Output::Send { to, payload } if to == client => json(payload)["type"].as_str().map(str::to_owned),
+                                _ => None,
+                            }).collect();
+                            let n = own.len();
+                            prop_assert!(own[0] == "welcome" && own.contains(&"history".to_owned()), "{:?}", own);
+                            let history_at = own.iter().position(|k| k == "history").expect("checked");
+                            prop_assert!(history_at == 1 || (history_at == 2 && own[1] == "gap"), "{:?}", own);
+                            prop_assert!(n <= history_at + 2);
+                        }
+                        prop_assert_eq!(recipients(&out, "connection").into_iter().filter(|c| conns[c].protocol == Protocol::V1).collect::<BTreeSet<_>>(),
+                            audience(&conns, room, Protocol::V1), "v1 hear every connection");
+                        let v2_heard = recipients(&out, "connection").into_iter().filter(|c| conns[c].protocol == Protocol::V2).collect::<BTreeSet<_>>();
+                        if joiner_user_present {
+                            prop_assert_eq!(v2_heard, BTreeSet::new(), "{} joined twice", user);
+                        } else {
+                            prop_assert_eq!(v2_heard, audience(&conns, room, Protocol::V2));
+                        }
+                    }
+                }
+                Input::Disconnect { .. } => {
+                    let gone = departed.expect("a valid Disconnect is of a connected client");
+                    match gone.room {
+                        None => prop_assert_eq!(out, vec![], "a refused client's Disconnect announces nothing"),
+                        Some(room) => {
+                            let heard = recipients(&out, "disconnection");
+                            let v1: BTreeSet<_> = heard.iter().copied().filter(|c| conns[c].protocol == Protocol::V1).collect();
+                            prop_assert_eq!(v1, audience(&conns, room, Protocol::V1), "v1 hear every disconnection");
+                            let v2: BTreeSet<_> = heard.iter().copied().filter(|c| conns[c].protocol == Protocol::V2).collect();
+                            if present(&conns, room, gone.user) {
+                                prop_assert_eq!(v2, BTreeSet::new(), "{} left while still connected", gone.user);
+                            } else {
+                                prop_assert_eq!(v2, audience(&conns, room, Protocol::V2));
+                            }
+                            prop_assert_eq!(heard.len(), out.len());
+                        }
+                    }
                 }
                 Input::Activity { client } => {
                     prop_assert_eq!(out, vec![]);
@@ -182,27 +392,35 @@ proptest! {
                     }
                 }
                 Input::Text { client, .. } => {
-                    let everyone = audience(&conns);
+                    let users: BTreeMap<ClientId, &str> = conns.iter().map(|(&id, c)| (id, c.user)).collect();
                     let c = conns.get_mut(client).expect("valid");
                     if c.closed {
                         prop_assert_eq!(out, vec![], "a closed client is ignored");
                         continue;
                     }
                     c.last_seen = now;
-                    match &out[..] {
-                        [Output::Close { client: to, reason: CloseReason::RateLimited }] => {
-                            prop_assert_eq!(to, client);
-                            c.closed = true;
-                        }
-                        [one @ Output::Send { to, .. }] if frame_type(one).as_deref() == Some("error") => {
-                            prop_assert_eq!(to, client, "only the sender hears of a rejection");
-                        }
-                        broadcast => {
-                            let to: Vec<_> = broadcast.iter().map(|o| match o {
-                                Output::Send { to, .. } if frame_type(o).as_deref() == Some("message") => Some(*to),
-                                _ => None,
-                            }).collect();
-                            prop_assert_eq!(to, everyone.into_iter().map(Some).collect::<Vec<_>>());
+                    for o in &out {
+                        match o {
+                            Output::Close { client: to, reason } => {
+                                prop_assert_eq!(to, client);
+                                prop_assert_eq!(*reason, CloseReason::RateLimited);
+                                c.closed = true;
+                            }
+                            Output::Send { to, payload } => {
+                                let v = json(payload);
+                                if v["type"] == "error" || v["type"] == "ack" {
+                                    prop_assert_eq!(to, client, "only the sender hears of its errors and acks");
+                                }
+                                if v["type"] == "typing" {
+                                    prop_assert_eq!(v["client_id"].as_str(), Some(c.user));
+                                    prop_assert_ne!(users[to], c.user, "typing echoed to the typist's tab");
+                                }
+                                if v["type"] == "direct" {
+                                    prop_assert_eq!(v["from"].as_str(), Some(c.user));
+                                    prop_assert!(users[to] == c.user || v["to"].as_str() == Some(users[to]), "a direct message to a third party");
+                                }
+                            }
+                            Output::Ping { .. } => prop_assert!(false, "a Text produced a ping"),
                         }
                     }
                 }
@@ -213,10 +431,7 @@ proptest! {
                             Output::Close { client, reason: CloseReason::Idle } => (*client, false),
                             other => { prop_assert!(false, "a Timeout produced {:?}", other); unreachable!() }
                         };
-                        let c = conns.get_mut(&id);
-                        prop_assert!(c.is_some(), "addressed {} which is not connected", id);
-                        let c = c.expect("checked");
-                        prop_assert!(!c.closed, "addressed {} after closing it", id);
+                        let c = conns.get_mut(&id).expect("checked above");
                         let idle_due = c.idle_at(&config).is_some_and(|t| t <= now);
                         if is_ping {
                             prop_assert!(!idle_due, "pinged {} instead of closing it", id);
@@ -238,6 +453,13 @@ proptest! {
                 }
             }
             prop_assert_eq!(h.server.client_count(), conns.len());
+            // The members the server reports are the model's, room by room.
+            for room in ROOMS {
+                let name = RoomName::parse(room).expect("valid");
+                let expected: BTreeSet<&str> = conns.values().filter(|c| c.room == Some(room)).map(|c| c.user).collect();
+                let got: Vec<&str> = h.server.members(&name).collect();
+                prop_assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
+            }
         }
     }
 }

@@ -125,6 +125,12 @@ fn a_sustained_flood_is_closed_once_then_ignored() {
             got.extend(h.drain());
         }
         assert_eq!(got, expected, "{limit:?}");
+        // `burst` refusals with an error frame, and the one that closed the client.
+        assert_eq!(
+            h.server.messages_rate_limited(),
+            u64::from(burst) + 1,
+            "{limit:?}"
+        );
 
         // Closed: alice is no longer addressed, bob still chats, alice's leaving is announced.
         h.advance(Duration::from_secs(3600));
@@ -247,6 +253,12 @@ fn close_reasons_map_to_close_frames_and_metric_labels() {
             "rate_limit",
         ),
         (CloseReason::Idle, 1001, "idle timeout", "idle"),
+        (
+            CloseReason::TooManyRooms,
+            1008,
+            "too many rooms",
+            "too_many_rooms",
+        ),
     ] {
         assert_eq!(
             (reason.code(), reason.text(), reason.label()),

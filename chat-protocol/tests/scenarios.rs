@@ -4,7 +4,7 @@ mod harness;
 
 use std::time::Duration;
 
-use chat_protocol::{ChatServer, ClientId, Config, Error, Input, Output};
+use chat_protocol::{ChatServer, ClientId, Config, Error, Input, Output, Protocol, RoomName};
 use harness::{frame, sends, Harness};
 
 const T0: &str = "2026-11-21T20:52:58.123Z";
@@ -199,7 +199,10 @@ fn driver_contract_errors_leave_the_state_unchanged() {
             now,
             Input::Connect {
                 client: ClientId(1),
-                user: "again".into()
+                user: "again".into(),
+                room: RoomName::default(),
+                protocol: Protocol::V1,
+                resume: None,
             }
         ),
         Err(Error::AlreadyConnected(ClientId(1)))

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use chat_protocol::{ChatServer, ClientId, Config, Input, Now, Output, Payload};
+use chat_protocol::{
+    ChatServer, ClientId, Config, Input, Now, Output, Payload, Protocol, Resume, RoomName,
+};
 use chrono::{DateTime, TimeZone, Utc};
 
 /// The wall-clock time every scenario starts at.
@@ -50,13 +52,35 @@ impl Harness {
         std::iter::from_fn(|| self.server.poll_output()).collect()
     }
 
+    /// A v1 (tutorial) client in `general`, as the tutorial's URL gives.
     pub fn connect(&mut self, id: u64, user: &str) {
+        self.connect_with(id, user, "general", Protocol::V1, None);
+    }
+
+    /// A v2 client in `room`, not resuming.
+    pub fn connect_v2(&mut self, id: u64, user: &str, room: &str) {
+        self.connect_with(id, user, room, Protocol::V2, None);
+    }
+
+    /// Any client; `room` must be a valid room name.
+    pub fn connect_with(
+        &mut self,
+        id: u64,
+        user: &str,
+        room: &str,
+        protocol: Protocol,
+        resume: Option<Resume>,
+    ) {
         self.input(Input::Connect {
             client: ClientId(id),
             user: user.to_owned(),
+            room: RoomName::parse(room).expect("tests use valid room names"),
+            protocol,
+            resume,
         });
     }
 
+    /// A text frame: a chat message from a v1 client, a JSON command from a v2 one.
     pub fn text(&mut self, id: u64, text: &str) {
         self.input(Input::Text {
             client: ClientId(id),
@@ -111,4 +135,174 @@ pub fn sends(to: &[u64], payload: &str) -> Vec<Output> {
             payload: Payload::from(payload),
         })
         .collect()
+}
+
+/// `Output::Send` of `payload` to one client.
+pub fn send(to: u64, payload: &str) -> Output {
+    Output::Send {
+        to: ClientId(to),
+        payload: Payload::from(payload),
+    }
+}
+
+/// A JSON string literal.
+pub fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("a str always serializes")
+}
+
+/// A JSON object with exactly these fields in this order; each value is JSON already.
+pub fn object(fields: &[(&str, String)]) -> String {
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", q(k)))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// The v2 frames as `PROTOCOL.md` shows them, field for field, as strings.
+pub mod v2 {
+    use super::{object, q};
+
+    pub fn welcome(
+        user: &str,
+        room: &str,
+        epoch: u64,
+        members: &[&str],
+        history_limit: usize,
+        ts: &str,
+    ) -> String {
+        let members: Vec<String> = members.iter().map(|m| q(m)).collect();
+        object(&[
+            ("type", q("welcome")),
+            ("client_id", q(user)),
+            ("room", q(room)),
+            ("epoch", epoch.to_string()),
+            ("members", format!("[{}]", members.join(","))),
+            ("history_limit", history_limit.to_string()),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    pub fn gap(room: &str, epoch: u64, since: u64, message: &str, ts: &str) -> String {
+        object(&[
+            ("type", q("gap")),
+            ("room", q(room)),
+            ("epoch", epoch.to_string()),
+            ("since", since.to_string()),
+            ("message", q(message)),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    /// `messages` are `message` frames, as [`message`] gives them.
+    pub fn history(room: &str, epoch: u64, resumed: bool, messages: &[String], ts: &str) -> String {
+        object(&[
+            ("type", q("history")),
+            ("room", q(room)),
+            ("epoch", epoch.to_string()),
+            ("resumed", resumed.to_string()),
+            ("messages", format!("[{}]", messages.join(","))),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    pub fn connection(user: &str, room: &str, ts: &str) -> String {
+        object(&[
+            ("type", q("connection")),
+            ("client_id", q(user)),
+            ("message", q(&format!("{user} joined the chat"))),
+            ("room", q(room)),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    pub fn disconnection(user: &str, room: &str, ts: &str) -> String {
+        object(&[
+            ("type", q("disconnection")),
+            ("client_id", q(user)),
+            ("message", q(&format!("{user} left the chat"))),
+            ("room", q(room)),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    pub fn message(
+        id: u64,
+        room: &str,
+        user: &str,
+        text: &str,
+        client_msg_id: Option<&str>,
+        ts: &str,
+    ) -> String {
+        let mut fields = vec![
+            ("type", q("message")),
+            ("id", id.to_string()),
+            ("room", q(room)),
+            ("client_id", q(user)),
+            ("message", q(text)),
+        ];
+        if let Some(c) = client_msg_id {
+            fields.push(("client_msg_id", q(c)));
+        }
+        fields.push(("timestamp", q(ts)));
+        object(&fields)
+    }
+
+    pub fn error(user: &str, message: &str, code: &str, ts: &str) -> String {
+        object(&[
+            ("type", q("error")),
+            ("client_id", q(user)),
+            ("message", q(message)),
+            ("code", q(code)),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    pub fn typing(user: &str, room: &str, ts: &str) -> String {
+        object(&[
+            ("type", q("typing")),
+            ("client_id", q(user)),
+            ("room", q(room)),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    pub fn direct(from: &str, to: &str, message: &str, room: &str, ts: &str) -> String {
+        object(&[
+            ("type", q("direct")),
+            ("from", q(from)),
+            ("to", q(to)),
+            ("message", q(message)),
+            ("room", q(room)),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    pub fn ack(client_msg_id: &str, id: u64, ts: &str) -> String {
+        object(&[
+            ("type", q("ack")),
+            ("client_msg_id", q(client_msg_id)),
+            ("id", id.to_string()),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    /// The JSON text of a `message` command.
+    pub fn say(text: &str, client_msg_id: Option<&str>) -> String {
+        match client_msg_id {
+            Some(c) => object(&[
+                ("type", q("message")),
+                ("message", q(text)),
+                ("client_msg_id", q(c)),
+            ]),
+            None => object(&[("type", q("message")), ("message", q(text))]),
+        }
+    }
+
+    /// The JSON text of a `direct` command.
+    pub fn dm(to: &str, text: &str) -> String {
+        object(&[("type", q("direct")), ("to", q(to)), ("message", q(text))])
+    }
+
+    pub const TYPING: &str = r#"{"type":"typing"}"#;
 }

@@ -1,0 +1,204 @@
+//! The JSON commands a v2 client sends, and why a malformed one is refused.
+
+use serde::Deserialize;
+
+use crate::Payload;
+
+/// The most characters of a `client_msg_id`.
+const MAX_CLIENT_MSG_ID: usize = 64;
+
+/// The most bytes of the explanation in a `bad_command` error frame: the parser's messages
+/// quote the client's input, which must not come back at any length.
+const MAX_EXPLANATION: usize = 200;
+
+/// A well-formed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// A chat message for the room (a v1 client's text is one too).
+    Message {
+        text: Payload,
+        client_msg_id: Option<String>,
+    },
+    /// "I am typing".
+    Typing,
+    /// A message for one user's eyes.
+    Direct { to: String, text: String },
+}
+
+/// Every field any command has; which ones a `type` needs is checked after parsing, so that a
+/// missing field gets a clearer explanation than serde's. Unknown fields are ignored (a newer
+/// client may send more).
+#[derive(Deserialize)]
+#[serde(expecting = "a JSON object with a \"type\"")]
+struct Wire {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<String>,
+    client_msg_id: Option<String>,
+    to: Option<String>,
+}
+
+/// Parses one text frame of a v2 client. `Err` holds the `message` of the `bad_command` error
+/// frame: human-readable, and never longer than a few hundred bytes whatever the input.
+pub(crate) fn parse(text: &str) -> Result<Command, String> {
+    // A derived Deserialize also takes a struct as a positional array; a command is an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => "malformed command: not a JSON object".to_owned(),
+            Err(e) => bounded(format!("malformed command: {e}")),
+        });
+    }
+    let wire: Wire =
+        serde_json::from_str(text).map_err(|e| bounded(format!("malformed command: {e}")))?;
+    match wire.kind.as_str() {
+        "message" => {
+            let text = wire
+                .message
+                .ok_or(r#"a "message" command needs a "message" string"#)?;
+            if let Some(id) = &wire.client_msg_id {
+                let chars = id.chars().count();
+                if chars == 0 || chars > MAX_CLIENT_MSG_ID {
+                    return Err(format!(
+                        "client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} characters"
+                    ));
+                }
+            }
+            Ok(Command::Message {
+                text: text.into(),
+                client_msg_id: wire.client_msg_id,
+            })
+        }
+        "typing" => Ok(Command::Typing),
+        "direct" => match (wire.to, wire.message) {
+            (Some(to), Some(text)) => Ok(Command::Direct { to, text }),
+            _ => Err(r#"a "direct" command needs "to" and "message" strings"#.to_owned()),
+        },
+        other => Err(bounded(format!("unknown command type {other:?}"))),
+    }
+}
+
+/// `s` cut to [`MAX_EXPLANATION`] bytes at a character boundary, marked with `…` when cut.
+pub(crate) fn bounded(mut s: String) -> String {
+    if s.len() > MAX_EXPLANATION {
+        let mut end = MAX_EXPLANATION;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_or_explain_why_not() {
+        let message = |text: &str, id: Option<&str>| {
+            Ok(Command::Message {
+                text: text.into(),
+                client_msg_id: id.map(Into::into),
+            })
+        };
+        let cases: &[(&str, Result<Command, String>)] = &[
+            (r#"{"type":"message","message":"hi"}"#, message("hi", None)),
+            (
+                r#"{"type":"message","message":"hi","client_msg_id":"c-1"}"#,
+                message("hi", Some("c-1")),
+            ),
+            (
+                r#"{"type":"message","message":"hi","client_msg_id":null}"#,
+                message("hi", None),
+            ),
+            (
+                r#"{"message":"a\"b","type":"message","extra":[1,{}]}"#,
+                message("a\"b", None),
+            ),
+            (r#"{"type":"message","message":""}"#, message("", None)),
+            (r#"{"type":"typing"}"#, Ok(Command::Typing)),
+            (
+                r#"{"type":"direct","to":"bob","message":"psst"}"#,
+                Ok(Command::Direct {
+                    to: "bob".into(),
+                    text: "psst".into(),
+                }),
+            ),
+            (
+                "hello",
+                Err("malformed command: expected value at line 1 column 1".into()),
+            ),
+            (
+                "[1,2]",
+                Err("malformed command: not a JSON object".into()),
+            ),
+            (
+                r#"["message","hi",null,null]"#,
+                Err("malformed command: not a JSON object".into()),
+            ),
+            (
+                r#""a string""#,
+                Err("malformed command: not a JSON object".into()),
+            ),
+            (
+                r#"{"message":"hi"}"#,
+                Err("malformed command: missing field `type` at line 1 column 16".into()),
+            ),
+            (
+                r#"{"type":"dance"}"#,
+                Err(r#"unknown command type "dance""#.into()),
+            ),
+            (
+                r#"{"type":"message"}"#,
+                Err(r#"a "message" command needs a "message" string"#.into()),
+            ),
+            (
+                r#"{"type":"message","message":5}"#,
+                Err("malformed command: invalid type: integer `5`, expected a string at line 1 column 29".into()),
+            ),
+            (
+                r#"{"type":"message","message":"x","client_msg_id":""}"#,
+                Err("client_msg_id must be 1 to 64 characters".into()),
+            ),
+            (
+                r#"{"type":"direct","message":"x"}"#,
+                Err(r#"a "direct" command needs "to" and "message" strings"#.into()),
+            ),
+            (
+                r#"{"type":"direct","to":7,"message":"x"}"#,
+                Err("malformed command: invalid type: integer `7`, expected a string at line 1 column 23".into()),
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(&parse(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn client_msg_id_length_counts_characters() {
+        let with = |id: &str| {
+            parse(
+                &serde_json::json!({"type":"message","message":"x","client_msg_id":id}).to_string(),
+            )
+        };
+        assert!(with(&"é".repeat(64)).is_ok());
+        assert!(with(&"é".repeat(65)).is_err());
+        assert!(with(&"x".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn explanations_stay_short_whatever_the_input() {
+        for input in [
+            format!("\"{}\"", "é".repeat(10_000)),
+            format!(r#"{{"type":"{}"}}"#, "ü".repeat(10_000)),
+        ] {
+            let err = parse(&input).expect_err("not a command");
+            assert!(
+                err.len() <= MAX_EXPLANATION + '…'.len_utf8(),
+                "{}",
+                err.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! One room's message ids and the ring of its last messages.
+
+use std::collections::{vec_deque, BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::Payload;
+
+/// A chat message as the room keeps it: enough to encode its v2 `message` frame again and to
+/// recognise a `client_msg_id` retry.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) id: u64,
+    pub(crate) user: Arc<str>,
+    pub(crate) text: Payload,
+    pub(crate) client_msg_id: Option<Box<str>>,
+    pub(crate) timestamp: DateTime<Utc>,
+}
+
+/// The held messages, oldest first, as the `messages` of a `history` frame.
+pub(crate) type Held<'a> = vec_deque::Iter<'a, Stored>;
+
+/// The id counter of a room and its last `limit` messages.
+///
+/// The held messages always have consecutive ids ending at `last_id`, so a message is found by
+/// arithmetic on its id, and the range of `since` values that can be resumed is
+/// `last_id - held .. last_id`.
+#[derive(Debug)]
+pub(crate) struct History {
+    limit: usize,
+    messages: VecDeque<Stored>,
+    /// The id of the newest message ever posted (not necessarily held), or the id the room
+    /// starts after.
+    last_id: u64,
+    /// The ids of held messages that carry a `client_msg_id`, by that id, oldest first. Several
+    /// users may pick the same `client_msg_id`, hence a list.
+    by_client_msg_id: BTreeMap<Box<str>, VecDeque<u64>>,
+}
+
+impl History {
+    /// An empty history whose first message will get id `start_after + 1`.
+    pub(crate) fn new(limit: usize, start_after: u64) -> Self {
+        History {
+            limit,
+            messages: VecDeque::new(),
+            last_id: start_after,
+            by_client_msg_id: BTreeMap::new(),
+        }
+    }
+
+    /// The id of the newest message posted (or the id the room started after).
+    pub(crate) fn last_id(&self) -> u64 {
+        self.last_id
+    }
+
+    /// The id the next message gets. Saturating: 2^64 messages in one room do not happen, and
+    /// a wrong id is better than a panic if they did.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.last_id.saturating_add(1)
+    }
+
+    /// The id just before the oldest held message: the lowest `since` that can be resumed.
+    fn held_after(&self) -> u64 {
+        // The held ids are consecutive and end at `last_id`, so there are at most `last_id` of
+        // them.
+        self.last_id - self.messages.len() as u64
+    }
+
+    /// Records `message`, which has id [`next_id`](Self::next_id), forgetting the oldest held
+    /// message if the ring is full.
+    pub(crate) fn push(&mut self, message: Stored) {
+        debug_assert_eq!(message.id, self.next_id(), "ids are consecutive");
+        self.last_id = message.id;
+        if self.limit == 0 {
+            return;
+        }
+        if self.messages.len() >= self.limit {
+            if let Some(old) = self.messages.pop_front() {
+                self.unindex(&old);
+            }
+        }
+        if let Some(key) = &message.client_msg_id {
+            self.by_client_msg_id
+                .entry(key.clone())
+                .or_default()
+                .push_back(message.id);
+        }
+        self.messages.push_back(message);
+    }
+
+    /// Drops the index entry of the oldest held message, which was just forgotten.
+    fn unindex(&mut self, old: &Stored) {
+        let Some(key) = &old.client_msg_id else {
+            return;
+        };
+        if let Some(ids) = self.by_client_msg_id.get_mut(key) {
+            // The oldest message is the oldest of its key's ids.
+            debug_assert_eq!(ids.front(), Some(&old.id));
+            ids.pop_front();
+            if ids.is_empty() {
+                self.by_client_msg_id.remove(key);
+            }
+        }
+    }
+
+    /// The id of the held message `user` sent with `client_msg_id`, if any.
+    pub(crate) fn find(&self, user: &str, client_msg_id: &str) -> Option<u64> {
+        let first = self.held_after() + 1;
+        self.by_client_msg_id
+            .get(client_msg_id)?
+            .iter()
+            .copied()
+            .find(|&id| {
+                id.checked_sub(first)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| self.messages.get(i))
+                    .is_some_and(|m| *m.user == *user)
+            })
+    }
+
+    /// Every held message, oldest first.
+    pub(crate) fn all(&self) -> Held<'_> {
+        self.messages.iter()
+    }
+
+    /// Exactly the messages after `since`, if every one of them is still held (`since` is at
+    /// most `held` messages back and not in the future); `None` otherwise.
+    pub(crate) fn after(&self, since: u64) -> Option<Held<'_>> {
+        let from = since.checked_sub(self.held_after())?;
+        if since > self.last_id {
+            return None;
+        }
+        // Not more than the held count, which is a usize.
+        let from = usize::try_from(from).ok()?;
+        Some(self.messages.range(from..))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(h: &History, user: &str, key: Option<&str>) -> Stored {
+        Stored {
+            id: h.next_id(),
+            user: user.into(),
+            text: Payload::from("t"),
+            client_msg_id: key.map(Box::from),
+            timestamp: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    fn ids(held: Option<Held<'_>>) -> Option<Vec<u64>> {
+        held.map(|h| h.map(|m| m.id).collect())
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_messages_and_their_index() {
+        let mut h = History::new(3, 10);
+        for i in 0..5 {
+            let key = format!("k{}", i % 2);
+            let m = msg(&h, "alice", Some(&key));
+            h.push(m);
+        }
+        assert_eq!(ids(Some(h.all())), Some(vec![13, 14, 15]));
+        assert_eq!(h.find("alice", "k0"), Some(13), "the oldest held k0");
+        assert_eq!(h.find("alice", "k1"), Some(14));
+        assert_eq!(h.find("bob", "k1"), None);
+        let m = msg(&h, "alice", None);
+        h.push(m);
+        let m = msg(&h, "alice", None);
+        h.push(m);
+        assert_eq!(h.find("alice", "k0"), Some(15));
+        assert_eq!(h.find("alice", "k1"), None);
+        assert_eq!(h.by_client_msg_id.len(), 1, "forgotten keys are dropped");
+    }
+
+    #[test]
+    fn after_answers_only_inside_the_window() {
+        let mut h = History::new(3, 0);
+        assert_eq!(ids(h.after(0)), Some(vec![]));
+        assert_eq!(ids(h.after(1)), None);
+        for _ in 0..5 {
+            let m = msg(&h, "a", None);
+            h.push(m);
+        }
+        // Held: 3, 4, 5.
+        assert_eq!(ids(h.after(1)), None);
+        assert_eq!(ids(h.after(2)), Some(vec![3, 4, 5]));
+        assert_eq!(ids(h.after(4)), Some(vec![5]));
+        assert_eq!(ids(h.after(5)), Some(vec![]));
+        assert_eq!(ids(h.after(6)), None);
+        assert_eq!(ids(h.after(u64::MAX)), None);
+    }
+
+    #[test]
+    fn a_zero_limit_holds_nothing_but_counts() {
+        let mut h = History::new(0, 0);
+        for _ in 0..3 {
+            let m = msg(&h, "a", Some("k"));
+            h.push(m);
+        }
+        assert_eq!(h.last_id(), 3);
+        assert_eq!(h.find("a", "k"), None);
+        assert_eq!(ids(h.after(3)), Some(vec![]));
+        assert_eq!(ids(h.after(2)), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! One room: who hears its broadcasts, who is present, and its history.
+
+use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Serialize, Serializer};
+
+use crate::history::History;
+use crate::{ClientId, Output, Payload, Protocol};
+
+/// One user's presence in a room.
+#[derive(Debug, Default)]
+struct Presence {
+    /// The user's connections in the room, those being closed included: a user is present
+    /// until the Disconnect of its last connection.
+    connections: usize,
+    /// The user's v2 connections that are not being closed: where its direct messages go.
+    v2: BTreeSet<ClientId>,
+    /// When a typing notice of this user was last relayed.
+    typed_at: Option<Instant>,
+}
+
+/// The connections in a room, by protocol and by user, and the room's messages.
+#[derive(Debug)]
+pub(crate) struct Room {
+    /// Who hears broadcasts: the connections not being closed, one ordered set per protocol,
+    /// so a broadcast only visits the connections of the protocols it has a frame for.
+    v1: BTreeSet<ClientId>,
+    v2: BTreeSet<ClientId>,
+    /// Who is present, by user name (sorted, as the `welcome` frame lists them).
+    users: BTreeMap<Arc<str>, Presence>,
+    /// Every connection in the room, those being closed included.
+    connections: usize,
+    /// The message ids and the last messages.
+    pub(crate) history: History,
+    /// While nobody is in the room: its number in the order rooms became empty.
+    pub(crate) vacant_since: Option<u64>,
+}
+
+impl Room {
+    /// An empty room with this history.
+    pub(crate) fn new(history: History) -> Self {
+        Room {
+            v1: BTreeSet::new(),
+            v2: BTreeSet::new(),
+            users: BTreeMap::new(),
+            connections: 0,
+            history,
+            vacant_since: None,
+        }
+    }
+
+    /// Nobody is in the room, not even a connection being closed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.connections == 0
+    }
+
+    /// Whether a broadcast would reach someone speaking `protocol`: encode its frame only then.
+    pub(crate) fn has(&self, protocol: Protocol) -> bool {
+        !self.audience(protocol).is_empty()
+    }
+
+    fn audience(&self, protocol: Protocol) -> &BTreeSet<ClientId> {
+        match protocol {
+            Protocol::V1 => &self.v1,
+            Protocol::V2 => &self.v2,
+        }
+    }
+
+    fn audience_mut(&mut self, protocol: Protocol) -> &mut BTreeSet<ClientId> {
+        match protocol {
+            Protocol::V1 => &mut self.v1,
+            Protocol::V2 => &mut self.v2,
+        }
+    }
+
+    /// Adds a connection of `user`. Returns the user's name as the room shares it between the
+    /// user's connections, and whether this is the user's first connection (it just joined).
+    pub(crate) fn join(
+        &mut self,
+        client: ClientId,
+        user: String,
+        protocol: Protocol,
+    ) -> (Arc<str>, bool) {
+        self.connections += 1;
+        self.audience_mut(protocol).insert(client);
+        // Every connection of a user shares one allocation of its name.
+        let name: Arc<str> = match self.users.get_key_value(user.as_str()) {
+            Some((name, _)) => Arc::clone(name),
+            None => user.into(),
+        };
+        let presence = self.users.entry(Arc::clone(&name)).or_default();
+        presence.connections += 1;
+        if protocol == Protocol::V2 {
+            presence.v2.insert(client);
+        }
+        (name, presence.connections == 1)
+    }
+
+    /// The connection is being closed: it hears nothing more, but its user stays present until
+    /// its Disconnect.
+    pub(crate) fn mute(&mut self, client: ClientId, user: &str, protocol: Protocol) {
+        self.audience_mut(protocol).remove(&client);
+        if let Some(p) = self.users.get_mut(user) {
+            p.v2.remove(&client);
+        }
+    }
+
+    /// Removes a connection (muted or not). Returns whether it was its user's last one (the
+    /// user left).
+    pub(crate) fn leave(&mut self, client: ClientId, user: &str, protocol: Protocol) -> bool {
+        self.mute(client, user, protocol);
+        self.connections = self.connections.saturating_sub(1);
+        let Some(p) = self.users.get_mut(user) else {
+            debug_assert!(false, "a connection's user is present");
+            return false;
+        };
+        p.connections = p.connections.saturating_sub(1);
+        if p.connections > 0 {
+            return false;
+        }
+        self.users.remove(user);
+        true
+    }
+
+    /// The user names present, sorted.
+    pub(crate) fn members(&self) -> Members<'_> {
+        Members(self.users.keys())
+    }
+
+    /// Queues `v1` for every v1 connection, then `v2` for every v2 connection, each in
+    /// [`ClientId`] order; `None` means that protocol hears nothing of this.
+    pub(crate) fn broadcast(
+        &self,
+        out: &mut VecDeque<Output>,
+        v1: Option<&Payload>,
+        v2: Option<&Payload>,
+    ) {
+        for (payload, audience) in [(v1, &self.v1), (v2, &self.v2)] {
+            if let Some(payload) = payload {
+                out.extend(audience.iter().map(|&to| Output::Send {
+                    to,
+                    payload: payload.clone(),
+                }));
+            }
+        }
+    }
+
+    /// Whether a typing notice of `user` is due at `now` (none relayed for `interval`); if so,
+    /// the next one waits `interval` from now.
+    pub(crate) fn may_type(&mut self, user: &str, now: Instant, interval: Duration) -> bool {
+        let Some(p) = self.users.get_mut(user) else {
+            return false;
+        };
+        // saturating: a clock that went backwards means "too soon", not a panic.
+        if p.typed_at
+            .is_some_and(|at| now.saturating_duration_since(at) < interval)
+        {
+            return false;
+        }
+        p.typed_at = Some(now);
+        true
+    }
+
+    /// Whether anyone would receive `user`'s typing notice: a v2 connection of another user.
+    pub(crate) fn has_typing_audience(&self, user: &str) -> bool {
+        let own = self.users.get(user).map_or(0, |p| p.v2.len());
+        self.v2.len() > own
+    }
+
+    /// Queues `payload` for every v2 connection except `user`'s own, in [`ClientId`] order.
+    pub(crate) fn relay_typing(&self, out: &mut VecDeque<Output>, user: &str, payload: &Payload) {
+        let own = self.users.get(user).map(|p| &p.v2);
+        out.extend(
+            self.v2
+                .iter()
+                .filter(|to| !own.is_some_and(|own| own.contains(to)))
+                .map(|&to| Output::Send {
+                    to,
+                    payload: payload.clone(),
+                }),
+        );
+    }
+
+    /// Where a direct message from `from` to `to` goes: every v2 connection of `to` and of
+    /// `from` (the echo), each once, in [`ClientId`] order. `None` when `to` has no v2
+    /// connection here.
+    pub(crate) fn direct_audience(&self, from: &str, to: &str) -> Option<Vec<ClientId>> {
+        let recipient = &self.users.get(to).filter(|p| !p.v2.is_empty())?.v2;
+        let echo = self.users.get(from).map(|p| &p.v2);
+        let mut all: Vec<ClientId> = recipient
+            .iter()
+            .chain(echo.into_iter().flatten())
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        Some(all)
+    }
+}
+
+/// The user names present in a room, sorted: an iterator, and the `members` of a `welcome`
+/// frame.
+#[derive(Debug, Clone)]
+pub(crate) struct Members<'a>(btree_map::Keys<'a, Arc<str>, Presence>);
+
+impl<'a> Iterator for Members<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.0.next().map(|name| &**name)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl Serialize for Members<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.clone())
+    }
+}
