@@ -46,6 +46,14 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub rate_burst: u32,
 
+    /// Chat messages kept per room, sent to v2 clients when they join or resume; 0 keeps none
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub history: usize,
+
+    /// Most rooms at once; rooms nobody is in are forgotten (oldest first) to make room
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_rooms: usize,
+
     /// Ping a client after this many seconds without hearing from it; 0 never pings
     #[arg(long, value_name = "SECS", default_value = "25", value_parser = seconds)]
     pub heartbeat: Duration,
@@ -97,6 +105,8 @@ impl Config {
             .with_rate_limit(rate_limit)
             .with_heartbeat_interval(nonzero(self.heartbeat))
             .with_idle_timeout(nonzero(self.idle_timeout))
+            .with_history(self.history)
+            .with_max_rooms(self.max_rooms)
     }
 }
 

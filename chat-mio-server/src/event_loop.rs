@@ -108,7 +108,13 @@ impl EventLoop {
             poll,
             listener,
             conns: Slab::new(),
-            core: ChatServer::new(config.core()),
+            // The epoch (PROTOCOL.md) is the start time in milliseconds: it differs on every
+            // start, so message ids from before a restart are never mistaken for new ones.
+            core: ChatServer::new(
+                config
+                    .core()
+                    .with_epoch(u64::try_from(now.wall.timestamp_millis()).unwrap_or(1)),
+            ),
             assets,
             ws_config: crate::ws::config(config.max_message_size),
             config,
@@ -465,6 +471,8 @@ impl EventLoop {
             let rest = buf.split_off(len);
             let leftover = std::mem::replace(buf, rest);
             drop(leftover);
+            // The core counts what only it can see.
+            self.metrics.rate_limited = self.core.messages_rate_limited();
             let ctx = Ctx {
                 assets: &self.assets,
                 allowed_origins: &self.config.allowed_origins,
@@ -519,6 +527,9 @@ impl EventLoop {
                     self.feed(Input::Connect {
                         client,
                         user: accepted.user,
+                        room: accepted.room,
+                        protocol: accepted.protocol,
+                        resume: accepted.resume,
                     });
                     // Frames that came with the request head are in tungstenite's buffer
                     // already; the socket may hold more.
@@ -562,6 +573,13 @@ impl EventLoop {
             let Some(client) = conn.client() else {
                 return;
             };
+            if conn.queued() > self.config.max_outbound {
+                // Pongs pile up unread (a ping flood from a client that does not read): read
+                // nothing more until the queue drains; flush resumes reading.
+                conn.read_paused = true;
+                self.mark_dirty(key);
+                return;
+            }
             let message = conn.read_message(&mut self.metrics.bytes_in);
             if conn.queued() > 0 {
                 // A pong or a close reply is waiting.
@@ -693,6 +711,7 @@ impl EventLoop {
                     let kind = match reason {
                         CloseReason::RateLimited => CloseKind::RateLimit,
                         CloseReason::Idle => CloseKind::Idle,
+                        CloseReason::TooManyRooms => CloseKind::TooManyRooms,
                         _ => CloseKind::ProtocolError,
                     };
                     self.close_client(key, kind, false);

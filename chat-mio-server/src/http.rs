@@ -24,6 +24,8 @@ pub struct Request {
     pub upgrade: Option<String>,
     pub sec_websocket_key: Option<String>,
     pub sec_websocket_version: Option<String>,
+    /// Every `Sec-WebSocket-Protocol` value, joined with `, `.
+    pub sec_websocket_protocol: Option<String>,
     pub if_none_match: Option<String>,
     pub host: Option<String>,
     pub origin: Option<String>,
@@ -81,6 +83,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
         upgrade: None,
         sec_websocket_key: None,
         sec_websocket_version: None,
+        sec_websocket_protocol: None,
         if_none_match: None,
         host: None,
         origin: None,
@@ -109,6 +112,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
             request.sec_websocket_key = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             request.sec_websocket_version = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            // The header may be repeated; its values form one list.
+            request.sec_websocket_protocol = Some(match request.sec_websocket_protocol.take() {
+                Some(before) => format!("{before}, {value}"),
+                None => value.to_owned(),
+            });
         } else if name.eq_ignore_ascii_case("host") {
             request.host = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("origin") {
@@ -326,5 +335,240 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Content-Length: 3\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod proptests {
+    //! No input makes the head parser panic, and what it accepts is consistent. Besides
+    //! arbitrary bytes, a grammar builds "almost HTTP" (real methods, targets with random
+    //! escapes, random headers, line ends anywhere), so most cases get past the request line and
+    //! reach the header and keep-alive logic. The target grammar is shared with `routes.rs`.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Mostly real methods, sometimes any token, sometimes anything at all.
+    pub(crate) fn method() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => prop::sample::select(
+                &["GET", "HEAD", "POST", "PUT", "OPTIONS", "CONNECT", "get"][..]
+            )
+            .prop_map(str::to_owned),
+            1 => "[A-Za-z!~_-]{0,8}",
+            1 => any::<String>(),
+        ]
+    }
+
+    /// A request target built from pieces that matter to the routes: prefixes, dot segments,
+    /// separators, escapes well-formed and broken, and any character.
+    pub(crate) fn target() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            6 => prop::sample::select(
+                &["/", "/ws/", "/static/", "..", ".", "?", "#", "\\", "index.html", "chat.js"][..]
+            )
+            .prop_map(str::to_owned),
+            4 => "[a-zA-Z0-9._~-]{1,6}",
+            4 => "%[0-9A-Fa-f]{2}",
+            1 => "%[0-9A-Za-z%]{0,2}",
+            1 => any::<char>().prop_map(String::from),
+        ];
+        let start = prop_oneof![9 => Just("/"), 1 => Just("")];
+        (start, prop::collection::vec(piece, 0..12))
+            .prop_map(|(start, pieces)| format!("{start}{}", pieces.concat()))
+    }
+
+    fn version() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => Just("HTTP/1.1".to_owned()),
+            3 => Just("HTTP/1.0".to_owned()),
+            1 => "HTTP/[0-9]\\.[0-9]{1,2}",
+            1 => "[ -~]{0,10}",
+        ]
+    }
+
+    fn header_name() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            30 => prop::sample::select(
+                &[
+                    "Host", "Connection", "connection", "Upgrade", "Sec-WebSocket-Key",
+                    "Sec-WebSocket-Version", "Origin", "ORIGIN", "If-None-Match", "Accept",
+                    "User-Agent", "Content-Length", "Transfer-Encoding",
+                ][..]
+            )
+            .prop_map(|s| s.as_bytes().to_vec()),
+            6 => "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}".prop_map(String::into_bytes),
+            1 => "[!-~]{0,12}".prop_map(String::into_bytes),
+            1 => prop::collection::vec(any::<u8>(), 0..8),
+        ]
+    }
+
+    fn header_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            14 => prop::sample::select(
+                &[
+                    "close", "keep-alive", "Upgrade", "keep-alive, Upgrade", "close, upgrade",
+                    "websocket", "13", "0", "5", "-1", "18446744073709551616", "",
+                    "dGhlIHNhbXBsZSBub25jZQ==", "http://evil.example", "*", "\"abc\"",
+                ][..]
+            )
+            .prop_map(|s| s.as_bytes().to_vec()),
+            5 => "[ -~]{0,20}".prop_map(String::into_bytes),
+            1 => prop::collection::vec(any::<u8>(), 0..16),
+        ]
+    }
+
+    /// Mostly CRLF; sometimes a bare LF or CR, nothing, trailing space, or a blank line early.
+    fn line_end() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            30 => Just("\r\n"),
+            1 => Just("\n"),
+            1 => Just("\r"),
+            1 => Just(""),
+            1 => Just(" \r\n"),
+            1 => Just("\r\n\r\n"),
+        ]
+    }
+
+    /// Bytes that are HTTP most of the way: a request line, up to 80 header lines (more than
+    /// [`MAX_HEADERS`]), an end, something after it, perhaps cut short anywhere.
+    fn almost_http() -> impl Strategy<Value = Vec<u8>> {
+        let header = || {
+            (
+                header_name(),
+                prop_oneof![
+                    40 => Just(": "),
+                    4 => Just(":"),
+                    1 => Just(":\t"),
+                    1 => Just(" : "),
+                    1 => Just(""),
+                ],
+                header_value(),
+                line_end(),
+            )
+        };
+        (
+            (method(), target(), version(), line_end()),
+            // Usually a few headers, sometimes more than the parser has room for.
+            prop_oneof![
+                4 => prop::collection::vec(header(), 0..8),
+                1 => prop::collection::vec(header(), 0..80),
+                // Clean lines around the limit, so the limit itself is reached.
+                1 => (MAX_HEADERS - 4..MAX_HEADERS + 4).prop_map(|n| {
+                    vec![(b"X-Many".to_vec(), ": ", b"v".to_vec(), "\r\n"); n]
+                }),
+            ],
+            line_end(),
+            prop::collection::vec(any::<u8>(), 0..8),
+            any::<Option<prop::sample::Index>>(),
+        )
+            .prop_map(
+                |((method, target, version, eol), headers, end, rest, cut)| {
+                    let mut bytes = format!("{method} {target} {version}{eol}").into_bytes();
+                    for (name, sep, value, eol) in headers {
+                        bytes.extend_from_slice(&name);
+                        bytes.extend_from_slice(sep.as_bytes());
+                        bytes.extend_from_slice(&value);
+                        bytes.extend_from_slice(eol.as_bytes());
+                    }
+                    bytes.extend_from_slice(end.as_bytes());
+                    bytes.extend_from_slice(&rest);
+                    if let Some(cut) = cut {
+                        bytes.truncate(cut.index(bytes.len() + 1));
+                    }
+                    bytes
+                },
+            )
+    }
+
+    /// A head the parser must accept as sent: a token method, an origin-form target, HTTP/1.x,
+    /// CRLF everywhere, at most [`MAX_HEADERS`] headers none of which it interprets.
+    fn well_formed() -> impl Strategy<Value = (String, String, u8, Vec<u8>)> {
+        (
+            "[A-Z]{1,7}",
+            "/[a-zA-Z0-9/._~%-]{0,40}",
+            0u8..=1,
+            prop::collection::vec(
+                ("X-[A-Za-z0-9-]{0,12}", "[!-~]([ -~]{0,20}[!-~])?"),
+                0..=MAX_HEADERS,
+            ),
+        )
+            .prop_map(|(method, target, minor, headers)| {
+                let mut head = format!("{method} {target} HTTP/1.{minor}\r\n");
+                for (name, value) in headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                (method, target, minor, head.into_bytes())
+            })
+    }
+
+    /// Parses `buf` and checks whatever it accepted.
+    fn check(buf: &[u8]) {
+        let Ok(Some((request, len))) = parse(buf) else {
+            return;
+        };
+        assert!(
+            len > 0 && len <= buf.len(),
+            "head length {len} of {}",
+            buf.len()
+        );
+        assert!(
+            request.minor_version <= 1,
+            "HTTP/1.{}",
+            request.minor_version
+        );
+        let path = request.path();
+        match request.query() {
+            Some(query) => assert_eq!(format!("{path}?{query}"), request.target),
+            None => assert_eq!(path, request.target),
+        }
+        // The head stands alone: what follows it does not change it.
+        assert_eq!(parse(&buf[..len]), Ok(Some((request.clone(), len))));
+        // A head that arrives in pieces is never refused half-way: cut at every line end (and
+        // just after), each prefix is only incomplete.
+        for (i, _) in buf[..len]
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| matches!(b, b'\r' | b'\n'))
+        {
+            for cut in [i, i + 1] {
+                if cut < len {
+                    assert_eq!(parse(&buf[..cut]), Ok(None), "prefix of {cut} bytes");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        // Failures are reported with their minimal input; no regression files are written.
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            check(&bytes);
+        }
+
+        #[test]
+        fn almost_http_never_panics(bytes in almost_http()) {
+            check(&bytes);
+        }
+
+        #[test]
+        fn well_formed_heads_are_accepted_as_sent((method, target, minor, head) in well_formed()) {
+            let (request, len) = parse(&head)
+                .unwrap_or_else(|e| panic!("{e:?}: {:?}", String::from_utf8_lossy(&head)))
+                .expect("a complete head");
+            prop_assert_eq!(len, head.len());
+            prop_assert_eq!(request.method, method);
+            prop_assert_eq!(request.target, target);
+            prop_assert_eq!(request.minor_version, minor);
+            prop_assert_eq!(request.keep_alive, minor == 1);
+            prop_assert!(!request.has_body);
+            check(&head);
+        }
     }
 }

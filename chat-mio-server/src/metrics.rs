@@ -15,10 +15,11 @@ pub enum CloseKind {
     InvalidUtf8,
     Unsupported,
     Shutdown,
+    TooManyRooms,
 }
 
 impl CloseKind {
-    pub const ALL: [CloseKind; 8] = [
+    pub const ALL: [CloseKind; 9] = [
         CloseKind::SlowConsumer,
         CloseKind::RateLimit,
         CloseKind::TooBig,
@@ -27,6 +28,7 @@ impl CloseKind {
         CloseKind::InvalidUtf8,
         CloseKind::Unsupported,
         CloseKind::Shutdown,
+        CloseKind::TooManyRooms,
     ];
 
     pub fn label(self) -> &'static str {
@@ -39,6 +41,7 @@ impl CloseKind {
             CloseKind::InvalidUtf8 => "invalid_utf8",
             CloseKind::Unsupported => "unsupported_data",
             CloseKind::Shutdown => "shutdown",
+            CloseKind::TooManyRooms => "too_many_rooms",
         }
     }
 
@@ -53,6 +56,7 @@ impl CloseKind {
             CloseKind::InvalidUtf8 => (1007, "invalid UTF-8 in text message"),
             CloseKind::Unsupported => (1003, "binary messages are not supported"),
             CloseKind::Shutdown => (1001, "server shutting down"),
+            CloseKind::TooManyRooms => (1008, "too many rooms"),
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The WebSocket upgrade: validating the request, naming the client, answering 101.
 //! Framing itself is tungstenite's (`WebSocketContext`), driven by `conn.rs`.
 
+use chat_protocol::{Protocol, Resume, RoomName};
 use percent_encoding::percent_decode_str;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::http::{Request, Response};
+
+/// The subprotocol of the rich protocol (PROTOCOL.md).
+pub const V2_SUBPROTOCOL: &str = "chat.v2";
 
 /// Longest client id, in Unicode scalar values, after percent-decoding and trimming.
 pub const MAX_CLIENT_ID_CHARS: usize = 32;
@@ -45,15 +49,25 @@ pub struct Accepted {
     pub user: String,
     /// The `Sec-WebSocket-Accept` value.
     pub accept_key: String,
+    /// `?room=`, or the default room.
+    pub room: RoomName,
+    /// v2 when the client offered `chat.v2`, else the tutorial protocol.
+    pub protocol: Protocol,
+    /// `?since=&epoch=`: where a reconnecting client left off.
+    pub resume: Option<Resume>,
 }
 
 impl Accepted {
     /// The `101 Switching Protocols` answer.
     pub fn response(&self) -> Response<'static> {
-        Response::new(101, b"")
+        let response = Response::new(101, b"")
             .header("Upgrade", "websocket")
             .header("Connection", "Upgrade")
-            .header("Sec-WebSocket-Accept", self.accept_key.clone())
+            .header("Sec-WebSocket-Accept", self.accept_key.clone());
+        match self.protocol {
+            Protocol::V2 => response.header("Sec-WebSocket-Protocol", V2_SUBPROTOCOL),
+            _ => response,
+        }
     }
 }
 
@@ -107,10 +121,52 @@ pub fn accept(
         ));
     }
     let user = client_id(raw_id).map_err(|why| Refusal::new(400, format!("{why}\n")))?;
+    let (room, resume) = query(request.query().unwrap_or(""))
+        .map_err(|why| Refusal::new(400, format!("{why}\n")))?;
+    let offers_v2 = request
+        .sec_websocket_protocol
+        .as_deref()
+        .is_some_and(|list| list.split(',').any(|p| p.trim() == V2_SUBPROTOCOL));
     Ok(Accepted {
         user,
         accept_key: derive_accept_key(key.as_bytes()),
+        room,
+        // A client that offers other subprotocols only gets none back, as RFC 6455 says, and
+        // speaks the tutorial protocol.
+        protocol: if offers_v2 {
+            Protocol::V2
+        } else {
+            Protocol::V1
+        },
+        resume,
     })
+}
+
+/// `room`, `since` and `epoch` from the query string (form-encoded); other keys are ignored,
+/// and the first of a repeated key counts.
+fn query(query: &str) -> Result<(RoomName, Option<Resume>), String> {
+    let (mut room, mut since, mut epoch) = (None, None, None);
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let number = |what: &str| {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{what} must be a whole number"))
+        };
+        match key.as_ref() {
+            "room" if room.is_none() => {
+                room = Some(RoomName::parse(&value).map_err(|why| format!("room: {why}"))?);
+            }
+            "since" if since.is_none() => since = Some(number("since")?),
+            "epoch" if epoch.is_none() => epoch = Some(number("epoch")?),
+            _ => {}
+        }
+    }
+    // `since` without `epoch` cannot be trusted across restarts: the core answers with a gap.
+    let resume = since.map(|since| match epoch {
+        Some(epoch) => Resume { epoch, since },
+        None => Resume::without_epoch(since),
+    });
+    Ok((room.unwrap_or_default(), resume))
 }
 
 /// Browsers always send `Origin` on a WebSocket request; a page from another site must not be
@@ -296,6 +352,47 @@ mod tests {
             Some("h"),
             &["*".to_owned()]
         ));
+    }
+
+    #[test]
+    fn queries() {
+        let general = RoomName::default();
+        let cases = [
+            ("", Ok((general.clone(), None))),
+            ("room=Lobby", Ok((RoomName::parse("lobby").unwrap(), None))),
+            (
+                "room=a%2Db&x=1",
+                Ok((RoomName::parse("a-b").unwrap(), None)),
+            ),
+            (
+                "since=41&epoch=7",
+                Ok((
+                    general.clone(),
+                    Some(Resume {
+                        epoch: 7,
+                        since: 41,
+                    }),
+                )),
+            ),
+            (
+                "since=41",
+                Ok((general.clone(), Some(Resume::without_epoch(41)))),
+            ),
+            ("epoch=7", Ok((general.clone(), None))),
+        ];
+        for (q, want) in cases {
+            assert_eq!(query(q), want, "{q:?}");
+        }
+        for bad in [
+            "room=",
+            "room=a%20b",
+            "room=../x",
+            "since=-1",
+            "since=x",
+            "epoch=1e3",
+        ] {
+            assert!(query(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 
     #[test]
