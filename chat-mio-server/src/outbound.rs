@@ -65,8 +65,9 @@ impl Outbound {
                 Err(e) => return Err(e),
             }
         }
-        if self.chunks.capacity() > 64 {
-            // A burst is over; do not keep its bookkeeping for the connection's whole life.
+        if self.chunks.capacity() > 8 {
+            // A burst is over: an idle connection keeps no bookkeeping for it (a join storm
+            // leaves thousands of idle connections behind; each would keep its peak otherwise).
             self.chunks = VecDeque::new();
         }
         Ok(true)

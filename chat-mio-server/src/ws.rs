@@ -239,12 +239,16 @@ pub fn client_id(raw: &str) -> Result<String, &'static str> {
     Ok(id.to_owned())
 }
 
+/// Initial size of tungstenite's per-connection read buffer.
+pub const READ_BUFFER: usize = 128;
+
 /// tungstenite's buffers, sized for a chat server: many mostly idle connections.
 pub fn config(max_message_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        // tungstenite allocates (and zero-fills) the whole read buffer per connection; its
-        // 128 KiB default would cost 128 KiB of RSS for every idle client.
-        .read_buffer_size(4 * 1024)
+        // tungstenite allocates (and zero-fills) the whole read buffer per connection, idle or
+        // not: its 128 KiB default would cost 128 KiB of RSS per client. 512 bytes hold a few
+        // typical chat lines per read; a larger message grows the buffer to its size.
+        .read_buffer_size(READ_BUFFER)
         // tungstenite only ever writes control frames (pong, close) here, into the connection's
         // own outbound queue (see conn.rs), so its write buffer stays tiny.
         .write_buffer_size(0)
