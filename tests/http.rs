@@ -5,167 +5,16 @@
 #[path = "common/client.rs"]
 mod client;
 mod common;
+#[path = "common/http_client.rs"]
+mod http_client;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
-
-use client::{connect, expect_join, expect_only_marker, TIMEOUT};
+use client::{connect, expect_join, expect_only_marker};
 use common::TestServer;
-
-/// One parsed response.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl std::fmt::Debug for Response {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Response")
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .field("body", &String::from_utf8_lossy(&self.body))
-            .finish()
-    }
-}
-
-impl Response {
-    /// The value of header `name` (case-insensitive); panics if it is repeated.
-    fn header(&self, name: &str) -> Option<&str> {
-        let mut values = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str());
-        let value = values.next();
-        assert!(values.next().is_none(), "{name} is repeated: {self:?}");
-        value
-    }
-
-    fn content_length(&self) -> Option<usize> {
-        self.header("Content-Length")
-            .map(|v| v.parse().unwrap_or_else(|_| panic!("Content-Length {v:?}")))
-    }
-
-    fn body_text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("a UTF-8 body")
-    }
-}
-
-/// A raw HTTP/1.1 connection that keeps unread bytes between responses, so pipelined responses
-/// are parsed exactly where the previous one ended.
-struct Http {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Http {
-    fn connect(server: &TestServer) -> Http {
-        let stream = TcpStream::connect(server.addr).expect("connect to the test server");
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(TIMEOUT))
-            .expect("write timeout");
-        Http {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.stream
-            .write_all(bytes.as_ref())
-            .expect("write the request");
-    }
-
-    /// Reads more bytes into the buffer; `false` at EOF.
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0; 16 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("no answer within {TIMEOUT:?}; have {:?}", self.buffered())
-            }
-            Err(e) => panic!("reading the response failed: {e}"),
-        }
-    }
-
-    fn buffered(&self) -> String {
-        String::from_utf8_lossy(&self.buf).into_owned()
-    }
-
-    /// Reads one response. `to_head`: it answers a HEAD request, so it has no body whatever its
-    /// Content-Length says.
-    fn response(&mut self, to_head: bool) -> Response {
-        let head_len = loop {
-            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            assert!(
-                self.fill(),
-                "connection closed inside a response head: {:?}",
-                self.buffered()
-            );
-        };
-        let head = String::from_utf8(self.buf[..head_len - 4].to_vec())
-            .unwrap_or_else(|_| panic!("response head is not UTF-8: {:?}", self.buffered()));
-        self.buf.drain(..head_len);
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().expect("a status line");
-        let status = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let headers = lines
-            .map(|line| {
-                let (name, value) = line
-                    .split_once(':')
-                    .unwrap_or_else(|| panic!("bad header line {line:?}"));
-                (name.to_owned(), value.trim().to_owned())
-            })
-            .collect();
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        let bodiless = to_head || status == 304 || (100..200).contains(&status);
-        if !bodiless {
-            let len = response
-                .content_length()
-                .unwrap_or_else(|| panic!("no Content-Length: {response:?}"));
-            while self.buf.len() < len {
-                assert!(self.fill(), "connection closed inside a body");
-            }
-            response.body = self.buf.drain(..len).collect();
-        }
-        response
-    }
-
-    /// The server must have closed the connection, with nothing more sent.
-    fn expect_closed(&mut self) {
-        assert!(
-            self.buf.is_empty() && !self.fill(),
-            "expected the server to close the connection; it sent {:?}",
-            self.buffered()
-        );
-    }
-}
+use http_client::{Http, Response};
 
 /// `method target` on a fresh connection, with `extra` header lines (each ending in `\r\n`).
 fn request(server: &TestServer, method: &str, target: &str, extra: &str) -> Response {
-    let mut http = Http::connect(server);
-    http.send(format!(
-        "{method} {target} HTTP/1.1\r\nHost: test\r\n{extra}\r\n"
-    ));
-    http.response(method == "HEAD")
+    http_client::request(server.addr, method, target, extra)
 }
 
 fn get(server: &TestServer, target: &str) -> Response {
@@ -243,7 +92,7 @@ fn head_has_the_headers_of_get_and_no_body() {
     let server = TestServer::start();
     for target in ["/", "/static/chat.js", "/no/such/file"] {
         let got = get(&server, target);
-        let mut http = Http::connect(&server);
+        let mut http = Http::connect(server.addr);
         http.send(format!("HEAD {target} HTTP/1.1\r\nHost: test\r\n\r\n"));
         let head = http.response(true);
         assert_eq!(head.status, got.status, "HEAD {target}");
@@ -266,7 +115,7 @@ fn head_has_the_headers_of_get_and_no_body() {
 #[test]
 fn unknown_paths_are_404_and_the_connection_stays_usable() {
     let server = TestServer::start();
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     for target in ["/nope", "/static/nope.js", "/static/", "/static"] {
         http.send(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n"));
         let response = http.response(false);
@@ -318,7 +167,7 @@ fn malformed_requests_get_400_and_the_connection_closes() {
         b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n",
     ];
     for raw in requests {
-        let mut http = Http::connect(&server);
+        let mut http = Http::connect(server.addr);
         http.send(raw);
         let response = http.response(false);
         assert_eq!(response.status, 400, "{:?}", String::from_utf8_lossy(raw));
@@ -336,7 +185,7 @@ fn keep_alive_answers_sequential_and_pipelined_requests() {
     let page = get(&server, "/");
 
     // One after the other on one connection.
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     http.send("GET /static/style.css HTTP/1.1\r\nHost: test\r\n\r\n");
     let first = http.response(false);
     assert_eq!(first.header("Connection"), Some("keep-alive"));
@@ -361,7 +210,7 @@ fn keep_alive_answers_sequential_and_pipelined_requests() {
 fn connection_close_is_honoured() {
     let server = TestServer::start();
 
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     http.send("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     let response = http.response(false);
     assert_eq!(response.status, 200);
@@ -369,7 +218,7 @@ fn connection_close_is_honoured() {
     http.expect_closed();
 
     // A request pipelined after the closing one is not answered.
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     http.send(
         "GET /static/style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n\
          GET / HTTP/1.1\r\nHost: test\r\n\r\n",
@@ -378,7 +227,7 @@ fn connection_close_is_honoured() {
     http.expect_closed();
 
     // HTTP/1.0 closes by default.
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     http.send("GET / HTTP/1.0\r\n\r\n");
     let response = http.response(false);
     assert_eq!(response.status, 200);
@@ -401,7 +250,7 @@ fn etag_revalidation_gives_304_without_a_body() {
         "different files, different tags"
     );
 
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     for if_none_match in [etag.clone(), format!("\"other\", {etag}"), "*".to_owned()] {
         http.send(format!(
             "GET / HTTP/1.1\r\nHost: test\r\nIf-None-Match: {if_none_match}\r\n\r\n"
@@ -539,7 +388,7 @@ fn websocket_endpoint_refuses_bad_upgrades() {
 #[test]
 fn websocket_upgrade_answers_101_with_the_accept_key() {
     let server = TestServer::start();
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     // RFC 6455, section 1.3: this key must be answered with s3pPLMBiTxaQ9kYGzzhZRbK+xOo=.
     http.send(
         "GET /ws/bob HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -561,7 +410,7 @@ fn websocket_upgrade_answers_101_with_the_accept_key() {
 fn oversized_request_heads_get_431() {
     let server = TestServer::start();
 
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     http.send(format!(
         "GET / HTTP/1.1\r\nHost: test\r\nX-Padding: {}\r\n\r\n",
         "a".repeat(9 * 1024)
@@ -596,7 +445,7 @@ fn pipelined_requests_beyond_8_kib_are_all_answered() {
     let server = TestServer::start();
     let request = "GET /static/style.css HTTP/1.1\r\nHost: test\r\n\r\n";
     let count = 300;
-    let mut http = Http::connect(&server);
+    let mut http = Http::connect(server.addr);
     http.send(request.repeat(count));
     for i in 0..count {
         // A stall shows as a read timeout here; the index tells how far the server got.
@@ -614,7 +463,7 @@ fn a_request_followed_by_a_half_close_is_answered() {
     // few times.
     let server = TestServer::start();
     for attempt in 0..20 {
-        let mut http = Http::connect(&server);
+        let mut http = Http::connect(server.addr);
         http.send("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
         http.stream
             .shutdown(std::net::Shutdown::Write)

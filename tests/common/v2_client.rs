@@ -11,7 +11,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use tungstenite::handshake::derive_accept_key;
@@ -19,6 +19,8 @@ use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
 use crate::common::TestServer;
+pub use crate::v1::now_millis;
+use crate::v1::parse_timestamp;
 
 /// How long any single read or write may wait before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -461,23 +463,4 @@ pub fn close(mut client: Client) {
 
 fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_millis() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970");
-    i64::try_from(since.as_millis()).expect("fits")
-}
-
-/// Parses exactly `YYYY-MM-DDTHH:MM:SS.mmmZ` into milliseconds since the Unix epoch.
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 24 || b[19] != b'.' || b[23] != b'Z' {
-        return None;
-    }
-    chrono::NaiveDateTime::parse_from_str(&s[..23], "%Y-%m-%dT%H:%M:%S%.3f")
-        .ok()
-        .map(|t| t.and_utc().timestamp_millis())
 }
