@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! `roomload`: opens many tutorial-protocol (v1) WebSocket clients against a chat server on
 //! loopback, puts them in rooms, has each room chat at a fixed rate and measures delivery
 //! (expected, delivered, lost, duplicates), latency and the server's memory and CPU.
