@@ -6,7 +6,7 @@
 mod browser_support;
 mod common;
 
-use browser_support::{chromium_or_skip, js_string, Browser, Page};
+use browser_support::{chromium_or_skip, join, message_shown, notice_shown, Browser, Page};
 use common::TestServer;
 use serde_json::json;
 
@@ -74,45 +74,8 @@ fn two_people_chat_in_the_browser() {
     );
 }
 
-/// Types `name` into the username field, clicks Connect and waits for "Connected".
-fn join(page: &Page<'_>, name: &str) {
-    page.type_into("#username", name);
-    page.click("#connect-btn");
-    page.wait_until(
-        &format!("{name} is connected"),
-        "document.getElementById('status')?.dataset.state === 'connected'
-         && document.getElementById('status-text')?.textContent.trim() === 'Connected'",
-    );
-}
-
 /// Replaces `alert` with a counter, so a successful injection is detected without a modal
 /// dialog blocking the page (and with it every later evaluation).
 fn trap_alerts(page: &Page<'_>) {
     page.eval("window.alertCalls = 0; window.alert = () => { window.alertCalls += 1; }; true");
-}
-
-/// JS: a chat message from `sender` whose text is exactly `text`, with a visible time
-/// whose `datetime` attribute is a parseable date.
-fn message_shown(sender: &str, text: &str) -> String {
-    format!(
-        "Array.from(document.querySelectorAll('#messages .message')).some(m => {{
-            const time = m.querySelector('time.time');
-            return m.querySelector('.sender')?.textContent === {sender}
-                && m.querySelector('.text')?.textContent === {text}
-                && time !== null && time.textContent.trim() !== ''
-                && !Number.isNaN(Date.parse(time.getAttribute('datetime') ?? ''));
-        }})",
-        sender = js_string(sender),
-        text = js_string(text),
-    )
-}
-
-/// JS: a `.notice.{kind}` (join/leave) whose text contains `text`.
-fn notice_shown(kind: &str, text: &str) -> String {
-    format!(
-        "Array.from(document.querySelectorAll({selector}))
-            .some(n => n.textContent.includes({text}))",
-        selector = js_string(&format!("#messages .notice.{kind}")),
-        text = js_string(text),
-    )
 }

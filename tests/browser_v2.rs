@@ -15,7 +15,9 @@ mod common;
 #[path = "common/proxy.rs"]
 mod proxy;
 
-use browser_support::{chromium_or_skip, js_string, Browser, Page};
+use browser_support::{
+    chromium_or_skip, join, js_string, message_shown, notice_shown, Browser, Page,
+};
 use common::TestServer;
 use proxy::Proxy;
 use serde_json::{json, Value};
@@ -530,17 +532,6 @@ struct Shown {
     pending: bool,
 }
 
-/// Types `name` into the username field, clicks Connect and waits for "Connected".
-fn join(page: &Page<'_>, name: &str) {
-    page.type_into("#username", name);
-    page.click("#connect-btn");
-    page.wait_until(
-        &format!("{name} is connected"),
-        "document.getElementById('status')?.dataset.state === 'connected'
-         && document.getElementById('status-text')?.textContent.trim() === 'Connected'",
-    );
-}
-
 /// Sends `text` as a room message with Enter.
 fn send(page: &Page<'_>, text: &str) {
     page.type_into("#messageInput", text);
@@ -647,22 +638,6 @@ fn users_are(names: &[&str], self_name: Option<&str>) -> String {
     )
 }
 
-/// JS: a chat message from `sender` whose text is exactly `text`, with a visible time
-/// whose `datetime` attribute is a parseable date.
-fn message_shown(sender: &str, text: &str) -> String {
-    format!(
-        "Array.from(document.querySelectorAll('#messages .message:not(.direct)')).some(m => {{
-            const time = m.querySelector('time.time');
-            return m.querySelector('.sender')?.textContent === {sender}
-                && m.querySelector('.text')?.textContent === {text}
-                && time !== null && time.textContent.trim() !== ''
-                && !Number.isNaN(Date.parse(time.getAttribute('datetime') ?? ''));
-        }})",
-        sender = js_string(sender),
-        text = js_string(text),
-    )
-}
-
 /// JS: every `(sender, text)` of `messages` is shown.
 fn all_shown(messages: &[(&str, &str)]) -> String {
     let parts: Vec<String> = messages
@@ -683,16 +658,6 @@ fn direct_shown(from: &str, to: &str, text: &str, own: bool) -> String {
             && m.querySelector('.text')?.textContent === {text})",
         from = js_string(from),
         to = js_string(to),
-        text = js_string(text),
-    )
-}
-
-/// JS: a `.notice.{kind}` whose text contains `text`.
-fn notice_shown(kind: &str, text: &str) -> String {
-    format!(
-        "Array.from(document.querySelectorAll({selector}))
-            .some(n => n.textContent.includes({text}))",
-        selector = js_string(&format!("#messages .notice.{kind}")),
         text = js_string(text),
     )
 }

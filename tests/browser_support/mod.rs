@@ -321,3 +321,42 @@ fn string_field(object: &Value, field: &str) -> String {
         .unwrap_or_else(|| panic!("CDP reply without {field}: {object}"))
         .to_owned()
 }
+
+// Scenario helpers shared by the browser tests: what a person does and sees on the chat page.
+
+/// Types `name` into the username field, clicks Connect and waits for "Connected".
+pub fn join(page: &Page<'_>, name: &str) {
+    page.type_into("#username", name);
+    page.click("#connect-btn");
+    page.wait_until(
+        &format!("{name} is connected"),
+        "document.getElementById('status')?.dataset.state === 'connected'
+         && document.getElementById('status-text')?.textContent.trim() === 'Connected'",
+    );
+}
+
+/// JS: a chat message from `sender` whose text is exactly `text`, with a visible time
+/// whose `datetime` attribute is a parseable date.
+pub fn message_shown(sender: &str, text: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll('#messages .message:not(.direct)')).some(m => {{
+            const time = m.querySelector('time.time');
+            return m.querySelector('.sender')?.textContent === {sender}
+                && m.querySelector('.text')?.textContent === {text}
+                && time !== null && time.textContent.trim() !== ''
+                && !Number.isNaN(Date.parse(time.getAttribute('datetime') ?? ''));
+        }})",
+        sender = js_string(sender),
+        text = js_string(text),
+    )
+}
+
+/// JS: a `.notice.{kind}` whose text contains `text`.
+pub fn notice_shown(kind: &str, text: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll({selector}))
+            .some(n => n.textContent.includes({text}))",
+        selector = js_string(&format!("#messages .notice.{kind}")),
+        text = js_string(text),
+    )
+}
