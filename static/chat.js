@@ -287,6 +287,17 @@
     return String(state.epoch) + ":" + String(id);
   }
 
+  /** A small text button under a message that could not be sent. */
+  function deliveryButton(text, ariaLabel, onClick) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "btn-link delivery-btn";
+    button.textContent = text;
+    button.setAttribute("aria-label", ariaLabel);
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
   function isId(v) {
     return typeof v === "number" && isFinite(v);
   }
@@ -608,20 +619,10 @@
       label.textContent = "Not sent" + (reason ? ": " + reason : "");
       delivery.appendChild(label);
 
-      var retry = document.createElement("button");
-      retry.type = "button";
-      retry.className = "btn-link delivery-btn";
-      retry.textContent = "Retry";
-      retry.setAttribute("aria-label", "Retry sending this message");
-      retry.addEventListener("click", function () {
+      var retry = deliveryButton("Retry", "Retry sending this message", function () {
         outbox.retry(entry);
       });
-      var discard = document.createElement("button");
-      discard.type = "button";
-      discard.className = "btn-link delivery-btn";
-      discard.textContent = "Discard";
-      discard.setAttribute("aria-label", "Discard this message");
-      discard.addEventListener("click", function () {
+      var discard = deliveryButton("Discard", "Discard this message", function () {
         outbox.discard(entry);
       });
       delivery.appendChild(retry);
