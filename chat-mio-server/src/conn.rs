@@ -18,6 +18,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
+use crate::batch::{Batch, Span};
 use crate::outbound::Outbound;
 
 /// What a connection is doing.
@@ -159,9 +160,9 @@ impl Conn {
         }
     }
 
-    /// Queues a shared, already encoded frame.
-    pub fn queue_frame(&mut self, frame: Bytes) {
-        self.out.push(frame);
+    /// Queues frames of the turn's batch.
+    pub fn queue_frames(&mut self, span: Span) {
+        self.out.push_span(span);
     }
 
     /// Switches to WebSocket after the `101` was queued. `leftover`: bytes that arrived after
@@ -305,13 +306,18 @@ impl Conn {
     }
 
     /// Writes what is queued. A closing connection shuts its write side once all is out.
-    pub fn flush(&mut self, bytes_out: &mut u64) -> Flushed {
+    /// Every batch this connection has frames of must be sealed.
+    pub fn flush(&mut self, batch: &Batch, bytes_out: &mut u64) -> Flushed {
+        self.out.resolve(batch);
         let before = self.out.len();
         let result = self.out.write_to(&mut self.stream);
         *bytes_out += (before - self.out.len()) as u64;
         match result {
             Ok(true) => {}
-            Ok(false) => return Flushed::Blocked,
+            Ok(false) => {
+                self.out.own_shared();
+                return Flushed::Blocked;
+            }
             Err(_) => return Flushed::Gone,
         }
         if matches!(self.phase, Phase::Closing) && !self.shut {

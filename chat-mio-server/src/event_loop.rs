@@ -25,12 +25,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use tungstenite::error::{CapacityError, ProtocolError};
-use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
 use crate::assets::Assets;
+use crate::batch::{Batch, Span};
 use crate::config::Config;
 use crate::conn::{Conn, Flushed, HttpRead, Phase};
 use crate::http::{self, ParseError, Response};
@@ -80,9 +79,11 @@ pub struct EventLoop {
     backlog: Vec<usize>,
     /// Connections that ended this turn.
     dead: Vec<usize>,
-    /// The last broadcast payload and its encoded frame: a broadcast's outputs come one after
-    /// the other, so each frame is encoded once and shared by every recipient.
-    frame_cache: Option<(Payload, Bytes)>,
+    /// The frames of this turn, encoded back to back.
+    batch: Batch,
+    /// The last broadcast payload and where its frame is in the batch: a broadcast's outputs
+    /// come one after the other, so each frame is encoded once and shared by every recipient.
+    frame_cache: Option<(Payload, Span)>,
     accept_paused_until: Option<Instant>,
     /// Set when a graceful shutdown began: the instant by which it ends.
     drain_deadline: Option<Instant>,
@@ -130,6 +131,7 @@ impl EventLoop {
             dirty: Vec::new(),
             backlog: Vec::new(),
             dead: Vec::new(),
+            batch: Batch::default(),
             frame_cache: None,
             accept_paused_until: None,
             drain_deadline: None,
@@ -677,10 +679,11 @@ impl EventLoop {
                 }
                 let frame = self.encode(payload);
                 let max = self.config.max_outbound;
-                let conn = &mut self.conns[key];
-                if conn.queued() + frame.len() > max {
+                if self.conns[key].queued() + frame.len() > max {
                     // Before calling it slow, give the kernel what it will take now.
-                    let flushed = conn.flush(&mut self.metrics.bytes_out);
+                    self.seal();
+                    let conn = &mut self.conns[key];
+                    let flushed = conn.flush(&self.batch, &mut self.metrics.bytes_out);
                     if flushed == Flushed::Gone {
                         self.mark_dead(key);
                         return;
@@ -690,7 +693,7 @@ impl EventLoop {
                         return;
                     }
                 }
-                conn.queue_frame(frame);
+                self.conns[key].queue_frames(frame);
                 self.metrics.messages_delivered += 1;
                 self.mark_dirty(key);
             }
@@ -720,24 +723,28 @@ impl EventLoop {
         }
     }
 
-    /// The WebSocket frame for a text payload, encoded by tungstenite once per broadcast.
-    fn encode(&mut self, payload: Payload) -> Bytes {
-        if let Some((cached, frame)) = &self.frame_cache {
+    /// The WebSocket frame for a text payload, encoded by tungstenite once per broadcast into
+    /// the turn's batch.
+    fn encode(&mut self, payload: Payload) -> Span {
+        if let Some((cached, span)) = &self.frame_cache {
             // The cache holds a clone of its payload, so its buffer cannot have been freed and
             // reused: equal pointer and length mean the same payload.
             if cached.as_str().as_ptr() == payload.as_str().as_ptr()
                 && cached.len() == payload.len()
             {
-                return frame.clone();
+                return *span;
             }
         }
-        let mut buf = Vec::with_capacity(payload.len() + 14);
-        Frame::message(Bytes::from(payload.clone()), OpCode::Data(Data::Text), true)
-            .format(&mut buf)
-            .expect("writing a frame into a Vec cannot fail");
-        let frame = Bytes::from(buf);
-        self.frame_cache = Some((payload, frame.clone()));
-        frame
+        let span = self.batch.text_frame(Bytes::from(payload.clone()));
+        self.frame_cache = Some((payload, span));
+        span
+    }
+
+    /// Seals the turn's batch so its frames can be written. The next frame, even of the same
+    /// payload, goes into a new batch.
+    fn seal(&mut self) {
+        self.batch.seal();
+        self.frame_cache = None;
     }
 
     fn fire_timers(&mut self) {
@@ -769,11 +776,14 @@ impl EventLoop {
         // Flushing can end connections, and an ending announces itself to the others, which
         // makes more connections dirty: repeat until nothing is left to write.
         while !self.dirty.is_empty() {
+            self.seal();
             for key in std::mem::take(&mut self.dirty) {
                 self.flush(key);
             }
             self.settle();
         }
+        // Every connection with frames in a sealed batch was dirty and has resolved them.
+        self.batch.clear_sealed();
         for key in std::mem::take(&mut self.dead) {
             let mut conn = self.conns.remove(key);
             self.metrics.open_connections -= 1;
@@ -791,7 +801,7 @@ impl EventLoop {
         if conn.dead {
             return;
         }
-        match conn.flush(&mut self.metrics.bytes_out) {
+        match conn.flush(&self.batch, &mut self.metrics.bytes_out) {
             Flushed::Gone => {
                 self.mark_dead(key);
                 return;

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod assets;
+mod batch;
 mod config;
 mod conn;
 mod event_loop;

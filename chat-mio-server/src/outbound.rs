@@ -1,21 +1,74 @@
 //! A connection's bytes on their way to the socket.
 //!
-//! Chunks are reference-counted `Bytes`: a broadcast frame is encoded once and the same chunk
-//! sits in every recipient's queue. One `writev` sends many queued chunks at once, so a loop
-//! turn costs one syscall per connection however many frames it got. A chunk that was partly
-//! written stays at the front with an offset; nothing is ever written twice.
+//! Broadcast frames arrive as [`Span`]s of the turn's [`Batch`] (frames received in a row
+//! merge into one entry) and become shared `Bytes` slices when the batch is sealed, just
+//! before the flush; the connection's own bytes (HTTP responses, tungstenite's pongs and close
+//! frames) are chunks of their own, in order with the rest. One `writev` sends many chunks at
+//! once, so a loop turn costs one syscall per connection however many frames it got. A chunk
+//! that was partly written stays at the front with an offset; nothing is ever written twice.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
 use bytes::Bytes;
+use std::io::Cursor;
+use tungstenite::protocol::frame::FrameHeader;
+
+use crate::batch::{Batch, Span};
 
 /// Chunks handed to one `writev` call, at most (Linux allows 1024).
 const MAX_IOVECS: usize = 64;
 
+#[derive(Debug)]
+enum Chunk {
+    /// Frames of a batch not sealed yet.
+    Pending(Span),
+    /// Bytes to write.
+    Ready {
+        bytes: Bytes,
+        /// Whole WebSocket frames, back to back (batch frames): a write that stops inside
+        /// can be cut at the end of the frame it stopped in.
+        frames: bool,
+        /// A slice of a sealed batch, shared with other connections.
+        shared: bool,
+    },
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Pending(span) => span.len(),
+            Chunk::Ready { bytes, .. } => bytes.len(),
+        }
+    }
+}
+
+/// Where to cut `bytes` (whole frames back to back) when `at` bytes of it are written: at the
+/// end of the frame being written, or at `at` itself if that is between two frames.
+fn frame_end(bytes: &[u8], at: usize) -> usize {
+    let mut cursor = Cursor::new(bytes);
+    loop {
+        let start = cursor.position() as usize;
+        if at <= start {
+            return start;
+        }
+        match FrameHeader::parse(&mut cursor) {
+            Ok(Some((_, len))) => {
+                let end = (cursor.position() as usize).saturating_add(len as usize);
+                if at < end || end >= bytes.len() {
+                    return end.min(bytes.len());
+                }
+                cursor.set_position(end as u64);
+            }
+            // Not frames after all: keep everything rather than cut a frame.
+            _ => return bytes.len(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Outbound {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     written: usize,
     /// Bytes queued and not yet written.
@@ -28,18 +81,128 @@ impl Outbound {
         self.len
     }
 
+    /// Queues bytes of this connection's own.
     pub fn push(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {
             self.len += chunk.len();
-            self.chunks.push_back(chunk);
+            self.chunks.push_back(Chunk::Ready {
+                bytes: chunk,
+                frames: false,
+                shared: false,
+            });
         }
     }
 
-    /// Drops every chunk not yet started. A partly written frame is kept so the stream stays
-    /// well-framed for whatever follows (a close frame).
+    /// Queues frames of the open batch; they join the previous entry when they follow it.
+    pub fn push_span(&mut self, span: Span) {
+        if span.len() == 0 {
+            return;
+        }
+        self.len += span.len();
+        if let Some(Chunk::Pending(last)) = self.chunks.back_mut() {
+            if last.extend(span) {
+                return;
+            }
+        }
+        self.chunks.push_back(Chunk::Pending(span));
+    }
+
+    /// Turns the spans of sealed batches into bytes. Every span must belong to a sealed batch
+    /// still held by `batch`: the event loop seals before it flushes.
+    pub fn resolve(&mut self, batch: &Batch) {
+        for chunk in self.chunks.iter_mut() {
+            if let Chunk::Pending(span) = *chunk {
+                match batch.sealed(span) {
+                    Some(bytes) => {
+                        *chunk = Chunk::Ready {
+                            bytes,
+                            frames: true,
+                            shared: true,
+                        }
+                    }
+                    None => {
+                        // A bug in the event loop; leave the bytes out rather than send garbage.
+                        log::error!("frames of batch {} were never sealed", span.batch);
+                        *chunk = Chunk::Ready {
+                            bytes: Bytes::new(),
+                            frames: false,
+                            shared: false,
+                        };
+                        self.len -= span.len();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies what is still owed from shared batches into buffers of this connection's own
+    /// (consecutive slices into one). A connection that cannot keep up must not keep whole
+    /// batches of other connections' frames alive for the few bytes of them it still owes;
+    /// what it owes itself is bounded by the slow-consumer limit. Each byte is copied at most
+    /// once however long the connection stays behind.
+    pub fn own_shared(&mut self) {
+        if !self
+            .chunks
+            .iter()
+            .any(|c| matches!(c, Chunk::Ready { shared: true, .. }))
+        {
+            return;
+        }
+        let mut rest = VecDeque::with_capacity(self.chunks.len());
+        let mut copy: Vec<u8> = Vec::new();
+        for (i, chunk) in std::mem::take(&mut self.chunks).into_iter().enumerate() {
+            match chunk {
+                // The front chunk keeps its shape: `written` counts into it.
+                Chunk::Ready {
+                    bytes,
+                    shared: true,
+                    ..
+                } if i == 0 => rest.push_back(Chunk::Ready {
+                    bytes: Bytes::copy_from_slice(&bytes),
+                    frames: true,
+                    shared: false,
+                }),
+                Chunk::Ready {
+                    bytes,
+                    shared: true,
+                    ..
+                } => copy.extend_from_slice(&bytes),
+                other => {
+                    if !copy.is_empty() {
+                        rest.push_back(Chunk::Ready {
+                            bytes: Bytes::from(std::mem::take(&mut copy)),
+                            frames: true,
+                            shared: false,
+                        });
+                    }
+                    rest.push_back(other);
+                }
+            }
+        }
+        if !copy.is_empty() {
+            rest.push_back(Chunk::Ready {
+                bytes: Bytes::from(copy),
+                frames: true,
+                shared: false,
+            });
+        }
+        self.chunks = rest;
+    }
+
+    /// Drops every frame not yet started. A partly written frame is finished, so the stream
+    /// stays well-framed for whatever follows (a close frame).
     pub fn drop_unstarted(&mut self) {
         let keep = usize::from(self.written > 0);
         self.chunks.truncate(keep);
+        if let Some(Chunk::Ready {
+            bytes,
+            frames: true,
+            ..
+        }) = self.chunks.front_mut()
+        {
+            let end = frame_end(bytes, self.written);
+            bytes.truncate(end);
+        }
         self.len = self.chunks.front().map_or(0, |c| c.len() - self.written);
         if self.chunks.is_empty() {
             self.written = 0;
@@ -47,15 +210,22 @@ impl Outbound {
     }
 
     /// Writes as much as the socket takes. `Ok(true)`: everything is out; `Ok(false)`: the
-    /// socket is full (WouldBlock), the rest waits for WRITABLE.
+    /// socket is full (WouldBlock), the rest waits for WRITABLE. Spans must be resolved.
     pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<bool> {
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
             for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                let Chunk::Ready { bytes, .. } = chunk else {
+                    break;
+                };
                 let start = if i == 0 { self.written } else { 0 };
-                slices[i] = IoSlice::new(&chunk[start..]);
+                slices[i] = IoSlice::new(&bytes[start..]);
                 count += 1;
+            }
+            if count == 0 {
+                // Unresolved frames at the front: nothing can be written before them.
+                return Ok(false);
             }
             match sink.write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -65,11 +235,9 @@ impl Outbound {
                 Err(e) => return Err(e),
             }
         }
-        if self.chunks.capacity() > 8 {
-            // A burst is over: an idle connection keeps no bookkeeping for it (a join storm
-            // leaves thousands of idle connections behind; each would keep its peak otherwise).
-            self.chunks = VecDeque::new();
-        }
+        // Nothing is owed: an idle connection keeps no queue at all (a join storm leaves
+        // thousands of idle connections behind).
+        self.chunks = VecDeque::new();
         Ok(true)
     }
 
@@ -102,6 +270,14 @@ mod tests {
         calls_left: usize,
     }
 
+    fn trickle(per_call: usize, calls_left: usize) -> Trickle {
+        Trickle {
+            got: Vec::new(),
+            per_call,
+            calls_left,
+        }
+    }
+
     impl Write for Trickle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             if self.calls_left == 0 {
@@ -124,11 +300,7 @@ mod tests {
             out.push(Bytes::from_static(chunk.as_bytes()));
         }
         assert_eq!(out.len(), 18);
-        let mut sink = Trickle {
-            got: Vec::new(),
-            per_call: 4,
-            calls_left: 2,
-        };
+        let mut sink = trickle(4, 2);
         assert!(!out.write_to(&mut sink).unwrap());
         // The default write_vectored writes only the first slice: "hell", then "o ".
         assert_eq!(out.len(), 12);
@@ -144,11 +316,7 @@ mod tests {
         let mut out = Outbound::default();
         out.push(Bytes::from_static(b"abcdef"));
         out.push(Bytes::from_static(b"ghij"));
-        let mut sink = Trickle {
-            got: Vec::new(),
-            per_call: 2,
-            calls_left: 1,
-        };
+        let mut sink = trickle(2, 1);
         assert!(!out.write_to(&mut sink).unwrap());
         out.drop_unstarted();
         assert_eq!(out.len(), 4);
@@ -161,5 +329,137 @@ mod tests {
         fresh.push(Bytes::from_static(b"x"));
         fresh.drop_unstarted();
         assert_eq!(fresh.len(), 0);
+    }
+
+    fn text(bytes: &[u8]) -> Vec<String> {
+        let mut cursor = Cursor::new(bytes);
+        let mut texts = Vec::new();
+        while (cursor.position() as usize) < bytes.len() {
+            let (_, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+            let at = cursor.position() as usize;
+            texts.push(String::from_utf8(bytes[at..at + len as usize].to_vec()).unwrap());
+            cursor.set_position((at + len as usize) as u64);
+        }
+        texts
+    }
+
+    fn frames(batch: &mut Batch, texts: &[&str]) -> Vec<Span> {
+        texts
+            .iter()
+            .map(|t| batch.text_frame(Bytes::copy_from_slice(t.as_bytes())))
+            .collect()
+    }
+
+    #[test]
+    fn frames_in_a_row_are_one_chunk_and_one_iovec() {
+        let mut batch = Batch::default();
+        let spans = frames(&mut batch, &["a", "bb", "ccc"]);
+        let mut out = Outbound::default();
+        for span in &spans {
+            out.push_span(*span);
+        }
+        assert_eq!(out.chunks.len(), 1);
+        assert_eq!(out.len(), spans.iter().map(Span::len).sum::<usize>());
+        batch.seal();
+        out.resolve(&batch);
+        let mut sink = trickle(usize::MAX, 1);
+        assert!(out.write_to(&mut sink).unwrap());
+        assert_eq!(text(&sink.got), ["a", "bb", "ccc"]);
+        assert_eq!(
+            out.chunks.capacity(),
+            0,
+            "an idle connection keeps no queue"
+        );
+    }
+
+    #[test]
+    fn own_bytes_between_frames_keep_their_place() {
+        let mut batch = Batch::default();
+        let spans = frames(&mut batch, &["one", "two"]);
+        let mut out = Outbound::default();
+        out.push_span(spans[0]);
+        out.push(Bytes::from_static(b"\x89\x00")); // a ping, written by tungstenite
+        out.push_span(spans[1]);
+        assert_eq!(out.chunks.len(), 3);
+        batch.seal();
+        out.resolve(&batch);
+        let mut sink = trickle(usize::MAX, 3);
+        assert!(out.write_to(&mut sink).unwrap());
+        let one = batch.sealed(spans[0]).unwrap();
+        let two = batch.sealed(spans[1]).unwrap();
+        assert_eq!(sink.got, [&one[..], b"\x89\x00", &two[..]].concat());
+    }
+
+    #[test]
+    fn a_blocked_connection_copies_what_it_owes_and_frees_the_batch() {
+        let mut batch = Batch::default();
+        let spans = frames(&mut batch, &["first", "second", "third"]);
+        let mut out = Outbound::default();
+        out.push_span(spans[0]);
+        out.push(Bytes::from_static(b"\x8a\x00")); // a pong
+        out.push_span(spans[1]);
+        out.push_span(spans[2]);
+        batch.seal();
+        out.resolve(&batch);
+        let mut sink = trickle(3, 1);
+        assert!(!out.write_to(&mut sink).unwrap());
+        let owed = out.len();
+        out.own_shared();
+        assert_eq!(out.len(), owed);
+        assert!(out
+            .chunks
+            .iter()
+            .all(|c| matches!(c, Chunk::Ready { shared: false, .. })));
+        // The batch is no longer needed by this connection.
+        batch.clear_sealed();
+        sink.calls_left = 100;
+        sink.per_call = usize::MAX;
+        assert!(out.write_to(&mut sink).unwrap());
+        let mut expected = Vec::new();
+        let mut again = Batch::default();
+        for (i, t) in ["first", "second", "third"].iter().enumerate() {
+            let span = again.text_frame(Bytes::copy_from_slice(t.as_bytes()));
+            again.seal();
+            expected.extend_from_slice(&again.sealed(span).unwrap());
+            if i == 0 {
+                expected.extend_from_slice(b"\x8a\x00");
+            }
+        }
+        assert_eq!(sink.got, expected);
+    }
+
+    #[test]
+    fn dropping_keeps_only_the_frame_being_written() {
+        let mut batch = Batch::default();
+        let spans = frames(&mut batch, &["aaaa", "bbbb", "cccc"]);
+        let mut out = Outbound::default();
+        for span in &spans {
+            out.push_span(*span);
+        }
+        batch.seal();
+        out.resolve(&batch);
+        // Two bytes of the first frame written (header only).
+        let mut sink = trickle(2, 1);
+        assert!(!out.write_to(&mut sink).unwrap());
+        out.drop_unstarted();
+        out.push(Bytes::from_static(b"\x88\x00")); // the close frame
+        sink.calls_left = 100;
+        sink.per_call = usize::MAX;
+        assert!(out.write_to(&mut sink).unwrap());
+        let got = sink.got;
+        assert_eq!(text(&got[..got.len() - 2]), ["aaaa"]);
+        assert_eq!(&got[got.len() - 2..], b"\x88\x00");
+
+        // Stopped exactly between two frames: nothing of the next one is kept.
+        let first_len = spans[0].len();
+        let mut out = Outbound::default();
+        for span in &spans {
+            out.push_span(*span);
+        }
+        out.resolve(&batch);
+        let mut sink = trickle(first_len, 1);
+        assert!(!out.write_to(&mut sink).unwrap());
+        out.drop_unstarted();
+        assert_eq!(out.len(), 0);
     }
 }
