@@ -4,6 +4,8 @@
 #[path = "common/client.rs"]
 mod client;
 mod common;
+#[path = "common/http_client.rs"]
+mod http_client;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -594,4 +596,44 @@ fn timestamp_parser_accepts_exactly_the_servers_format() {
     ] {
         assert_eq!(parse_timestamp(bad), None, "{bad:?}");
     }
+}
+
+/// After a quiet spell the server shares a big fan-out's writes with a second thread
+/// (`chat_split_flushes_total` counts it); every member still gets every message once and in
+/// order, whichever thread wrote it.
+#[test]
+fn a_big_room_gets_every_message_in_order_after_quiet_spells() {
+    const CLIENTS: usize = 48;
+    const MESSAGES: usize = 12;
+    let server = TestServer::without_rate_limit();
+    let name = |i: usize| format!("member{i:02}");
+    let mut clients: Vec<_> = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        clients.push(connect(&server, &name(i)));
+        for client in &mut clients {
+            expect_join(client, &name(i));
+        }
+    }
+    for m in 0..MESSAGES {
+        // Not a synchronisation: the pause gives the server's loop a quiet spell to wake from.
+        thread::sleep(Duration::from_millis(10));
+        let text = format!("message {m} after a pause");
+        send(&mut clients[m % CLIENTS], &text);
+        for client in &mut clients {
+            expect_message(client, &name(m % CLIENTS), &text);
+        }
+    }
+    let metrics = http_client::get(server.addr, "/metrics");
+    let split: f64 = metrics
+        .body_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("chat_split_flushes_total "))
+        .expect("chat_split_flushes_total is exposed")
+        .parse()
+        .expect("a number");
+    assert!(
+        split >= 1.0,
+        "no flush was shared:\n{}",
+        metrics.body_text()
+    );
 }

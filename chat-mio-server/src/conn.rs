@@ -110,6 +110,8 @@ pub struct Conn {
     /// HTTP reading stopped until the queued answers drain (a client that pipelines requests
     /// without reading the responses must not make us buffer without bound).
     pub read_paused: bool,
+    /// What a write done on another thread this turn found, for the event loop to act on.
+    pub write_result: Option<Flushed>,
 }
 
 impl Conn {
@@ -127,6 +129,7 @@ impl Conn {
             deadline: None,
             peer_eof: false,
             read_paused: false,
+            write_result: None,
         }
     }
 

@@ -5,7 +5,9 @@
 //! 2. for each event: accept, or read the connection (until WouldBlock or its read budget) and
 //!    feed what it said to the chat core, turning the core's outputs into queued frames;
 //! 3. fire due deadlines (the core's heartbeats, HTTP timeouts, closing lingers);
-//! 4. flush every connection that got bytes this turn, once: one `writev` carries all of them;
+//! 4. seal the turn's batch of frames and flush every connection that got bytes this turn,
+//!    once: one `writev` carries all of them (after a quiet spell, a big flush shares its
+//!    writes with a second thread: [`EventLoop::write_in_parallel`]);
 //! 5. remove the connections that ended.
 //!
 //! Every path that ends a chat client goes through [`EventLoop::leave`], so the core hears
@@ -48,6 +50,17 @@ const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// Messages and bytes read from one connection per turn before the others get their turn.
 const READ_BUDGET_MESSAGES: usize = 64;
 const READ_BUDGET_BYTES: u64 = 256 * 1024;
+/// A turn whose poll waited at least this long for events comes after a quiet spell: its
+/// flush may use a second thread. Under load the poll finds events at once (a server that
+/// waits on slow peers may still wait a little), and the writes stay on the loop thread.
+const IDLE_WAIT: Duration = Duration::from_millis(2);
+/// Connections to flush in one turn from which a second thread is worth starting (a thread
+/// costs tens of microseconds; one `writev` to a loopback peer several), and the share of
+/// all connections they must be (finding them walks every connection).
+const PARALLEL_FLUSH_MIN: usize = 32;
+const PARALLEL_FLUSH_SHARE: usize = 4;
+/// Stack of the writer thread: it only runs `writev`s.
+const WRITER_STACK: usize = 256 * 1024;
 /// After `accept` fails (EMFILE, ENFILE, ...), wait this long before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -85,6 +98,8 @@ pub struct EventLoop {
     /// come one after the other, so each frame is encoded once and shared by every recipient.
     frame_cache: Option<(Payload, Span)>,
     accept_paused_until: Option<Instant>,
+    /// The poll before this turn waited for events (see [`IDLE_WAIT`]).
+    idle_before_turn: bool,
     /// Set when a graceful shutdown began: the instant by which it ends.
     drain_deadline: Option<Instant>,
     scratch: Box<[u8]>,
@@ -134,6 +149,7 @@ impl EventLoop {
             batch: Batch::default(),
             frame_cache: None,
             accept_paused_until: None,
+            idle_before_turn: false,
             drain_deadline: None,
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
         }
@@ -150,7 +166,8 @@ impl EventLoop {
                     return Ok(());
                 }
             }
-            let timeout = self.poll_timeout(Instant::now());
+            let before_poll = Instant::now();
+            let timeout = self.poll_timeout(before_poll);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -161,6 +178,10 @@ impl EventLoop {
                 instant: Instant::now(),
                 wall: Utc::now(),
             };
+            // Waiting for events means this thread had nothing to do: the machine likely has
+            // a core to spare for this turn's writes. A loop that finds events at once is busy
+            // and keeps its writes to itself.
+            self.idle_before_turn = self.now.instant - before_poll >= IDLE_WAIT;
             for key in std::mem::take(&mut self.backlog) {
                 self.readable(key);
             }
@@ -777,7 +798,14 @@ impl EventLoop {
         // makes more connections dirty: repeat until nothing is left to write.
         while !self.dirty.is_empty() {
             self.seal();
-            for key in std::mem::take(&mut self.dirty) {
+            let dirty = std::mem::take(&mut self.dirty);
+            if self.idle_before_turn
+                && dirty.len() >= PARALLEL_FLUSH_MIN
+                && dirty.len() * PARALLEL_FLUSH_SHARE >= self.conns.len()
+            {
+                self.write_in_parallel();
+            }
+            for key in dirty {
                 self.flush(key);
             }
             self.settle();
@@ -793,6 +821,50 @@ impl EventLoop {
         }
     }
 
+    /// Writes every dirty connection's queue, half of them on a second thread, so a message
+    /// to a big room reaches its last member sooner when the machine has a core to spare.
+    /// Only the writes: what follows from each result is done by [`EventLoop::flush`] on this
+    /// thread, in order, as usual. If no thread can be started, every write stays here.
+    fn write_in_parallel(&mut self) {
+        let batch = &self.batch;
+        let mut conns: Vec<&mut Conn> = self
+            .conns
+            .iter_mut()
+            .map(|(_, conn)| conn)
+            .filter(|conn| conn.dirty && !conn.dead)
+            .collect();
+        let half = conns.len() / 2;
+        let (mine, theirs) = conns.split_at_mut(half);
+        let write_all = |conns: &mut [&mut Conn]| {
+            let mut bytes_out = 0;
+            for conn in conns {
+                conn.write_result = Some(conn.flush(batch, &mut bytes_out));
+            }
+            bytes_out
+        };
+        let bytes_out = std::thread::scope(|scope| {
+            let other = std::thread::Builder::new()
+                .name("chat-writer".into())
+                .stack_size(WRITER_STACK)
+                .spawn_scoped(scope, || write_all(theirs));
+            let mine = write_all(mine);
+            match other {
+                // A panic there is a bug here: let it surface on the loop thread.
+                Ok(other) => {
+                    self.metrics.split_flushes += 1;
+                    mine + other
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+                }
+                Err(e) => {
+                    log::debug!("no writer thread ({e}): writing on the loop thread");
+                    mine
+                }
+            }
+        });
+        self.metrics.bytes_out += bytes_out;
+    }
+
     fn flush(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -801,7 +873,11 @@ impl EventLoop {
         if conn.dead {
             return;
         }
-        match conn.flush(&self.batch, &mut self.metrics.bytes_out) {
+        let result = match conn.write_result.take() {
+            Some(result) => result,
+            None => conn.flush(&self.batch, &mut self.metrics.bytes_out),
+        };
+        match result {
             Flushed::Gone => {
                 self.mark_dead(key);
                 return;

@@ -1,4 +1,4 @@
-//! A real-time WebSocket chat server: a hand-rolled, single-threaded mio event loop that speaks
+//! A real-time WebSocket chat server: a hand-rolled mio event loop on one thread that speaks
 //! HTTP/1.1 (httparse) and WebSocket (tungstenite) and drives the sans-IO chat core in
 //! [`chat_protocol`].
 //!

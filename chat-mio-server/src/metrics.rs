@@ -74,6 +74,8 @@ pub struct Metrics {
     pub bytes_out: u64,
     pub rate_limited: u64,
     pub refused_full: u64,
+    /// Loop turns whose writes were shared with a second thread.
+    pub split_flushes: u64,
     closes: [u64; CloseKind::ALL.len()],
     /// Responses by status class: 1xx .. 5xx.
     http_responses: [u64; 5],
@@ -93,6 +95,7 @@ impl Metrics {
             bytes_out: 0,
             rate_limited: 0,
             refused_full: 0,
+            split_flushes: 0,
             closes: [0; CloseKind::ALL.len()],
             http_responses: [0; 5],
         }
@@ -185,6 +188,12 @@ impl Metrics {
             "counter",
             "Bytes written to sockets.",
             &[("", v(self.bytes_out))],
+        );
+        metric(
+            "chat_split_flushes_total",
+            "counter",
+            "Loop turns after a quiet spell whose writes were shared with a second thread.",
+            &[("", v(self.split_flushes))],
         );
         let closes: Vec<(String, f64)> = CloseKind::ALL
             .iter()
