@@ -52,6 +52,7 @@ fn bench_room(c: &mut Criterion, group: &str, protocol: Protocol, text: &Payload
     let mut group = c.benchmark_group(group);
     for n in [10u64, 100, 1_000, 10_000] {
         let mut server = room_of(n, protocol, now);
+        assert_encoded_once(&mut server, now, text, n);
         group.throughput(Throughput::Elements(n));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
@@ -75,6 +76,31 @@ fn bench_room(c: &mut Criterion, group: &str, protocol: Protocol, text: &Payload
         });
     }
     group.finish();
+}
+
+/// Before timing: one broadcast reaches all `n` members as the same buffer (serialized once,
+/// shared by reference count, never copied per recipient).
+fn assert_encoded_once(server: &mut ChatServer, now: Now, text: &Payload, n: u64) {
+    server
+        .handle_input(
+            now,
+            Input::Text {
+                client: ClientId(0),
+                text: text.clone(),
+            },
+        )
+        .expect("client 0 is connected");
+    let mut buffers = std::collections::BTreeSet::new();
+    let mut recipients = 0u64;
+    while let Some(output) = server.poll_output() {
+        if let Output::Send { payload, .. } = output {
+            buffers.insert(payload.as_str().as_ptr() as usize);
+            recipients += 1;
+        }
+    }
+    assert_eq!(recipients, n, "every member gets the broadcast");
+    assert_eq!(buffers.len(), 1, "one shared buffer for {n} recipients");
+    eprintln!("{n} recipients, 1 encoded payload shared by all");
 }
 
 fn core_fanout(c: &mut Criterion) {
