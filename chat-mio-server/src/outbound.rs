@@ -462,4 +462,130 @@ mod tests {
         out.drop_unstarted();
         assert_eq!(out.len(), 0);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// A frame of `len` text bytes into the batch; queued here only if `mine` (the
+            /// others are other connections' frames, which leave holes between spans).
+            Frame { len: usize, mine: bool },
+            /// A control frame of this connection's own (a pong with `len` bytes).
+            Own { len: usize },
+            /// Seal, resolve and write to a socket that takes `per_call` bytes `calls` times,
+            /// as a loop turn does.
+            Flush { per_call: usize, calls: usize },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0usize..300, any::<bool>()).prop_map(|(len, mine)| Op::Frame { len, mine }),
+                1 => (0usize..126).prop_map(|len| Op::Own { len }),
+                2 => (1usize..400, 0usize..4).prop_map(|(per_call, calls)| Op::Flush { per_call, calls }),
+            ]
+        }
+
+        fn pong(len: usize) -> Vec<u8> {
+            let mut frame = vec![0x8a, len as u8];
+            frame.extend(std::iter::repeat_n(b'p', len));
+            frame
+        }
+
+        /// Runs `ops`; returns the queue, the sink, the batch, what should come out in order,
+        /// and where each queued frame starts in it.
+        fn run(ops: &[Op]) -> (Outbound, Trickle, Batch, Vec<u8>, Vec<usize>) {
+            let mut out = Outbound::default();
+            let mut batch = Batch::default();
+            let mut sink = trickle(0, 0);
+            let mut expected = Vec::new();
+            let mut starts = Vec::new();
+            for op in ops {
+                match *op {
+                    Op::Frame { len, mine } => {
+                        let span = batch.text_frame(Bytes::from(vec![b'x'; len]));
+                        if mine {
+                            starts.push(expected.len());
+                            // The bytes are known once sealed; remember the span for now.
+                            expected.extend(std::iter::repeat_n(0, span.len()));
+                            out.push_span(span);
+                            let at = expected.len() - span.len();
+                            let mut probe = Batch::default();
+                            let same = probe.text_frame(Bytes::from(vec![b'x'; len]));
+                            probe.seal();
+                            let bytes = probe.sealed(same).unwrap();
+                            expected[at..].copy_from_slice(&bytes);
+                        }
+                    }
+                    Op::Own { len } => {
+                        starts.push(expected.len());
+                        expected.extend(pong(len));
+                        out.push(Bytes::from(pong(len)));
+                    }
+                    Op::Flush { per_call, calls } => {
+                        batch.seal();
+                        out.resolve(&batch);
+                        batch.clear_sealed();
+                        sink.per_call = per_call;
+                        sink.calls_left = calls;
+                        if !out.write_to(&mut sink).unwrap() {
+                            out.own_shared();
+                        }
+                    }
+                }
+                assert_eq!(out.len() + sink.got.len(), expected.len());
+            }
+            batch.seal();
+            out.resolve(&batch);
+            (out, sink, batch, expected, starts)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Whatever the mix of frames, holes, own bytes and partial writes, the socket
+            /// gets exactly this connection's frames, once each, in order.
+            #[test]
+            fn the_socket_gets_every_queued_byte_once_in_order(
+                ops in prop::collection::vec(op(), 0..60),
+            ) {
+                let (mut out, mut sink, _batch, expected, _) = run(&ops);
+                sink.per_call = usize::MAX;
+                sink.calls_left = usize::MAX;
+                prop_assert!(out.write_to(&mut sink).unwrap());
+                prop_assert_eq!(out.len(), 0);
+                prop_assert_eq!(sink.got, expected);
+            }
+
+            /// Dropping what has not started keeps the stream well-framed: the frame being
+            /// written is finished, nothing after it is sent, and a close frame can follow.
+            #[test]
+            fn dropping_the_backlog_finishes_only_the_frame_in_progress(
+                ops in prop::collection::vec(op(), 0..60),
+            ) {
+                let (mut out, mut sink, _batch, expected, starts) = run(&ops);
+                let written = sink.got.len();
+                out.drop_unstarted();
+                let close = [0x88u8, 0x00];
+                out.push(Bytes::copy_from_slice(&close));
+                sink.per_call = usize::MAX;
+                sink.calls_left = usize::MAX;
+                prop_assert!(out.write_to(&mut sink).unwrap());
+                // The end of the frame in progress, or `written` if it fell between frames.
+                let cut = starts
+                    .iter()
+                    .chain(std::iter::once(&expected.len()))
+                    .copied()
+                    .find(|&start| start >= written)
+                    .unwrap_or(expected.len());
+                let mut want = expected[..cut].to_vec();
+                want.extend_from_slice(&close);
+                prop_assert_eq!(sink.got, want);
+            }
+        }
+    }
 }
