@@ -100,6 +100,8 @@ pub struct EventLoop {
     accept_paused_until: Option<Instant>,
     /// The poll before this turn waited for events (see [`IDLE_WAIT`]).
     idle_before_turn: bool,
+    /// More than one CPU is available: a second writer can run beside the loop thread.
+    multi_core: bool,
     /// Set when a graceful shutdown began: the instant by which it ends.
     drain_deadline: Option<Instant>,
     scratch: Box<[u8]>,
@@ -150,6 +152,7 @@ impl EventLoop {
             frame_cache: None,
             accept_paused_until: None,
             idle_before_turn: false,
+            multi_core: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             drain_deadline: None,
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
         }
@@ -799,7 +802,8 @@ impl EventLoop {
         while !self.dirty.is_empty() {
             self.seal();
             let dirty = std::mem::take(&mut self.dirty);
-            if self.idle_before_turn
+            if self.multi_core
+                && self.idle_before_turn
                 && dirty.len() >= PARALLEL_FLUSH_MIN
                 && dirty.len() * PARALLEL_FLUSH_SHARE >= self.conns.len()
             {
