@@ -24,13 +24,13 @@ const SEAL_AT: usize = 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     pub batch: u32,
-    pub start: u32,
-    pub end: u32,
+    pub start: usize,
+    pub end: usize,
 }
 
 impl Span {
     pub fn len(&self) -> usize {
-        (self.end - self.start) as usize
+        self.end - self.start
     }
 
     /// `next` continues this span (same batch, right after it): the two can be one.
@@ -73,8 +73,8 @@ impl Batch {
         let end = self.buf.len();
         Span {
             batch: self.id,
-            start: u32::try_from(start).expect("a batch is sealed long before 4 GiB"),
-            end: u32::try_from(end).expect("a batch is sealed long before 4 GiB"),
+            start,
+            end,
         }
     }
 
@@ -93,7 +93,7 @@ impl Batch {
             .iter()
             .rev()
             .find(|(id, _)| *id == span.batch)
-            .map(|(_, bytes)| bytes.slice(span.start as usize..span.end as usize))
+            .map(|(_, bytes)| bytes.slice(span.start..span.end))
     }
 
     /// Forgets the sealed batches once no span of them is left unresolved (the slices handed
