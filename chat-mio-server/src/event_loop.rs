@@ -714,28 +714,28 @@ impl EventLoop {
         match output {
             Output::Send { to, payload } => {
                 let key = to.0 as usize;
-                if self.conns.get(key).is_none_or(|c| c.client() != Some(to)) {
+                let Some(queued) = self
+                    .conns
+                    .get(key)
+                    .filter(|c| c.client() == Some(to))
+                    .map(Conn::queued)
+                else {
+                    return;
+                };
+                let frame = self.encode(payload);
+                if queued + frame.len() > self.config.max_outbound
+                    && !self.make_room(key, frame.len())
+                {
                     return;
                 }
-                let frame = self.encode(payload);
-                let max = self.config.max_outbound;
-                if self.conns[key].queued() + frame.len() > max {
-                    // Before calling it slow, give the kernel what it will take now.
-                    self.seal();
-                    let conn = &mut self.conns[key];
-                    let flushed = conn.flush(&self.batch, &mut self.metrics.bytes_out);
-                    if flushed == Flushed::Gone {
-                        self.mark_dead(key);
-                        return;
-                    }
-                    if conn.queued() + frame.len() > max {
-                        self.close_client(key, CloseKind::SlowConsumer, true);
-                        return;
-                    }
+                // A live client is never dead: mark it dirty without a second lookup.
+                let conn = &mut self.conns[key];
+                conn.queue_frames(frame);
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(key);
                 }
-                self.conns[key].queue_frames(frame);
                 self.metrics.messages_delivered += 1;
-                self.mark_dirty(key);
             }
             Output::Ping { to } => {
                 let key = to.0 as usize;
@@ -761,6 +761,23 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// A frame of `len` bytes does not fit in the connection's queue: gives the kernel what it
+    /// will take now, and if that is not enough closes the client as a slow consumer. Whether
+    /// the frame can be queued.
+    fn make_room(&mut self, key: usize, len: usize) -> bool {
+        self.seal();
+        let conn = &mut self.conns[key];
+        if conn.flush(&self.batch, &mut self.metrics.bytes_out) == Flushed::Gone {
+            self.mark_dead(key);
+            return false;
+        }
+        if conn.queued() + len > self.config.max_outbound {
+            self.close_client(key, CloseKind::SlowConsumer, true);
+            return false;
+        }
+        true
     }
 
     /// The WebSocket frame for a text payload, encoded by tungstenite once per broadcast into
