@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the helpers
 
 use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tungstenite::handshake::HandshakeError;
@@ -15,8 +15,8 @@ use tungstenite::{Message, WebSocket};
 
 use crate::common::TestServer;
 
-/// How long any single read may wait before the test fails.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long any single read or write may wait before the test fails.
+pub use crate::common::TIMEOUT;
 
 /// One chat connection.
 pub type Client = WebSocket<TcpStream>;
@@ -43,13 +43,7 @@ pub fn connect(server: &TestServer, raw_id: &str) -> Client {
 /// Like [`connect`], but returns the handshake's error (for example `Error::Http` with the
 /// server's refusal) instead of panicking.
 pub fn try_connect(server: &TestServer, raw_id: &str) -> Result<Client, tungstenite::Error> {
-    let stream = TcpStream::connect(server.addr).expect("TCP connect to the test server");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .expect("write timeout");
+    let stream = crate::common::tcp_connect(server.addr);
     match tungstenite::client(server.ws_url(raw_id), stream) {
         Ok((client, _response)) => Ok(client),
         Err(HandshakeError::Failure(e)) => Err(e),

@@ -7,10 +7,9 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
-/// How long any single read may wait before the test fails.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long any single read or write may wait before the test fails.
+pub use crate::common::TIMEOUT;
 
 /// One parsed response.
 pub struct Response {
@@ -61,13 +60,7 @@ pub struct Http {
 
 impl Http {
     pub fn connect(addr: SocketAddr) -> Http {
-        let stream = TcpStream::connect(addr).expect("connect to the test server");
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(TIMEOUT))
-            .expect("write timeout");
+        let stream = crate::common::tcp_connect(addr);
         Http {
             stream,
             buf: Vec::new(),

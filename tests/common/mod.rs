@@ -1,10 +1,26 @@
 //! Shared harness for the end-to-end tests: an in-process server on an ephemeral port.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chat_mio_server::{Config, Server, ServerHandle};
+
+/// How long any test client waits for the server before it fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP connection to `addr` whose reads and writes fail after [`TIMEOUT`] instead of hanging.
+pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("TCP connect to the test server");
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .expect("write timeout");
+    stream
+}
 
 /// A real server running on its own thread, bound to `127.0.0.1:0`. Dropping it shuts the server
 /// down and joins the thread, so no test leaves a server behind.

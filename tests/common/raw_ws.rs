@@ -11,10 +11,6 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
-
-/// How long any single read or write may wait before the test fails.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First-byte bits and opcodes (RFC 6455 section 5.2).
 pub const FIN: u8 = 0x80;
@@ -116,13 +112,7 @@ impl RawWs {
     /// Connects to `/ws/{raw_id}` and completes the upgrade by hand. Panics unless the server
     /// answers `101`.
     pub fn connect(addr: SocketAddr, raw_id: &str) -> RawWs {
-        let stream = TcpStream::connect(addr).expect("TCP connect to the test server");
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(TIMEOUT))
-            .expect("write timeout");
+        let stream = crate::common::tcp_connect(addr);
         stream.set_nodelay(true).expect("TCP_NODELAY");
         let mut ws = RawWs {
             stream,

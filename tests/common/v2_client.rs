@@ -11,7 +11,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
 use serde_json::Value;
 use tungstenite::handshake::derive_accept_key;
@@ -23,7 +22,7 @@ pub use crate::v1::now_millis;
 use crate::v1::parse_timestamp;
 
 /// How long any single read or write may wait before the test fails.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::common::TIMEOUT;
 
 /// The subprotocol of the rich protocol.
 pub const V2: &str = "chat.v2";
@@ -70,13 +69,7 @@ pub fn handshake(
     target: &str,
     offer: Option<&str>,
 ) -> (Reply, Option<Client>) {
-    let mut stream = TcpStream::connect(server.addr).expect("TCP connect to the test server");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .expect("write timeout");
+    let mut stream = crate::common::tcp_connect(server.addr);
     let protocol = offer
         .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
         .unwrap_or_default();
