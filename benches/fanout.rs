@@ -56,21 +56,10 @@ fn bench_room(c: &mut Criterion, group: &str, protocol: Protocol, text: &Payload
         group.throughput(Throughput::Elements(n));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                server
-                    .handle_input(
-                        now,
-                        Input::Text {
-                            client: ClientId(0),
-                            text: text.clone(),
-                        },
-                    )
-                    .expect("client 0 is connected");
                 let mut delivered = 0usize;
-                while let Some(output) = server.poll_output() {
-                    if let Output::Send { payload, .. } = output {
-                        delivered += black_box(payload).len();
-                    }
-                }
+                broadcast(&mut server, now, text, |payload| {
+                    delivered += black_box(payload).len();
+                });
                 delivered
             })
         });
@@ -78,9 +67,8 @@ fn bench_room(c: &mut Criterion, group: &str, protocol: Protocol, text: &Payload
     group.finish();
 }
 
-/// Before timing: one broadcast reaches all `n` members as the same buffer (serialized once,
-/// shared by reference count, never copied per recipient).
-fn assert_encoded_once(server: &mut ChatServer, now: Now, text: &Payload, n: u64) {
+/// Client 0 says `text`; `each` sees the payload of every frame the core sends for it.
+fn broadcast(server: &mut ChatServer, now: Now, text: &Payload, mut each: impl FnMut(Payload)) {
     server
         .handle_input(
             now,
@@ -90,14 +78,22 @@ fn assert_encoded_once(server: &mut ChatServer, now: Now, text: &Payload, n: u64
             },
         )
         .expect("client 0 is connected");
-    let mut buffers = std::collections::BTreeSet::new();
-    let mut recipients = 0u64;
     while let Some(output) = server.poll_output() {
         if let Output::Send { payload, .. } = output {
-            buffers.insert(payload.as_str().as_ptr() as usize);
-            recipients += 1;
+            each(payload);
         }
     }
+}
+
+/// Before timing: one broadcast reaches all `n` members as the same buffer (serialized once,
+/// shared by reference count, never copied per recipient).
+fn assert_encoded_once(server: &mut ChatServer, now: Now, text: &Payload, n: u64) {
+    let mut buffers = std::collections::BTreeSet::new();
+    let mut recipients = 0u64;
+    broadcast(server, now, text, |payload| {
+        buffers.insert(payload.as_str().as_ptr() as usize);
+        recipients += 1;
+    });
     assert_eq!(recipients, n, "every member gets the broadcast");
     assert_eq!(buffers.len(), 1, "one shared buffer for {n} recipients");
     eprintln!("{n} recipients, 1 encoded payload shared by all");
