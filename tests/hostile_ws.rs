@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use chat_mio_server::Config;
 use client::{
-    connect, expect_closed, expect_join, expect_leave, expect_message, expect_only_marker,
-    join_all, parse_timestamp, recv, recv_json, send, Client, TIMEOUT,
+    connect, connect_in_parallel, expect_closed, expect_join, expect_leave, expect_message,
+    expect_only_marker, join_all, parse_timestamp, recv, recv_json, send, Client, TIMEOUT,
 };
 use common::TestServer;
 use raw_ws::{
@@ -880,22 +880,7 @@ fn five_hundred_clients_vanishing_without_a_close_frame_each_leave_once() {
     assert_eq!(baseline.0, 1, "the observer");
     let name = |i: usize| format!("v{i:03}");
 
-    let clients: Vec<Client> = thread::scope(|s| {
-        let server = &server;
-        let threads: Vec<_> = (0..THREADS)
-            .map(|t| {
-                s.spawn(move || {
-                    (t * CLIENTS / THREADS..(t + 1) * CLIENTS / THREADS)
-                        .map(|i| connect(server, &name(i)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .flat_map(|t| t.join().expect("a connecting thread failed"))
-            .collect()
-    });
+    let clients = connect_in_parallel(CLIENTS, THREADS, |i| connect(&server, &name(i)));
     // None of them reads (their sockets hold unread join notices, so closing them resets the
     // connection); half shut both directions first, half just go.
     for (i, client) in clients.into_iter().enumerate() {

@@ -14,8 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use client::{
-    close, connect, expect_closed, expect_join, expect_leave, expect_message, expect_only_marker,
-    join_all, now_millis, parse_timestamp, recv, recv_frame, recv_json, send, try_connect, TIMEOUT,
+    close, connect, connect_in_parallel, expect_closed, expect_join, expect_leave, expect_message,
+    expect_only_marker, join_all, now_millis, parse_timestamp, recv, recv_frame, recv_json, send,
+    try_connect, TIMEOUT,
 };
 use common::TestServer;
 use serde_json::json;
@@ -218,25 +219,10 @@ fn two_hundred_clients_join_at_once_and_all_get_a_broadcast() {
 
     // Four threads connect 50 clients each. A client is registered before its join is
     // broadcast, so the first frame each one gets is its own join notice.
-    let mut clients: Vec<_> = thread::scope(|s| {
-        let server = &server;
-        let threads: Vec<_> = (0..THREADS)
-            .map(|t| {
-                s.spawn(move || {
-                    (t * CLIENTS / THREADS..(t + 1) * CLIENTS / THREADS)
-                        .map(|i| {
-                            let mut client = connect(server, &name(i));
-                            expect_join(&mut client, &name(i));
-                            client
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .flat_map(|t| t.join().expect("a connecting thread failed"))
-            .collect()
+    let mut clients = connect_in_parallel(CLIENTS, THREADS, |i| {
+        let mut client = connect(&server, &name(i));
+        expect_join(&mut client, &name(i));
+        client
     });
     assert_eq!(clients.len(), CLIENTS);
 

@@ -40,6 +40,31 @@ pub fn connect(server: &TestServer, raw_id: &str) -> Client {
     try_connect(server, raw_id).unwrap_or_else(|e| panic!("connecting as {raw_id:?} failed: {e:?}"))
 }
 
+/// Opens `n` clients from `threads` threads at once; client `i` is made by `open(i)` (which
+/// connects, and may read). Returned in index order.
+pub fn connect_in_parallel(
+    n: usize,
+    threads: usize,
+    open: impl Fn(usize) -> Client + Sync,
+) -> Vec<Client> {
+    let open = &open;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t * n / threads..(t + 1) * n / threads)
+                        .map(open)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a connecting thread failed"))
+            .collect()
+    })
+}
+
 /// Like [`connect`], but returns the handshake's error (for example `Error::Http` with the
 /// server's refusal) instead of panicking.
 pub fn try_connect(server: &TestServer, raw_id: &str) -> Result<Client, tungstenite::Error> {
