@@ -54,9 +54,9 @@ const READ_BUDGET_BYTES: u64 = 256 * 1024;
 /// flush may use a second thread. Under load the poll finds events at once (a server that
 /// waits on slow peers may still wait a little), and the writes stay on the loop thread.
 const IDLE_WAIT: Duration = Duration::from_millis(2);
-/// Connections to flush in one turn from which a second thread is worth starting (a thread
-/// costs tens of microseconds; one `writev` to a loopback peer several), and the share of
-/// all connections they must be (finding them walks every connection).
+/// Connections to flush in one turn from which waking the second writer is worth it (waking
+/// it costs ~15 us; one `writev` to a loopback peer several), and the share of all
+/// connections they must be (finding them walks every connection).
 const PARALLEL_FLUSH_MIN: usize = 32;
 const PARALLEL_FLUSH_SHARE: usize = 4;
 /// Stack of the writer thread: it only runs `writev`s.
