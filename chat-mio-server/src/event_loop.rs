@@ -35,7 +35,7 @@ use crate::batch::{Batch, Span};
 use crate::config::Config;
 use crate::conn::{Conn, Flushed, HttpRead, Phase};
 use crate::http::{self, ParseError, Response};
-use crate::metrics::{CloseKind, Metrics};
+use crate::metrics::Metrics;
 use crate::routes::{route, Ctx, Route};
 use crate::timer::Timers;
 
@@ -286,7 +286,7 @@ impl EventLoop {
             .map(|(k, _)| k)
             .collect();
         for key in keys {
-            self.close_client(key, CloseKind::Shutdown, false);
+            self.close_client(key, CloseReason::Shutdown, false);
         }
         self.settle();
     }
@@ -393,14 +393,14 @@ impl EventLoop {
 
     /// Sends a close frame for `kind` and ends the client. `drop_queued`: frames it has not
     /// started to receive are dropped (a slow consumer would never get to the close frame).
-    fn close_client(&mut self, key: usize, kind: CloseKind, drop_queued: bool) {
+    fn close_client(&mut self, key: usize, kind: CloseReason, drop_queued: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.dead {
             return;
         }
-        let (code, reason) = kind.frame();
+        let (code, reason) = (kind.code(), kind.text());
         let Some((client, user)) = conn.close_ws(Some((code, reason)), drop_queued) else {
             return;
         };
@@ -631,10 +631,15 @@ impl EventLoop {
                 Ok(None) => return,
                 Ok(Some(Message::Text(text))) => {
                     self.metrics.messages_received += 1;
-                    self.feed(Input::Text { client, text });
+                    // tungstenite checked the UTF-8 already; the core checks again rather
+                    // than trust a type it does not know (a linear scan, no copy).
+                    match Payload::try_from(Bytes::from(text)) {
+                        Ok(text) => self.feed(Input::Text { client, text }),
+                        Err(_) => self.close_client(key, CloseReason::InvalidUtf8, false),
+                    }
                 }
                 Ok(Some(Message::Binary(_))) => {
-                    self.close_client(key, CloseKind::Unsupported, false);
+                    self.close_client(key, CloseReason::Unsupported, false);
                     return;
                 }
                 Ok(Some(Message::Ping(_) | Message::Pong(_))) => {
@@ -671,14 +676,16 @@ impl EventLoop {
         let peer = self.conns[key].peer;
         log::debug!("{peer}: websocket error: {error}");
         let kind = match &error {
-            tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }) => CloseKind::TooBig,
-            tungstenite::Error::Capacity(_) => CloseKind::TooBig,
-            tungstenite::Error::Utf8(_) => CloseKind::InvalidUtf8,
+            tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }) => {
+                CloseReason::TooBig
+            }
+            tungstenite::Error::Capacity(_) => CloseReason::TooBig,
+            tungstenite::Error::Utf8(_) => CloseReason::InvalidUtf8,
             tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                 self.mark_dead(key);
                 return;
             }
-            tungstenite::Error::Protocol(_) => CloseKind::ProtocolError,
+            tungstenite::Error::Protocol(_) => CloseReason::ProtocolError,
             _ => {
                 // IO errors, a finished close handshake: nothing more to say to this peer.
                 self.mark_dead(key);
@@ -751,13 +758,7 @@ impl EventLoop {
                     .get(key)
                     .is_some_and(|c| c.client() == Some(client))
                 {
-                    let kind = match reason {
-                        CloseReason::RateLimited => CloseKind::RateLimit,
-                        CloseReason::Idle => CloseKind::Idle,
-                        CloseReason::TooManyRooms => CloseKind::TooManyRooms,
-                        _ => CloseKind::ProtocolError,
-                    };
-                    self.close_client(key, kind, false);
+                    self.close_client(key, reason, false);
                 }
             }
         }
@@ -774,7 +775,7 @@ impl EventLoop {
             return false;
         }
         if conn.queued() + len > self.config.max_outbound {
-            self.close_client(key, CloseKind::SlowConsumer, true);
+            self.close_client(key, CloseReason::SlowConsumer, true);
             return false;
         }
         true
@@ -786,9 +787,7 @@ impl EventLoop {
         if let Some((cached, span)) = &self.frame_cache {
             // The cache holds a clone of its payload, so its buffer cannot have been freed and
             // reused: equal pointer and length mean the same payload.
-            if cached.as_str().as_ptr() == payload.as_str().as_ptr()
-                && cached.len() == payload.len()
-            {
+            if cached.same_buffer(&payload) {
                 return *span;
             }
         }

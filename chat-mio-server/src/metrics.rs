@@ -4,62 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-/// Why the server ended a WebSocket connection (label `reason` of `chat_closes_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseKind {
-    SlowConsumer,
-    RateLimit,
-    TooBig,
-    Idle,
-    ProtocolError,
-    InvalidUtf8,
-    Unsupported,
-    Shutdown,
-    TooManyRooms,
-}
-
-impl CloseKind {
-    pub const ALL: [CloseKind; 9] = [
-        CloseKind::SlowConsumer,
-        CloseKind::RateLimit,
-        CloseKind::TooBig,
-        CloseKind::Idle,
-        CloseKind::ProtocolError,
-        CloseKind::InvalidUtf8,
-        CloseKind::Unsupported,
-        CloseKind::Shutdown,
-        CloseKind::TooManyRooms,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseKind::SlowConsumer => "slow_consumer",
-            CloseKind::RateLimit => "rate_limit",
-            CloseKind::TooBig => "too_big",
-            CloseKind::Idle => "idle",
-            CloseKind::ProtocolError => "protocol_error",
-            CloseKind::InvalidUtf8 => "invalid_utf8",
-            CloseKind::Unsupported => "unsupported_data",
-            CloseKind::Shutdown => "shutdown",
-            CloseKind::TooManyRooms => "too_many_rooms",
-        }
-    }
-
-    /// The WebSocket close code and reason sent for it.
-    pub fn frame(self) -> (u16, &'static str) {
-        match self {
-            CloseKind::SlowConsumer => (1008, "slow consumer"),
-            CloseKind::RateLimit => (1008, "rate limit exceeded"),
-            CloseKind::TooBig => (1009, "message too big"),
-            CloseKind::Idle => (1001, "idle timeout"),
-            CloseKind::ProtocolError => (1002, "protocol error"),
-            CloseKind::InvalidUtf8 => (1007, "invalid UTF-8 in text message"),
-            CloseKind::Unsupported => (1003, "binary messages are not supported"),
-            CloseKind::Shutdown => (1001, "server shutting down"),
-            CloseKind::TooManyRooms => (1008, "too many rooms"),
-        }
-    }
-}
+use chat_protocol::CloseReason;
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -76,7 +21,7 @@ pub struct Metrics {
     pub refused_full: u64,
     /// Loop turns whose writes were shared with a second thread.
     pub split_flushes: u64,
-    closes: [u64; CloseKind::ALL.len()],
+    closes: [u64; CloseReason::ALL.len()],
     /// Responses by status class: 1xx .. 5xx.
     http_responses: [u64; 5],
 }
@@ -96,16 +41,16 @@ impl Metrics {
             rate_limited: 0,
             refused_full: 0,
             split_flushes: 0,
-            closes: [0; CloseKind::ALL.len()],
+            closes: [0; CloseReason::ALL.len()],
             http_responses: [0; 5],
         }
     }
 
-    pub fn closed(&mut self, kind: CloseKind) {
+    pub fn closed(&mut self, kind: CloseReason) {
         self.closes[kind as usize] += 1;
     }
 
-    pub fn closes(&self, kind: CloseKind) -> u64 {
+    pub fn closes(&self, kind: CloseReason) -> u64 {
         self.closes[kind as usize]
     }
 
@@ -195,7 +140,7 @@ impl Metrics {
             "Loop turns after a quiet spell whose writes were shared with a second thread.",
             &[("", v(self.split_flushes))],
         );
-        let closes: Vec<(String, f64)> = CloseKind::ALL
+        let closes: Vec<(String, f64)> = CloseReason::ALL
             .iter()
             .map(|k| (format!("{{reason=\"{}\"}}", k.label()), v(self.closes(*k))))
             .collect();
@@ -248,8 +193,8 @@ mod tests {
     fn renders_every_family_with_help_and_type() {
         let t = Instant::now();
         let mut m = Metrics::new(t);
-        m.closed(CloseKind::SlowConsumer);
-        m.closed(CloseKind::SlowConsumer);
+        m.closed(CloseReason::SlowConsumer);
+        m.closed(CloseReason::SlowConsumer);
         m.http_response(200);
         m.http_response(404);
         m.http_response(101);

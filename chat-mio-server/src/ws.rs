@@ -8,9 +8,6 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::http::{Request, Response};
 
-/// The subprotocol of the rich protocol (PROTOCOL.md).
-pub const V2_SUBPROTOCOL: &str = "chat.v2";
-
 /// Longest client id, in Unicode scalar values, after percent-decoding and trimming.
 pub const MAX_CLIENT_ID_CHARS: usize = 32;
 
@@ -64,9 +61,9 @@ impl Accepted {
             .header("Upgrade", "websocket")
             .header("Connection", "Upgrade")
             .header("Sec-WebSocket-Accept", self.accept_key.clone());
-        match self.protocol {
-            Protocol::V2 => response.header("Sec-WebSocket-Protocol", V2_SUBPROTOCOL),
-            _ => response,
+        match self.protocol.subprotocol() {
+            Some(token) => response.header("Sec-WebSocket-Protocol", token),
+            None => response,
         }
     }
 }
@@ -123,21 +120,13 @@ pub fn accept(
     let user = client_id(raw_id).map_err(|why| Refusal::new(400, format!("{why}\n")))?;
     let (room, resume) = query(request.query().unwrap_or(""))
         .map_err(|why| Refusal::new(400, format!("{why}\n")))?;
-    let offers_v2 = request
-        .sec_websocket_protocol
-        .as_deref()
-        .is_some_and(|list| list.split(',').any(|p| p.trim() == V2_SUBPROTOCOL));
     Ok(Accepted {
         user,
         accept_key: derive_accept_key(key.as_bytes()),
         room,
         // A client that offers other subprotocols only gets none back, as RFC 6455 says, and
         // speaks the tutorial protocol.
-        protocol: if offers_v2 {
-            Protocol::V2
-        } else {
-            Protocol::V1
-        },
+        protocol: Protocol::negotiate(request.sec_websocket_protocol.as_deref()),
         resume,
     })
 }

@@ -1,8 +1,8 @@
 //! The JSON commands a v2 client sends, and why a malformed one is refused.
 
-use serde::Deserialize;
+use std::borrow::Cow;
 
-use crate::Payload;
+use serde::Deserialize;
 
 /// The most characters of a `client_msg_id`.
 const MAX_CLIENT_MSG_ID: usize = 64;
@@ -13,10 +13,12 @@ const MAX_EXPLANATION: usize = 200;
 
 /// A well-formed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Command {
-    /// A chat message for the room (a v1 client's text is one too).
+pub(crate) enum Command<'a> {
+    /// A chat message for the room (a v1 client's text is one too). A v2 message's text was
+    /// unescaped out of the JSON into a `String` of its own; a v1 text borrows the driver's
+    /// buffer until it is stored.
     Message {
-        text: Payload,
+        text: Cow<'a, str>,
         client_msg_id: Option<String>,
     },
     /// "I am typing".
@@ -40,7 +42,7 @@ struct Wire {
 
 /// Parses one text frame of a v2 client. `Err` holds the `message` of the `bad_command` error
 /// frame: human-readable, and never longer than a few hundred bytes whatever the input.
-pub(crate) fn parse(text: &str) -> Result<Command, String> {
+pub(crate) fn parse(text: &str) -> Result<Command<'static>, String> {
     // A derived Deserialize also takes a struct as a positional array; a command is an object.
     if !text.trim_start().starts_with('{') {
         return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
@@ -98,7 +100,7 @@ mod tests {
     fn commands_parse_or_explain_why_not() {
         let message = |text: &str, id: Option<&str>| {
             Ok(Command::Message {
-                text: text.into(),
+                text: Cow::Owned(text.to_owned()),
                 client_msg_id: id.map(Into::into),
             })
         };

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
-use crate::Payload;
+use crate::{ErrorCode, Payload};
 
 /// The `type` of a v1 frame. v1 clients hear of their own room only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,7 +40,7 @@ pub struct Event<'a> {
     /// A machine-readable reason for an [`EventKind::Error`] frame, such as `"rate_limited"`.
     /// Left out of the JSON when `None`, so the tutorial's frames are unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<&'a str>,
+    pub code: Option<ErrorCode>,
 }
 
 impl<'a> Event<'a> {
@@ -62,7 +62,7 @@ impl<'a> Event<'a> {
 
     /// The same frame with a `code`.
     #[must_use]
-    pub fn with_code(mut self, code: &'a str) -> Self {
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
         self.code = Some(code);
         self
     }

@@ -6,7 +6,7 @@ use serde::{Serialize, Serializer};
 use crate::event::rfc3339_millis;
 use crate::history::{Held, Stored};
 use crate::room::Members;
-use crate::Payload;
+use crate::{ErrorCode, Payload};
 
 /// A frame's `timestamp`: RFC 3339 in UTC with milliseconds and an explicit `Z`.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +68,7 @@ pub(crate) enum Frame<'a> {
     Error {
         client_id: &'a str,
         message: &'a str,
-        code: &'a str,
+        code: ErrorCode,
         timestamp: Stamp,
     },
     Typing {
@@ -97,7 +97,7 @@ impl<'a> Frame<'a> {
             id: m.id,
             room,
             client_id: &m.user,
-            message: &m.text,
+            message: m.text.as_str(),
             client_msg_id: m.client_msg_id.as_deref(),
             timestamp: Stamp(m.timestamp),
         }

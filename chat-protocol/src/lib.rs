@@ -115,12 +115,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod close;
 mod command;
 mod config;
+mod error_code;
 mod event;
 mod frame;
 mod heartbeat;
 mod history;
+mod payload;
 mod rate;
 mod room;
 mod room_name;
@@ -133,15 +136,13 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+pub use close::CloseReason;
 pub use config::{Config, RateLimit};
+pub use error_code::ErrorCode;
 pub use event::{Event, EventKind};
+pub use payload::Payload;
 pub use room_name::RoomName;
 pub use server::ChatServer;
-
-/// An encoded text frame, shared by every recipient of a broadcast. Cloning it is a refcount
-/// bump. It is `tungstenite`'s UTF-8 buffer, so a tungstenite-based driver sends it as
-/// `Message::Text(payload)` without a copy or a UTF-8 re-check.
-pub type Payload = tungstenite::Utf8Bytes;
 
 /// A handle for one connection, chosen by the driver (for example its slab index). It must be
 /// unique among the connected clients; it may be reused after [`Input::Disconnect`].
@@ -166,12 +167,30 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The `Sec-WebSocket-Protocol` token of the rich protocol.
+    pub const V2_SUBPROTOCOL: &'static str = "chat.v2";
+
     /// The `Sec-WebSocket-Protocol` value that selects this protocol: `None` for
     /// [`V1`](Self::V1) (no subprotocol), `Some("chat.v2")` for [`V2`](Self::V2).
-    pub fn subprotocol(self) -> Option<&'static str> {
+    pub const fn subprotocol(self) -> Option<&'static str> {
         match self {
             Protocol::V1 => None,
-            Protocol::V2 => Some("chat.v2"),
+            Protocol::V2 => Some(Self::V2_SUBPROTOCOL),
+        }
+    }
+
+    /// The protocol a client gets for the subprotocols it offered (the values of its
+    /// `Sec-WebSocket-Protocol` headers, comma-separated lists allowed): [`V2`](Self::V2) if
+    /// any token is `chat.v2` (case-sensitive, RFC 6455 section 4.1), else [`V1`](Self::V1).
+    pub fn negotiate<'a>(offered: impl IntoIterator<Item = &'a str>) -> Protocol {
+        let v2 = offered
+            .into_iter()
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim() == Self::V2_SUBPROTOCOL);
+        if v2 {
+            Protocol::V2
+        } else {
+            Protocol::V1
         }
     }
 }
@@ -281,50 +300,6 @@ pub enum Output {
         /// Why, which gives the close frame's code and text.
         reason: CloseReason,
     },
-}
-
-/// Why the server closes a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// The client kept sending faster than its [`RateLimit`] after being told off.
-    RateLimited,
-    /// The client sent nothing, not even a pong, for [`Config::idle_timeout`].
-    Idle,
-    /// The client asked for a new room while [`Config::max_rooms`] rooms exist and every one of
-    /// them has someone in it. Given right at [`Input::Connect`], before any frame.
-    TooManyRooms,
-}
-
-impl CloseReason {
-    /// The WebSocket close code (RFC 6455 section 7.4.1): 1008 (policy violation) for
-    /// [`RateLimited`](Self::RateLimited) and [`TooManyRooms`](Self::TooManyRooms), 1001 (going
-    /// away) for [`Idle`](Self::Idle).
-    pub fn code(self) -> u16 {
-        match self {
-            CloseReason::RateLimited | CloseReason::TooManyRooms => 1008,
-            CloseReason::Idle => 1001,
-        }
-    }
-
-    /// The close frame's reason text (short enough for a close frame's 123 bytes).
-    pub fn text(self) -> &'static str {
-        match self {
-            CloseReason::RateLimited => "rate limit exceeded",
-            CloseReason::Idle => "idle timeout",
-            CloseReason::TooManyRooms => "too many rooms",
-        }
-    }
-
-    /// A stable machine-friendly name, for metrics and logs: `rate_limit`, `idle`,
-    /// `too_many_rooms`.
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::RateLimited => "rate_limit",
-            CloseReason::Idle => "idle",
-            CloseReason::TooManyRooms => "too_many_rooms",
-        }
-    }
 }
 
 /// The driver broke the run-loop contract. Never caused by what a client sends.

@@ -1,5 +1,6 @@
 //! [`ChatServer`]: the clients, the broadcast decisions, and the deadline loop.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +16,8 @@ use crate::room::Room;
 use crate::rooms::Rooms;
 use crate::timer::Timers;
 use crate::{
-    ClientId, CloseReason, Config, Error, Event, EventKind, Input, Now, Output, Payload, Protocol,
-    RateLimit, Resume, RoomName,
+    ClientId, CloseReason, Config, Error, ErrorCode, Event, EventKind, Input, Now, Output, Payload,
+    Protocol, RateLimit, Resume, RoomName,
 };
 
 /// One connected client.
@@ -277,17 +278,17 @@ impl ChatServer {
 
         let command = match sender.protocol {
             Protocol::V1 => Command::Message {
-                text: text.clone(),
+                text: Cow::Borrowed(text.as_str()),
                 client_msg_id: None,
             },
-            Protocol::V2 => match command::parse(text) {
+            Protocol::V2 => match command::parse(text.as_str()) {
                 Ok(command) => command,
                 Err(explanation) => {
                     let payload = error_frame(
                         Protocol::V2,
                         &sender.user,
                         &explanation,
-                        "bad_command",
+                        ErrorCode::BadCommand,
                         now.wall,
                     );
                     out.push_back(Output::Send {
@@ -320,7 +321,7 @@ impl ChatServer {
                         sender.protocol,
                         &sender.user,
                         &s.rate_message,
-                        "rate_limited",
+                        ErrorCode::RateLimited,
                         now.wall,
                     );
                     out.push_back(Output::Send {
@@ -543,7 +544,7 @@ fn error_frame(
     protocol: Protocol,
     user: &str,
     message: &str,
-    code: &str,
+    code: ErrorCode,
     wall: DateTime<Utc>,
 ) -> Payload {
     match protocol {
@@ -575,7 +576,7 @@ impl Sender<'_> {
         &self,
         out: &mut VecDeque<Output>,
         room: &mut Room,
-        text: Payload,
+        text: Cow<'_, str>,
         client_msg_id: Option<String>,
     ) {
         if let Some(key) = &client_msg_id {
@@ -587,15 +588,22 @@ impl Sender<'_> {
         let message = Stored {
             id: room.history.next_id(),
             user: Arc::clone(self.user),
-            // The driver's payload may be a slice of a larger read buffer (tungstenite's):
-            // held in history it would pin that whole buffer, so history keeps its own copy.
-            text: Payload::from(text.as_str().to_owned()),
+            // A v1 text borrows the driver's payload, which may be a slice of a larger read
+            // buffer (tungstenite's): held in history it would pin that whole buffer, so it is
+            // copied here, once. A v2 text is already a String of its own: moved, not copied.
+            text: Payload::from(text.into_owned()),
             client_msg_id: client_msg_id.map(String::into_boxed_str),
             timestamp: self.wall,
         };
-        let v1 = room
-            .has(Protocol::V1)
-            .then(|| Event::new(EventKind::Message, self.user, &message.text, self.wall).encode());
+        let v1 = room.has(Protocol::V1).then(|| {
+            Event::new(
+                EventKind::Message,
+                self.user,
+                message.text.as_str(),
+                self.wall,
+            )
+            .encode()
+        });
         let v2 = room
             .has(Protocol::V2)
             .then(|| Frame::message(self.room.as_str(), &message).encode());
@@ -644,7 +652,7 @@ impl Sender<'_> {
                 Protocol::V2,
                 self.user,
                 &explanation,
-                "unknown_recipient",
+                ErrorCode::UnknownRecipient,
                 self.wall,
             );
             out.push_back(Output::Send {

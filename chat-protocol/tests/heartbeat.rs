@@ -99,7 +99,7 @@ fn text_postpones_the_ping_even_when_rate_limited() {
     h.text(1, "refused");
     let out = h.drain();
     assert!(
-        matches!(&out[..], [_, Output::Send { payload, .. }] if payload.contains("rate_limited")),
+        matches!(&out[..], [_, Output::Send { payload, .. }] if payload.as_str().contains("rate_limited")),
         "{out:?}"
     );
     h.advance(secs(5));

@@ -157,7 +157,7 @@ fn present(conns: &BTreeMap<ClientId, Conn>, room: &str, user: &str) -> bool {
 }
 
 fn json(payload: &Payload) -> Value {
-    serde_json::from_str(payload).expect("every frame is JSON")
+    serde_json::from_str(payload.as_str()).expect("every frame is JSON")
 }
 
 /// The recipients of frames of type `kind` among `out`.

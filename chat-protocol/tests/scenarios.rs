@@ -148,7 +148,7 @@ fn message_text_is_relayed_verbatim() {
         let Output::Send { payload, .. } = &out[0] else {
             unreachable!()
         };
-        let v: serde_json::Value = serde_json::from_str(payload).expect("valid JSON");
+        let v: serde_json::Value = serde_json::from_str(payload.as_str()).expect("valid JSON");
         assert_eq!(v["message"], text);
         assert_eq!(v["type"], "message");
     }

@@ -1,0 +1,45 @@
+//! The machine-readable `code` of an `error` frame (PROTOCOL.md).
+
+use serde::Serialize;
+
+/// Why a client's input was refused. The connection stays open: the client may correct itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A v2 client sent something that is not a command it may send (PROTOCOL.md).
+    BadCommand,
+    /// A chat message found the sender's token bucket empty; it was not delivered.
+    RateLimited,
+    /// A direct message named nobody with a chat.v2 connection in the room.
+    UnknownRecipient,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadCommand => "bad_command",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnknownRecipient => "unknown_recipient",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn serializes_as_its_wire_name() {
+        for code in [
+            ErrorCode::BadCommand,
+            ErrorCode::RateLimited,
+            ErrorCode::UnknownRecipient,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&code).expect("a unit variant serializes"),
+                format!("\"{}\"", code.as_str())
+            );
+        }
+    }
+}
