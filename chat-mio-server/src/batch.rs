@@ -7,6 +7,11 @@
 //! frames. Before connections are flushed the batch is [sealed](Batch::seal) into shared
 //! `Bytes`, and each span becomes a slice of it.
 //!
+//! "Seal before you flush" is kept by the types: a connection's queue is written only with
+//! a [`&Sealed`](Sealed), and the only way to get one is [`Batch::seal`], which closes the
+//! open batch. While that borrow lives no frame can be added, so nothing queued for a flush
+//! can be missing from the sealed bytes.
+//!
 //! The buffer is a `BytesMut`: once every slice of a sealed batch has been written, the same
 //! allocation takes the next turns' frames, so steady traffic allocates nothing per frame.
 
@@ -50,15 +55,30 @@ pub struct Batch {
     buf: BytesMut,
     /// The open batch's number.
     id: u32,
-    /// Batches sealed since [`Batch::clear_sealed`], by number.
-    sealed: Vec<(u32, Bytes)>,
+    /// Batches sealed since [`Batch::clear_sealed`].
+    sealed: Sealed,
+}
+
+/// The batches sealed so far in this turn, by number: what flushes are written from.
+#[derive(Debug, Default)]
+pub struct Sealed(Vec<(u32, Bytes)>);
+
+impl Sealed {
+    /// The bytes of a span of a sealed batch.
+    pub fn slice(&self, span: Span) -> Option<Bytes> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == span.batch)
+            .map(|(_, bytes)| bytes.slice(span.start..span.end))
+    }
 }
 
 impl Batch {
     /// Encodes a text frame with this payload (unmasked, final) into the open batch.
     pub fn text_frame(&mut self, payload: Bytes) -> Span {
         if self.buf.len() >= SEAL_AT {
-            self.seal();
+            self.close_open();
         }
         // Header: 2 bytes, plus 2 or 8 for the length.
         let need = payload.len() + 10;
@@ -78,28 +98,25 @@ impl Batch {
         }
     }
 
-    /// Closes the open batch: its spans can now be turned into bytes with [`Batch::sealed`].
-    pub fn seal(&mut self) {
-        if !self.buf.is_empty() {
-            let bytes = self.buf.split().freeze();
-            self.sealed.push((self.id, bytes));
-            self.id = self.id.wrapping_add(1);
-        }
+    /// Closes the open batch and returns every batch sealed this turn: what connections are
+    /// flushed from. The next frame, even of the same payload, goes into a new batch.
+    pub fn seal(&mut self) -> &Sealed {
+        self.close_open();
+        &self.sealed
     }
 
-    /// The bytes of a span of a sealed batch.
-    pub fn sealed(&self, span: Span) -> Option<Bytes> {
-        self.sealed
-            .iter()
-            .rev()
-            .find(|(id, _)| *id == span.batch)
-            .map(|(_, bytes)| bytes.slice(span.start..span.end))
+    fn close_open(&mut self) {
+        if !self.buf.is_empty() {
+            let bytes = self.buf.split().freeze();
+            self.sealed.0.push((self.id, bytes));
+            self.id = self.id.wrapping_add(1);
+        }
     }
 
     /// Forgets the sealed batches once no span of them is left unresolved (the slices handed
     /// out keep their bytes alive as long as they need them).
     pub fn clear_sealed(&mut self) {
-        self.sealed.clear();
+        self.sealed.0.clear();
     }
 }
 
@@ -131,8 +148,7 @@ mod tests {
         let c = batch.text_frame(Bytes::from_static(b"three"));
         assert!(a.extend(b));
         assert!(a.extend(c));
-        batch.seal();
-        let bytes = batch.sealed(a).unwrap();
+        let bytes = batch.seal().slice(a).unwrap();
         assert_eq!(bytes.len(), a.len());
         assert_eq!(decode(&bytes), ["one", &"x".repeat(300), "three"]);
     }
@@ -148,11 +164,11 @@ mod tests {
         let d = batch.text_frame(Bytes::from_static(b"d"));
         assert_ne!(d.batch, c.batch);
         assert!(!a.extend(d));
-        batch.seal();
-        assert_eq!(decode(&batch.sealed(c).unwrap()), ["c"]);
-        assert_eq!(decode(&batch.sealed(d).unwrap()), ["d"]);
+        let sealed = batch.seal();
+        assert_eq!(decode(&sealed.slice(c).unwrap()), ["c"]);
+        assert_eq!(decode(&sealed.slice(d).unwrap()), ["d"]);
         batch.clear_sealed();
-        assert_eq!(batch.sealed(d), None);
+        assert_eq!(batch.seal().slice(d), None);
     }
 
     #[test]
@@ -161,9 +177,9 @@ mod tests {
         let first = batch.text_frame(Bytes::from(vec![b'y'; SEAL_AT]));
         let second = batch.text_frame(Bytes::from_static(b"z"));
         assert_ne!(first.batch, second.batch);
-        batch.seal();
-        assert_eq!(decode(&batch.sealed(second).unwrap()), ["z"]);
-        assert_eq!(batch.sealed(first).unwrap().len(), first.len());
+        let sealed = batch.seal();
+        assert_eq!(decode(&sealed.slice(second).unwrap()), ["z"]);
+        assert_eq!(sealed.slice(first).unwrap().len(), first.len());
     }
 
     #[test]

@@ -25,18 +25,17 @@
 mod assets;
 mod batch;
 mod config;
-mod conn;
+mod connection;
 mod event_loop;
 mod http;
 mod metrics;
-mod outbound;
 mod routes;
 mod timer;
+mod write_queue;
 mod ws;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use mio::net::TcpListener;
@@ -46,12 +45,14 @@ use signal_hook_mio::v1_0::Signals;
 
 pub use assets::Assets;
 pub use config::Config;
-use event_loop::{EventLoop, LISTENER, SIGNALS, WAKER};
+use event_loop::handoff::{self, Handoff};
+use event_loop::{Control, EventLoop, LISTENER, SIGNALS, WAKER};
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
     event_loop: EventLoop,
     local_addr: SocketAddr,
+    control: Handoff<Control>,
 }
 
 impl Server {
@@ -77,6 +78,7 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (control, inbox) = handoff::channel(Arc::clone(&waker));
         let signals = if config.handle_signals {
             let mut signals = Signals::new([SIGINT, SIGTERM])?;
             poll.registry()
@@ -91,11 +93,12 @@ impl Server {
                 listener,
                 config,
                 assets,
-                waker,
+                inbox,
                 signals,
                 connection_budget(config_max_connections),
             ),
             local_addr,
+            control,
         })
     }
 
@@ -107,8 +110,7 @@ impl Server {
     /// A handle that stops the server from another thread.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
-            shutdown: Arc::clone(&self.event_loop.shutdown),
-            waker: Arc::clone(&self.event_loop.waker),
+            control: self.control.clone(),
         }
     }
 
@@ -150,16 +152,13 @@ fn connection_budget(wanted: usize) -> (usize, usize) {
 /// Stops a running [`Server`] from any thread.
 #[derive(Clone)]
 pub struct ServerHandle {
-    shutdown: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    control: Handoff<Control>,
 }
 
 impl ServerHandle {
     /// Asks the server to stop; returns at once. [`Server::run`] returns when it has.
     pub fn shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
-        if let Err(e) = self.waker.wake() {
-            log::error!("cannot wake the event loop: {e}");
-        }
+        // A server that has stopped already has nothing left to shut down.
+        let _ = self.control.send(Control::Shutdown);
     }
 }

@@ -1,6 +1,6 @@
 //! A connection's bytes on their way to the socket.
 //!
-//! Broadcast frames arrive as [`Span`]s of the turn's [`Batch`] (frames received in a row
+//! Broadcast frames arrive as [`Span`]s of the turn's [`Batch`](crate::batch::Batch) (frames received in a row
 //! merge into one entry) and become shared `Bytes` slices when the batch is sealed, just
 //! before the flush; the connection's own bytes (HTTP responses, tungstenite's pongs and close
 //! frames) are chunks of their own, in order with the rest. One `writev` sends many chunks at
@@ -14,7 +14,9 @@ use bytes::Bytes;
 use std::io::Cursor;
 use tungstenite::protocol::frame::FrameHeader;
 
-use crate::batch::{Batch, Span};
+#[cfg(test)]
+use crate::batch::Batch;
+use crate::batch::{Sealed, Span};
 
 /// Chunks handed to one `writev` call, at most (Linux allows 1024).
 const MAX_IOVECS: usize = 64;
@@ -67,7 +69,7 @@ fn frame_end(bytes: &[u8], at: usize) -> usize {
 }
 
 #[derive(Debug, Default)]
-pub struct Outbound {
+pub struct WriteQueue {
     chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     written: usize,
@@ -75,7 +77,7 @@ pub struct Outbound {
     len: usize,
 }
 
-impl Outbound {
+impl WriteQueue {
     /// Bytes still to write.
     pub fn len(&self) -> usize {
         self.len
@@ -107,12 +109,12 @@ impl Outbound {
         self.chunks.push_back(Chunk::Pending(span));
     }
 
-    /// Turns the spans of sealed batches into bytes. Every span must belong to a sealed batch
-    /// still held by `batch`: the event loop seals before it flushes.
-    pub fn resolve(&mut self, batch: &Batch) {
+    /// Turns the spans of sealed batches into bytes. A `&Sealed` comes only from
+    /// [`Batch::seal`](crate::batch::Batch::seal), so every span queued so far is in it.
+    fn resolve(&mut self, sealed: &Sealed) {
         for chunk in self.chunks.iter_mut() {
             if let Chunk::Pending(span) = *chunk {
-                match batch.sealed(span) {
+                match sealed.slice(span) {
                     Some(bytes) => {
                         *chunk = Chunk::Ready {
                             bytes,
@@ -140,7 +142,7 @@ impl Outbound {
     /// batches of other connections' frames alive for the few bytes of them it still owes;
     /// what it owes itself is bounded by the slow-consumer limit. Each byte is copied at most
     /// once however long the connection stays behind.
-    pub fn own_shared(&mut self) {
+    fn own_shared(&mut self) {
         if !self
             .chunks
             .iter()
@@ -209,9 +211,21 @@ impl Outbound {
         }
     }
 
-    /// Writes as much as the socket takes. `Ok(true)`: everything is out; `Ok(false)`: the
-    /// socket is full (WouldBlock), the rest waits for WRITABLE. Spans must be resolved.
-    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+    /// Writes as much as the socket takes, with one `writev` per [`MAX_IOVECS`] chunks: this
+    /// is where bytes meet the socket. `Ok(true)`: everything is out; `Ok(false)`: the socket
+    /// is full (WouldBlock), the rest waits for WRITABLE. A queue left behind copies what it
+    /// owes out of the shared batches ([`WriteQueue::own_shared`]), so it never pins them.
+    pub fn write_to(&mut self, sealed: &Sealed, sink: &mut impl Write) -> io::Result<bool> {
+        self.resolve(sealed);
+        let all = self.write_resolved(sink)?;
+        if !all {
+            self.own_shared();
+        }
+        Ok(all)
+    }
+
+    /// Writes chunks up to the first unresolved one.
+    fn write_resolved(&mut self, sink: &mut impl Write) -> io::Result<bool> {
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
@@ -295,37 +309,37 @@ mod tests {
 
     #[test]
     fn partial_writes_resume_where_they_stopped() {
-        let mut out = Outbound::default();
+        let mut out = WriteQueue::default();
         for chunk in ["hello ", "shared ", "world"] {
             out.push(Bytes::from_static(chunk.as_bytes()));
         }
         assert_eq!(out.len(), 18);
         let mut sink = trickle(4, 2);
-        assert!(!out.write_to(&mut sink).unwrap());
+        assert!(!out.write_resolved(&mut sink).unwrap());
         // The default write_vectored writes only the first slice: "hell", then "o ".
         assert_eq!(out.len(), 12);
         assert_eq!(sink.got, b"hello ");
         sink.calls_left = 100;
-        assert!(out.write_to(&mut sink).unwrap());
+        assert!(out.write_resolved(&mut sink).unwrap());
         assert_eq!(sink.got, b"hello shared world");
         assert_eq!(out.len(), 0);
     }
 
     #[test]
     fn dropping_unstarted_chunks_keeps_a_partial_frame() {
-        let mut out = Outbound::default();
+        let mut out = WriteQueue::default();
         out.push(Bytes::from_static(b"abcdef"));
         out.push(Bytes::from_static(b"ghij"));
         let mut sink = trickle(2, 1);
-        assert!(!out.write_to(&mut sink).unwrap());
+        assert!(!out.write_resolved(&mut sink).unwrap());
         out.drop_unstarted();
         assert_eq!(out.len(), 4);
         out.push(Bytes::from_static(b"Z"));
         sink.calls_left = 100;
-        assert!(out.write_to(&mut sink).unwrap());
+        assert!(out.write_resolved(&mut sink).unwrap());
         assert_eq!(sink.got, b"abcdefZ");
 
-        let mut fresh = Outbound::default();
+        let mut fresh = WriteQueue::default();
         fresh.push(Bytes::from_static(b"x"));
         fresh.drop_unstarted();
         assert_eq!(fresh.len(), 0);
@@ -354,16 +368,15 @@ mod tests {
     fn frames_in_a_row_are_one_chunk_and_one_iovec() {
         let mut batch = Batch::default();
         let spans = frames(&mut batch, &["a", "bb", "ccc"]);
-        let mut out = Outbound::default();
+        let mut out = WriteQueue::default();
         for span in &spans {
             out.push_span(*span);
         }
         assert_eq!(out.chunks.len(), 1);
         assert_eq!(out.len(), spans.iter().map(Span::len).sum::<usize>());
-        batch.seal();
-        out.resolve(&batch);
+        out.resolve(batch.seal());
         let mut sink = trickle(usize::MAX, 1);
-        assert!(out.write_to(&mut sink).unwrap());
+        assert!(out.write_resolved(&mut sink).unwrap());
         assert_eq!(text(&sink.got), ["a", "bb", "ccc"]);
         assert_eq!(
             out.chunks.capacity(),
@@ -376,17 +389,16 @@ mod tests {
     fn own_bytes_between_frames_keep_their_place() {
         let mut batch = Batch::default();
         let spans = frames(&mut batch, &["one", "two"]);
-        let mut out = Outbound::default();
+        let mut out = WriteQueue::default();
         out.push_span(spans[0]);
         out.push(Bytes::from_static(b"\x89\x00")); // a ping, written by tungstenite
         out.push_span(spans[1]);
         assert_eq!(out.chunks.len(), 3);
-        batch.seal();
-        out.resolve(&batch);
+        out.resolve(batch.seal());
         let mut sink = trickle(usize::MAX, 3);
-        assert!(out.write_to(&mut sink).unwrap());
-        let one = batch.sealed(spans[0]).unwrap();
-        let two = batch.sealed(spans[1]).unwrap();
+        assert!(out.write_resolved(&mut sink).unwrap());
+        let one = batch.seal().slice(spans[0]).unwrap();
+        let two = batch.seal().slice(spans[1]).unwrap();
         assert_eq!(sink.got, [&one[..], b"\x89\x00", &two[..]].concat());
     }
 
@@ -394,15 +406,14 @@ mod tests {
     fn a_blocked_connection_copies_what_it_owes_and_frees_the_batch() {
         let mut batch = Batch::default();
         let spans = frames(&mut batch, &["first", "second", "third"]);
-        let mut out = Outbound::default();
+        let mut out = WriteQueue::default();
         out.push_span(spans[0]);
         out.push(Bytes::from_static(b"\x8a\x00")); // a pong
         out.push_span(spans[1]);
         out.push_span(spans[2]);
-        batch.seal();
-        out.resolve(&batch);
+        out.resolve(batch.seal());
         let mut sink = trickle(3, 1);
-        assert!(!out.write_to(&mut sink).unwrap());
+        assert!(!out.write_resolved(&mut sink).unwrap());
         let owed = out.len();
         out.own_shared();
         assert_eq!(out.len(), owed);
@@ -414,13 +425,12 @@ mod tests {
         batch.clear_sealed();
         sink.calls_left = 100;
         sink.per_call = usize::MAX;
-        assert!(out.write_to(&mut sink).unwrap());
+        assert!(out.write_resolved(&mut sink).unwrap());
         let mut expected = Vec::new();
         let mut again = Batch::default();
         for (i, t) in ["first", "second", "third"].iter().enumerate() {
             let span = again.text_frame(Bytes::copy_from_slice(t.as_bytes()));
-            again.seal();
-            expected.extend_from_slice(&again.sealed(span).unwrap());
+            expected.extend_from_slice(&again.seal().slice(span).unwrap());
             if i == 0 {
                 expected.extend_from_slice(b"\x8a\x00");
             }
@@ -432,33 +442,32 @@ mod tests {
     fn dropping_keeps_only_the_frame_being_written() {
         let mut batch = Batch::default();
         let spans = frames(&mut batch, &["aaaa", "bbbb", "cccc"]);
-        let mut out = Outbound::default();
+        let mut out = WriteQueue::default();
         for span in &spans {
             out.push_span(*span);
         }
-        batch.seal();
-        out.resolve(&batch);
+        out.resolve(batch.seal());
         // Two bytes of the first frame written (header only).
         let mut sink = trickle(2, 1);
-        assert!(!out.write_to(&mut sink).unwrap());
+        assert!(!out.write_resolved(&mut sink).unwrap());
         out.drop_unstarted();
         out.push(Bytes::from_static(b"\x88\x00")); // the close frame
         sink.calls_left = 100;
         sink.per_call = usize::MAX;
-        assert!(out.write_to(&mut sink).unwrap());
+        assert!(out.write_resolved(&mut sink).unwrap());
         let got = sink.got;
         assert_eq!(text(&got[..got.len() - 2]), ["aaaa"]);
         assert_eq!(&got[got.len() - 2..], b"\x88\x00");
 
         // Stopped exactly between two frames: nothing of the next one is kept.
         let first_len = spans[0].len();
-        let mut out = Outbound::default();
+        let mut out = WriteQueue::default();
         for span in &spans {
             out.push_span(*span);
         }
-        out.resolve(&batch);
+        out.resolve(batch.seal());
         let mut sink = trickle(first_len, 1);
-        assert!(!out.write_to(&mut sink).unwrap());
+        assert!(!out.write_resolved(&mut sink).unwrap());
         out.drop_unstarted();
         assert_eq!(out.len(), 0);
     }
@@ -495,8 +504,8 @@ mod tests {
 
         /// Runs `ops`; returns the queue, the sink, the batch, what should come out in order,
         /// and where each queued frame starts in it.
-        fn run(ops: &[Op]) -> (Outbound, Trickle, Batch, Vec<u8>, Vec<usize>) {
-            let mut out = Outbound::default();
+        fn run(ops: &[Op]) -> (WriteQueue, Trickle, Batch, Vec<u8>, Vec<usize>) {
+            let mut out = WriteQueue::default();
             let mut batch = Batch::default();
             let mut sink = trickle(0, 0);
             let mut expected = Vec::new();
@@ -513,8 +522,7 @@ mod tests {
                             let at = expected.len() - span.len();
                             let mut probe = Batch::default();
                             let same = probe.text_frame(Bytes::from(vec![b'x'; len]));
-                            probe.seal();
-                            let bytes = probe.sealed(same).unwrap();
+                            let bytes = probe.seal().slice(same).unwrap();
                             expected[at..].copy_from_slice(&bytes);
                         }
                     }
@@ -524,20 +532,18 @@ mod tests {
                         out.push(Bytes::from(pong(len)));
                     }
                     Op::Flush { per_call, calls } => {
-                        batch.seal();
-                        out.resolve(&batch);
+                        out.resolve(batch.seal());
                         batch.clear_sealed();
                         sink.per_call = per_call;
                         sink.calls_left = calls;
-                        if !out.write_to(&mut sink).unwrap() {
+                        if !out.write_resolved(&mut sink).unwrap() {
                             out.own_shared();
                         }
                     }
                 }
                 assert_eq!(out.len() + sink.got.len(), expected.len());
             }
-            batch.seal();
-            out.resolve(&batch);
+            out.resolve(batch.seal());
             (out, sink, batch, expected, starts)
         }
 
@@ -556,7 +562,7 @@ mod tests {
                 let (mut out, mut sink, _batch, expected, _) = run(&ops);
                 sink.per_call = usize::MAX;
                 sink.calls_left = usize::MAX;
-                prop_assert!(out.write_to(&mut sink).unwrap());
+                prop_assert!(out.write_resolved(&mut sink).unwrap());
                 prop_assert_eq!(out.len(), 0);
                 prop_assert_eq!(sink.got, expected);
             }
@@ -574,7 +580,7 @@ mod tests {
                 out.push(Bytes::copy_from_slice(&close));
                 sink.per_call = usize::MAX;
                 sink.calls_left = usize::MAX;
-                prop_assert!(out.write_to(&mut sink).unwrap());
+                prop_assert!(out.write_resolved(&mut sink).unwrap());
                 // The end of the frame in progress, or `written` if it fell between frames.
                 let cut = starts
                     .iter()

@@ -1,0 +1,387 @@
+//! One TCP connection: its lifecycle as one [`State`] enum, the interest it wants from the
+//! poller (derived from that state and its queue, never tracked by hand), and its socket.
+//!
+//! ```text
+//!   Http ──101──► WebSocket ──close frame queued──► Closing(Sending) ──written──► Closing(Shut)
+//!    │  └─refusal or Connection: close───────────────────┘   │ peer EOF                 │ peer EOF
+//!    │                                                       ▼                          ▼
+//!    └─peer EOF─► Closing(PeerDone) ──written──────────────► Gone ◄─────────────────────┘
+//! ```
+//!
+//! Reads: request heads into a small buffer (Http); WebSocket frames through tungstenite,
+//! which reads the socket itself. Writes: everything (responses, broadcast frames, tungstenite's
+//! own pongs and close frames) goes through one [`WriteQueue`] in order; the event loop
+//! flushes it once per turn (`event_loop/flush.rs`).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chat_protocol::{ClientId, CloseReason};
+use mio::net::TcpStream;
+use mio::Interest;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
+
+use crate::batch::{Sealed, Span};
+use crate::write_queue::WriteQueue;
+
+/// Where a connection is in its life.
+pub enum State {
+    /// Reading request heads; `head` holds one not complete yet. Several requests may follow
+    /// each other on one keep-alive connection.
+    Http { head: Vec<u8>, reading: Reading },
+    /// After the `101` (which may still be queued): frames, decoded by tungstenite.
+    WebSocket {
+        session: Box<Session>,
+        reading: Reading,
+    },
+    /// The last bytes (a refusal, a close frame) are queued: see [`Linger`].
+    Closing(Linger),
+    /// Over: no more bytes either way. Removed from the slab at the end of the turn.
+    Gone,
+}
+
+/// Whether the connection's input is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    Open,
+    /// Answers (HTTP responses, pongs) pile up unread: nothing more is read until they drain,
+    /// so a client that sends without reading cannot make the server buffer without bound.
+    PausedUntilDrained,
+}
+
+/// A closing connection, after its last bytes were queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linger {
+    /// Writing the last bytes; what the peer still sends is read and dropped, so the kernel
+    /// does not reset the connection under them.
+    Sending,
+    /// Writing the last bytes to a peer that already sent EOF: once they are out, it is over.
+    PeerDone,
+    /// Our side is shut after the last bytes (the server ends the TCP connection first, RFC
+    /// 6455 section 7.1.1); waiting for the peer's EOF, or the deadline.
+    Shut,
+}
+
+/// A WebSocket chat client: tungstenite's framing state and who it is to the core.
+pub struct Session {
+    pub ctx: WebSocketContext,
+    pub client: ClientId,
+    pub user: String,
+}
+
+/// Result of writing out what is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything is written.
+    All,
+    /// The socket is full; wait for WRITABLE.
+    Blocked,
+    /// The connection is broken.
+    Gone,
+}
+
+/// Why [`Conn::read_head`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadRead {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The head buffer is full; the socket may hold more.
+    Full,
+    /// The peer closed its sending side (it may still read our answers).
+    Eof,
+}
+
+/// tungstenite's view of the socket: it reads from the socket, and what it writes (pongs,
+/// close frames) joins the write queue behind the frames already there, so a control frame
+/// can never land in the middle of a partly written data frame.
+struct Io<'a> {
+    stream: &'a mut TcpStream,
+    out: &'a mut WriteQueue,
+    bytes_in: &'a mut u64,
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        *self.bytes_in += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.push(Bytes::copy_from_slice(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct Conn {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub state: State,
+    out: WriteQueue,
+    /// The interest registered with the poller.
+    pub registered: Interest,
+    /// When this connection must give up waiting (request head, idle keep-alive, closing).
+    pub deadline: Option<Instant>,
+    /// The flush round that last scheduled this connection (`event_loop/flush.rs`): it is in
+    /// the round's list of connections to flush when this equals the loop's current round.
+    pub flush_round: u64,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+        Conn {
+            stream,
+            peer,
+            state: State::Http {
+                head: Vec::new(),
+                reading: Reading::Open,
+            },
+            out: WriteQueue::default(),
+            registered: Interest::READABLE,
+            deadline: None,
+            flush_round: 0,
+        }
+    }
+
+    /// The interest this connection needs now, derived from its state: always READABLE (to
+    /// read requests and frames, or to see the peer's EOF while closing), WRITABLE only while
+    /// a flush left bytes behind. `None` once it is gone.
+    pub fn wanted_interest(&self) -> Option<Interest> {
+        match self.state {
+            State::Gone => None,
+            _ if self.out.len() > 0 => Some(Interest::READABLE | Interest::WRITABLE),
+            _ => Some(Interest::READABLE),
+        }
+    }
+
+    pub fn is_gone(&self) -> bool {
+        matches!(self.state, State::Gone)
+    }
+
+    /// The WebSocket client behind this connection, if it is one (and not closing).
+    pub fn client(&self) -> Option<ClientId> {
+        match &self.state {
+            State::WebSocket { session, .. } => Some(session.client),
+            _ => None,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Stops reading until the queue drains (see [`Reading::PausedUntilDrained`]).
+    pub fn pause_reading(&mut self) {
+        if let State::Http { reading, .. } | State::WebSocket { reading, .. } = &mut self.state {
+            *reading = Reading::PausedUntilDrained;
+        }
+    }
+
+    /// Reading was paused and the queue has drained: reads again. Whether it was paused.
+    pub fn resume_reading(&mut self) -> bool {
+        match &mut self.state {
+            State::Http { reading, .. } | State::WebSocket { reading, .. }
+                if *reading == Reading::PausedUntilDrained =>
+            {
+                *reading = Reading::Open;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Queues an HTTP response. With `close`, the connection ends once it is written.
+    pub fn queue_response(&mut self, bytes: Vec<u8>, close: bool) {
+        self.out.push(Bytes::from(bytes));
+        if close {
+            self.state = State::Closing(Linger::Sending);
+        }
+    }
+
+    /// Queues frames of the turn's batch.
+    pub fn queue_frames(&mut self, span: Span) {
+        self.out.push_span(span);
+    }
+
+    /// The peer sent EOF while we were reading request heads: what was answered still goes
+    /// out, then the connection ends. A head cut short by the EOF can never complete.
+    pub fn peer_finished(&mut self) {
+        if matches!(
+            self.state,
+            State::Http { .. } | State::Closing(Linger::Sending)
+        ) {
+            self.state = State::Closing(Linger::PeerDone);
+        }
+    }
+
+    /// Switches to WebSocket after the `101` was queued. `leftover`: bytes that arrived after
+    /// the request head (a client may send frames before it sees our answer).
+    pub fn upgrade(
+        &mut self,
+        client: ClientId,
+        user: String,
+        leftover: Vec<u8>,
+        config: WebSocketConfig,
+    ) {
+        let ctx = WebSocketContext::from_partially_read(leftover, Role::Server, Some(config));
+        self.state = State::WebSocket {
+            session: Box::new(Session { ctx, client, user }),
+            reading: Reading::Open,
+        };
+    }
+
+    /// Reads what the socket has into the head buffer (Http), until WouldBlock, EOF or
+    /// `limit` bytes are buffered.
+    pub fn read_head(
+        &mut self,
+        scratch: &mut [u8],
+        limit: usize,
+        bytes_in: &mut u64,
+    ) -> io::Result<HeadRead> {
+        let State::Http { head, .. } = &mut self.state else {
+            return Ok(HeadRead::Drained);
+        };
+        while head.len() < limit {
+            let want = scratch.len().min(limit - head.len());
+            match self.stream.read(&mut scratch[..want]) {
+                Ok(0) => return Ok(HeadRead::Eof),
+                Ok(n) => {
+                    *bytes_in += n as u64;
+                    head.extend_from_slice(&scratch[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(HeadRead::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(HeadRead::Full)
+    }
+
+    /// Reads and drops whatever the peer sends while closing. `Ok(false)` at EOF.
+    pub fn discard_input(&mut self, scratch: &mut [u8], bytes_in: &mut u64) -> io::Result<bool> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return Ok(false),
+                Ok(n) => *bytes_in += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the next complete WebSocket message, if one is there: tungstenite parses the
+    /// frames. Pongs and close replies it produces on the way are queued.
+    pub fn read_message(
+        &mut self,
+        bytes_in: &mut u64,
+    ) -> Result<Option<Message>, tungstenite::Error> {
+        let State::WebSocket { session, .. } = &mut self.state else {
+            return Ok(None);
+        };
+        let mut io = Io {
+            stream: &mut self.stream,
+            out: &mut self.out,
+            bytes_in,
+        };
+        let result = session.ctx.read(&mut io);
+        // A pong or close reply may be waiting inside tungstenite: move it to the queue.
+        let _ = session.ctx.flush(&mut io);
+        match result {
+            Ok(message) => Ok(Some(message)),
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues a WebSocket ping (heartbeat).
+    pub fn send_ping(&mut self) {
+        if let State::WebSocket { session, .. } = &mut self.state {
+            let mut bytes_in = 0;
+            let mut io = Io {
+                stream: &mut self.stream,
+                out: &mut self.out,
+                bytes_in: &mut bytes_in,
+            };
+            // Writes into the queue cannot fail; a closing context refuses, which is fine.
+            let _ = session.ctx.write(&mut io, Message::Ping(Bytes::new()));
+            let _ = session.ctx.flush(&mut io);
+        }
+    }
+
+    /// Ends the WebSocket: queues a close frame for `reason` (or, with `None`, only the reply
+    /// tungstenite already produced to the peer's close) and moves to
+    /// [`Closing`](State::Closing). Frames not yet started are dropped first when
+    /// `drop_queued` (a slow consumer would otherwise get its whole backlog before the close).
+    /// Returns the session that ended, if this was a live WebSocket.
+    pub fn close_ws(&mut self, reason: Option<CloseReason>, drop_queued: bool) -> Option<Session> {
+        let State::WebSocket { mut session, .. } =
+            std::mem::replace(&mut self.state, State::Closing(Linger::Sending))
+        else {
+            return None;
+        };
+        if drop_queued {
+            self.out.drop_unstarted();
+        }
+        let mut bytes_in = 0;
+        let mut io = Io {
+            stream: &mut self.stream,
+            out: &mut self.out,
+            bytes_in: &mut bytes_in,
+        };
+        if let Some(reason) = reason {
+            let frame = CloseFrame {
+                code: CloseCode::from(reason.code()),
+                reason: reason.text().into(),
+            };
+            // Queues the close frame (or the reply to the peer's close) behind whole frames.
+            let _ = session.ctx.close(&mut io, Some(frame));
+        }
+        let _ = session.ctx.flush(&mut io);
+        Some(*session)
+    }
+
+    /// The connection is over: no more bytes either way. Returns the session if it was a
+    /// live WebSocket (its client must leave the chat).
+    pub fn end(&mut self) -> Option<Session> {
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::WebSocket { session, .. } => Some(*session),
+            _ => None,
+        }
+    }
+
+    /// Writes what is queued, from the turn's sealed batches. A closing connection whose last
+    /// bytes are out shuts its write side, or is over if the peer is done too.
+    pub fn flush(&mut self, sealed: &Sealed, bytes_out: &mut u64) -> Flushed {
+        let before = self.out.len();
+        let result = self.out.write_to(sealed, &mut self.stream);
+        *bytes_out += (before - self.out.len()) as u64;
+        match result {
+            Ok(true) => {}
+            Ok(false) => return Flushed::Blocked,
+            Err(_) => return Flushed::Gone,
+        }
+        match self.state {
+            State::Closing(Linger::Sending) => {
+                self.state = State::Closing(Linger::Shut);
+                // The peer's FIN then ends the lingering read.
+                let _ = self.stream.shutdown(Shutdown::Write);
+            }
+            // Our last bytes are out and the peer has nothing more to say.
+            State::Closing(Linger::PeerDone) => return Flushed::Gone,
+            _ => {}
+        }
+        Flushed::All
+    }
+}

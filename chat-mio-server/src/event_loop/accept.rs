@@ -1,0 +1,75 @@
+//! Accepting connections: the connection limit (a polite 503 while full, dropped at once when
+//! flooded beyond the headroom) and a back-off when `accept` fails (EMFILE, ENFILE).
+
+use std::io;
+use std::time::Duration;
+
+use mio::{Interest, Token};
+
+use super::EventLoop;
+use crate::connection::Conn;
+use crate::http::Response;
+
+/// After `accept` fails (EMFILE, ENFILE, ...), wait this long before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+impl EventLoop {
+    pub(super) fn accept(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if self.now.instant < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        loop {
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Typically EMFILE/ENFILE. The pending connections stay in the kernel's
+                    // backlog; retrying on every event would spin, so wait a moment.
+                    log::error!("accept failed, retrying in {ACCEPT_BACKOFF:?}: {e}");
+                    self.accept_paused_until = Some(self.now.instant + ACCEPT_BACKOFF);
+                    return;
+                }
+            };
+            self.metrics.connections_total += 1;
+            let open = self.conns.len() - self.gone.len();
+            let full = open >= self.max_connections;
+            if full && open >= self.max_connections + self.refusal_headroom {
+                // Flooded beyond even the room kept for polite refusals: drop at once.
+                self.metrics.refused_full += 1;
+                continue;
+            }
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("{peer}: TCP_NODELAY: {e}");
+            }
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(key), Interest::READABLE)
+            {
+                log::error!("{peer}: cannot register connection: {e}");
+                continue;
+            }
+            entry.insert(Conn::new(stream, peer));
+            self.metrics.open_connections += 1;
+            if full {
+                self.metrics.refused_full += 1;
+                log::warn!("{peer}: refused, {} connections open", self.max_connections);
+                self.respond(
+                    key,
+                    &Response::text(503, "the server is full, try again later\n")
+                        .header("Retry-After", "10")
+                        .keep_alive(false),
+                );
+            } else {
+                log::debug!("{peer}: accepted");
+                self.set_deadline(key, self.config.request_timeout);
+            }
+        }
+    }
+}

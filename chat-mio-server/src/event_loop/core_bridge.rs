@@ -1,0 +1,136 @@
+//! The bridge to the chat core: inputs go in, and each output becomes a frame queued to its
+//! recipient (encoded once per broadcast into the turn's batch), a ping, or a close.
+
+use chat_protocol::{ClientId, CloseReason, Input, Output, Payload};
+
+use super::{EventLoop, CLOSE_LINGER};
+use crate::batch::Span;
+use crate::connection::{Conn, Flushed};
+
+impl EventLoop {
+    /// Feeds the core one input, then everything that follows from carrying out its outputs.
+    pub(super) fn feed(&mut self, input: Input) {
+        self.pending.push_back(input);
+        self.settle();
+    }
+
+    /// Feeds pending inputs until none is left. Carrying out an output never feeds the core
+    /// directly (it may queue a disconnect), so every input's outputs are drained completely
+    /// before the next input, as the core's contract asks.
+    pub(super) fn settle(&mut self) {
+        while let Some(input) = self.pending.pop_front() {
+            if let Err(e) = self.core.handle_input(self.now, input) {
+                // A bug in this driver, not something a client did.
+                log::error!("chat core refused an input: {e}");
+            }
+            while let Some(output) = self.core.poll_output() {
+                self.carry_out(output);
+            }
+        }
+        self.frame_cache = None;
+    }
+
+    /// The one place a chat client leaves: the core is told exactly once.
+    pub(super) fn leave(&mut self, client: ClientId) {
+        self.metrics.websocket_open -= 1;
+        self.pending.push_back(Input::Disconnect { client });
+    }
+
+    /// Sends a close frame for `reason` and ends the client. `drop_queued`: frames it has not
+    /// started to receive are dropped (a slow consumer would never get to the close frame).
+    pub(super) fn close_client(&mut self, key: usize, reason: CloseReason, drop_queued: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(session) = conn.close_ws(Some(reason), drop_queued) else {
+            return;
+        };
+        log::info!(
+            "{} ({}) closed by the server: {}",
+            session.user,
+            conn.peer,
+            reason.text()
+        );
+        self.metrics.closed(reason);
+        self.set_deadline(key, CLOSE_LINGER);
+        self.mark_dirty(key);
+        self.leave(session.client);
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Send { to, payload } => {
+                let key = to.0 as usize;
+                let Some(queued) = self
+                    .conns
+                    .get(key)
+                    .filter(|c| c.client() == Some(to))
+                    .map(Conn::queued)
+                else {
+                    return;
+                };
+                let frame = self.encode(payload);
+                if queued + frame.len() > self.config.max_outbound
+                    && !self.make_room(key, frame.len())
+                {
+                    return;
+                }
+                // A live client: queue and schedule it without a second lookup.
+                let conn = &mut self.conns[key];
+                conn.queue_frames(frame);
+                self.dirty.add(key, conn);
+                self.metrics.messages_delivered += 1;
+            }
+            Output::Ping { to } => {
+                let key = to.0 as usize;
+                if let Some(conn) = self.conns.get_mut(key).filter(|c| c.client() == Some(to)) {
+                    conn.send_ping();
+                    self.mark_dirty(key);
+                }
+            }
+            Output::Close { client, reason } => {
+                let key = client.0 as usize;
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.client() == Some(client))
+                {
+                    self.close_client(key, reason, false);
+                }
+            }
+        }
+    }
+
+    /// A frame of `len` bytes does not fit in the connection's queue: gives the kernel what it
+    /// will take now, and if that is not enough closes the client as a slow consumer. Whether
+    /// the frame can be queued.
+    fn make_room(&mut self, key: usize, len: usize) -> bool {
+        self.frame_cache = None;
+        let sealed = self.batch.seal();
+        let conn = &mut self.conns[key];
+        if conn.flush(sealed, &mut self.metrics.bytes_out) == Flushed::Gone {
+            self.mark_gone(key);
+            return false;
+        }
+        if conn.queued() + len > self.config.max_outbound {
+            self.close_client(key, CloseReason::SlowConsumer, true);
+            return false;
+        }
+        true
+    }
+
+    /// The WebSocket frame for a text payload, encoded once per broadcast into the turn's
+    /// batch.
+    fn encode(&mut self, payload: Payload) -> Span {
+        if let Some((cached, span)) = &self.frame_cache {
+            // The cache holds a clone of its payload, so its buffer cannot have been freed and
+            // reused: the same buffer means the same payload.
+            if cached.same_buffer(&payload) {
+                return *span;
+            }
+        }
+        let span = self.batch.text_frame(payload.clone().into());
+        self.frame_cache = Some((payload, span));
+        span
+    }
+}

@@ -1,0 +1,154 @@
+//! Reading request heads and answering them: static files, health, metrics, refusals. An
+//! upgrade request is handed to `upgrade.rs`.
+
+use super::{EventLoop, CLOSE_LINGER};
+use crate::connection::{HeadRead, State};
+use crate::http::{self, ParseError, Response};
+use crate::routes::{route, Ctx, Route};
+
+/// Largest HTTP request head.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+impl EventLoop {
+    pub(super) fn read_http(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.queued() > self.config.max_outbound {
+            // Answers pile up unread: read no further requests until they drain (the flush
+            // resumes reading).
+            conn.pause_reading();
+            return;
+        }
+        let was_empty = matches!(&conn.state, State::Http { head, .. } if head.is_empty());
+        let read = match conn.read_head(
+            &mut self.scratch,
+            MAX_REQUEST_HEAD,
+            &mut self.metrics.bytes_in,
+        ) {
+            Ok(read) => read,
+            Err(_) => {
+                self.mark_gone(key);
+                return;
+            }
+        };
+        self.answer_requests(key, was_empty);
+        let Some(conn) = self.conns.get_mut(key).filter(|c| !c.is_gone()) else {
+            return;
+        };
+        match read {
+            HeadRead::Eof => {
+                // A half-close (`nc -N`): answer what came, then end.
+                let was_http = matches!(conn.state, State::Http { .. });
+                conn.peer_finished();
+                if was_http {
+                    self.set_deadline(key, CLOSE_LINGER);
+                }
+                self.mark_dirty(key);
+            }
+            // More may wait in the socket, and no new readiness event will say so.
+            HeadRead::Full if matches!(conn.state, State::Http { .. }) => self.backlog.push(key),
+            HeadRead::Full | HeadRead::Drained => {}
+        }
+    }
+
+    /// Parses and answers every complete request head in the buffer.
+    fn answer_requests(&mut self, key: usize, was_empty: bool) {
+        loop {
+            let conn = &mut self.conns[key];
+            let State::Http { head, .. } = &mut conn.state else {
+                return;
+            };
+            if head.is_empty() {
+                return;
+            }
+            let (request, len) = match http::parse(head) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) if head.len() >= MAX_REQUEST_HEAD => {
+                    self.refuse(key, 431, "request head too large\n");
+                    return;
+                }
+                Ok(None) => {
+                    if was_empty {
+                        // The first bytes of a head: it has request_timeout to complete.
+                        self.set_deadline(key, self.config.request_timeout);
+                    }
+                    return;
+                }
+                Err(ParseError::TooManyHeaders) => {
+                    self.refuse(key, 431, "too many header fields\n");
+                    return;
+                }
+                Err(ParseError::Malformed) => {
+                    self.refuse(key, 400, "malformed HTTP request\n");
+                    return;
+                }
+            };
+            let rest = head.split_off(len);
+            drop(std::mem::replace(head, rest));
+            // The core counts what only it can see.
+            self.metrics.rate_limited = self.core.messages_rate_limited();
+            let ctx = Ctx {
+                assets: &self.assets,
+                allowed_origins: &self.config.allowed_origins,
+                metrics: &self.metrics,
+                draining: self.drain_deadline.is_some(),
+                now: self.now.instant,
+            };
+            match route(&request, &ctx) {
+                Route::Respond {
+                    bytes,
+                    keep_alive,
+                    status,
+                } => {
+                    log::debug!(
+                        "{}: {} {} -> {status}",
+                        conn.peer,
+                        request.method,
+                        request.target
+                    );
+                    self.metrics.http_response(status);
+                    conn.queue_response(bytes, !keep_alive);
+                    self.mark_dirty(key);
+                    if !keep_alive {
+                        self.set_deadline(key, CLOSE_LINGER);
+                        return;
+                    }
+                    let idle = matches!(&self.conns[key].state, State::Http { head, .. } if head.is_empty());
+                    let timeout = if idle {
+                        self.config.keep_alive_timeout
+                    } else {
+                        self.config.request_timeout
+                    };
+                    self.set_deadline(key, timeout);
+                }
+                Route::Upgrade(accepted) => {
+                    self.upgrade(key, accepted);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Answers a request we cannot serve and closes the connection after the answer.
+    pub(super) fn refuse(&mut self, key: usize, status: u16, reason: &str) {
+        if let Some(conn) = self.conns.get(key) {
+            log::debug!(
+                "{}: refused with {status}: {}",
+                conn.peer,
+                reason.trim_end()
+            );
+        }
+        self.respond(key, &Response::text(status, reason).keep_alive(false));
+    }
+
+    pub(super) fn respond(&mut self, key: usize, response: &Response<'_>) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        response.write_to(&mut bytes);
+        conn.queue_response(bytes, !response.keep_alive);
+        self.metrics.http_response(response.status);
+        self.set_deadline(key, CLOSE_LINGER);
+        self.mark_dirty(key);
+    }
+}

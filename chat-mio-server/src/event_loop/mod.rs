@@ -1,0 +1,323 @@
+//! The event loop: one thread, one `mio::Poll`, every connection in a `Slab`. Each step of a
+//! turn has a file of its own:
+//!
+//! | step | file |
+//! |---|---|
+//! | wait, dispatch events, fire deadlines: the turn itself | `mod.rs` (this file) |
+//! | accepting connections, the connection limit, EMFILE back-off | `accept.rs` |
+//! | reading request heads and answering them | `http_requests.rs` |
+//! | switching a connection to WebSocket after the `101` | `upgrade.rs` |
+//! | reading WebSocket frames, the read budget, read errors to close codes | `ws_read.rs` |
+//! | the bridge to the core: inputs in, outputs to queued frames | `core_bridge.rs` |
+//! | the turn's frames and flushing: seal, write, interest, removal | `flush.rs` |
+//! | events handed over by other threads | `handoff.rs` |
+//! | signals and the graceful drain | `shutdown.rs` |
+//!
+//! One loop turn:
+//! 1. wait for readiness, or until the next deadline (not at all while input is left over);
+//! 2. for each event: read the connection (until WouldBlock or its read budget) and feed what
+//!    it said to the core, whose outputs become frames queued in the turn's batch; then take
+//!    the events other threads handed over, then accept;
+//! 3. fire due deadlines (the core's heartbeats, HTTP timeouts, closing lingers);
+//! 4. flush every connection that got bytes this turn, once (`flush.rs`);
+//! 5. remove the connections that ended.
+//!
+//! Every path that ends a chat client goes through [`EventLoop::leave`], so the core hears
+//! `Input::Disconnect` exactly once per client, however the connection ended.
+
+mod accept;
+mod core_bridge;
+mod flush;
+pub mod handoff;
+mod http_requests;
+mod shutdown;
+mod upgrade;
+mod ws_read;
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use chat_protocol::{ChatServer, Input, Now, Payload};
+use chrono::Utc;
+use mio::net::TcpListener;
+use mio::{Events, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::assets::Assets;
+use crate::batch::{Batch, Span};
+use crate::config::Config;
+use crate::connection::{Conn, Linger, State};
+use crate::metrics::Metrics;
+use crate::timer::Timers;
+use handoff::{Inbox, Left};
+
+pub const LISTENER: Token = Token(usize::MAX);
+pub const WAKER: Token = Token(usize::MAX - 1);
+pub const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// How long a closing connection has to take its last bytes and answer with EOF.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// Events from other threads handled per turn, at most: a burst of them waits for the next
+/// turn rather than keep the sockets waiting.
+const INBOX_BUDGET: usize = 256;
+
+/// What other threads hand to the loop ([`handoff`]).
+#[derive(Debug)]
+pub enum Control {
+    /// [`crate::ServerHandle::shutdown`]: begin the graceful drain.
+    Shutdown,
+}
+
+pub struct EventLoop {
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub conns: Slab<Conn>,
+    pub core: ChatServer,
+    pub assets: Assets,
+    pub config: Config,
+    pub ws_config: WebSocketConfig,
+    pub signals: Option<Signals>,
+    /// Connections served at once (the configured maximum, capped by the open-files limit).
+    pub max_connections: usize,
+    /// Connections answered 503 while full may linger (to take their answer) up to this many
+    /// beyond `max_connections`; past that they are dropped at once.
+    pub refusal_headroom: usize,
+    pub metrics: Metrics,
+    inbox: Inbox<Control>,
+    /// The inbox had more than a turn's budget.
+    inbox_left: Left,
+    timers: Timers,
+    /// The time of this loop turn, read once after `poll` returns.
+    now: Now,
+    /// Inputs for the core not yet fed (disconnects found while carrying out outputs).
+    pending: VecDeque<Input>,
+    /// Connections with bytes to write in this flush round.
+    dirty: flush::FlushList,
+    /// Connections that still had input when their read budget ran out.
+    backlog: Vec<usize>,
+    /// Connections that ended this turn.
+    gone: Vec<usize>,
+    /// The frames of this turn, encoded back to back.
+    batch: Batch,
+    /// The last broadcast payload and where its frame is in the batch: a broadcast's outputs
+    /// come one after the other, so each frame is encoded once and shared by every recipient.
+    frame_cache: Option<(Payload, Span)>,
+    accept_paused_until: Option<Instant>,
+    /// The poll before this turn waited for events (see `flush.rs`).
+    idle_before_turn: bool,
+    /// The second writer (one thread, started once), if the machine has more than one CPU.
+    writer: Option<rayon_core::ThreadPool>,
+    /// Set when a graceful shutdown began: the instant by which it ends.
+    drain_deadline: Option<Instant>,
+    scratch: Box<[u8]>,
+}
+
+impl EventLoop {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        poll: Poll,
+        listener: TcpListener,
+        config: Config,
+        assets: Assets,
+        inbox: Inbox<Control>,
+        signals: Option<Signals>,
+        (max_connections, refusal_headroom): (usize, usize),
+    ) -> Self {
+        let now = Now {
+            instant: Instant::now(),
+            wall: Utc::now(),
+        };
+        EventLoop {
+            poll,
+            listener,
+            conns: Slab::new(),
+            // The epoch (PROTOCOL.md) is the start time in milliseconds: it differs on every
+            // start, so message ids from before a restart are never mistaken for new ones.
+            core: ChatServer::new(
+                config
+                    .core()
+                    .with_epoch(u64::try_from(now.wall.timestamp_millis()).unwrap_or(1)),
+            ),
+            assets,
+            ws_config: crate::ws::config(config.max_message_size),
+            config,
+            signals,
+            max_connections,
+            refusal_headroom,
+            metrics: Metrics::new(now.instant),
+            inbox,
+            inbox_left: Left::Nothing,
+            timers: Timers::default(),
+            now,
+            pending: VecDeque::new(),
+            dirty: flush::FlushList::default(),
+            backlog: Vec::new(),
+            gone: Vec::new(),
+            batch: Batch::default(),
+            frame_cache: None,
+            accept_paused_until: None,
+            idle_before_turn: false,
+            writer: flush::second_writer(),
+            drain_deadline: None,
+            scratch: vec![0; 16 * 1024].into_boxed_slice(),
+        }
+    }
+
+    /// Runs until a shutdown (handle or signal) has drained. A second signal during the drain
+    /// returns an `Interrupted` error at once.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            if let Some(deadline) = self.drain_deadline {
+                if self.drained() || Instant::now() >= deadline {
+                    log::info!("shutdown complete");
+                    return Ok(());
+                }
+            }
+            let before_poll = Instant::now();
+            let timeout = self.poll_timeout(before_poll);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = Now {
+                instant: Instant::now(),
+                wall: Utc::now(),
+            };
+            self.idle_before_turn = self.now.instant - before_poll >= flush::IDLE_WAIT;
+            for key in std::mem::take(&mut self.backlog) {
+                self.readable(key);
+            }
+            let mut accept = false;
+            for event in events.iter() {
+                match event.token() {
+                    // Accept after the other events, so connections that ended in this batch
+                    // no longer count against the limit.
+                    LISTENER => accept = true,
+                    // The inbox is looked at every turn, woken or not.
+                    WAKER => {}
+                    SIGNALS => self.signalled()?,
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.readable(key);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            self.take_inbox();
+            if accept {
+                self.accept();
+            }
+            self.fire_timers();
+            self.end_turn();
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.backlog.is_empty() || self.inbox_left == Left::More {
+            return Some(Duration::ZERO);
+        }
+        let next = [
+            self.timers.next(),
+            self.core.poll_timeout(),
+            self.accept_paused_until,
+            self.drain_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        // Round up so the loop does not wake a hair early and spin.
+        Some(next.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    /// Handles what other threads handed over, at most [`INBOX_BUDGET`] events.
+    fn take_inbox(&mut self) {
+        let mut taken = Vec::new();
+        self.inbox_left = self.inbox.take(INBOX_BUDGET, |event| taken.push(event));
+        for event in taken {
+            match event {
+                Control::Shutdown => {
+                    if self.drain_deadline.is_none() {
+                        self.begin_drain();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Input on a connection, whatever its state.
+    fn readable(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match conn.state {
+            State::Http { .. } => self.read_http(key),
+            State::WebSocket { .. } => self.read_ws(key),
+            State::Closing(Linger::Sending | Linger::Shut) => {
+                match conn.discard_input(&mut self.scratch, &mut self.metrics.bytes_in) {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => self.mark_gone(key),
+                }
+            }
+            // The peer said all it had to say; our last bytes are on their way.
+            State::Closing(Linger::PeerDone) | State::Gone => {}
+        }
+        self.settle();
+    }
+
+    fn set_deadline(&mut self, key: usize, after: Duration) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            let at = self.now.instant + after;
+            conn.deadline = Some(at);
+            self.timers.schedule(at, key);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now.instant;
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.feed(Input::Timeout);
+        }
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept();
+        }
+        for key in self.timers.expired(now) {
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
+            if conn.is_gone() || conn.deadline.is_none_or(|d| d > now) {
+                continue; // stale entry: the deadline moved or the slot was reused
+            }
+            match &conn.state {
+                State::Http { head, .. } if !head.is_empty() => {
+                    self.refuse(key, 408, "request head not received in time\n");
+                }
+                _ => self.mark_gone(key),
+            }
+        }
+        self.settle();
+    }
+
+    /// The connection is over (EOF, reset, error, timeout): no more bytes either way.
+    fn mark_gone(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.is_gone() {
+            return;
+        }
+        if let Some(session) = conn.end() {
+            log::info!("{} ({}) disconnected", session.user, conn.peer);
+            self.leave(session.client);
+        }
+        self.gone.push(key);
+    }
+}

@@ -1,0 +1,40 @@
+//! The WebSocket upgrade: a request the router accepted (`ws.rs` validated it) gets its `101`,
+//! the connection switches to WebSocket, and the core hears `Input::Connect`.
+
+use chat_protocol::{ClientId, Input};
+
+use super::EventLoop;
+use crate::connection::State;
+use crate::ws::Accepted;
+
+impl EventLoop {
+    pub(super) fn upgrade(&mut self, key: usize, accepted: Accepted) {
+        let conn = &mut self.conns[key];
+        let State::Http { head, .. } = &mut conn.state else {
+            return;
+        };
+        // Bytes after the request head: frames a client sent before it saw our answer.
+        let leftover = std::mem::take(head);
+        let mut response = Vec::with_capacity(160);
+        accepted.response().write_to(&mut response);
+        conn.queue_response(response, false);
+        let client = ClientId(key as u64);
+        log::info!("{} ({}) connected", accepted.user, conn.peer);
+        conn.upgrade(client, accepted.user.clone(), leftover, self.ws_config);
+        conn.deadline = None;
+        self.metrics.http_response(101);
+        self.metrics.websocket_open += 1;
+        self.metrics.websockets_total += 1;
+        self.mark_dirty(key);
+        self.feed(Input::Connect {
+            client,
+            user: accepted.user,
+            room: accepted.room,
+            protocol: accepted.protocol,
+            resume: accepted.resume,
+        });
+        // Frames that came with the request head are in tungstenite's buffer already; the
+        // socket may hold more.
+        self.read_ws(key);
+    }
+}
