@@ -813,21 +813,52 @@ fn symlinks_out_of_the_static_dir_are_not_served() {
 // Bad WebSocket upgrades
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn an_upgrade_without_a_key_is_400() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    Upgrade::to(&server, "mallory")
-        .without("Sec-WebSocket-Key")
-        .assert_refused(&server, 400, "missing Sec-WebSocket-Key");
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
+fn mallory(server: &TestServer) -> Upgrade {
+    Upgrade::to(server, "mallory")
 }
 
-#[test]
-fn an_upgrade_with_a_malformed_key_is_400() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
+/// `upgrade` as a plain request of the endpoint: no upgrade header of any kind.
+fn plain(upgrade: Upgrade) -> Upgrade {
+    upgrade
+        .without("Upgrade")
+        .without("Connection")
+        .without("Sec-WebSocket-Key")
+        .without("Sec-WebSocket-Version")
+}
+
+/// One refused upgrade: the request, and the status, the reason in the body and any header the
+/// refusal must carry.
+struct Refusal {
+    name: String,
+    upgrade: Upgrade,
+    status: u16,
+    reason: &'static str,
+    header: Option<(&'static str, &'static str)>,
+}
+
+/// Every way an upgrade is refused, as data: missing or malformed key (400), another WebSocket
+/// version (426), no `Upgrade`/`Connection` (426), HTTP/1.0 (400), another method (405), a
+/// foreign `Origin` (403), a bad client id (400).
+fn refusals(server: &TestServer) -> Vec<Refusal> {
+    let mut cases = Vec::new();
+    let mut refuse = |name: String, upgrade: Upgrade, status, reason, header| {
+        cases.push(Refusal {
+            name,
+            upgrade,
+            status,
+            reason,
+            header,
+        });
+    };
+    let needs_13 = Some(("Sec-WebSocket-Version", "13"));
+
+    refuse(
+        "no Sec-WebSocket-Key".into(),
+        mallory(server).without("Sec-WebSocket-Key"),
+        400,
+        "missing Sec-WebSocket-Key",
+        None,
+    );
     let keys = [
         "",
         "short",
@@ -845,81 +876,168 @@ fn an_upgrade_with_a_malformed_key_is_400() {
         "dGhlIHNhbXBsZSBub25j ZQ==",
     ];
     for key in keys {
-        Upgrade::to(&server, "mallory")
-            .set("Sec-WebSocket-Key", key)
-            .assert_refused(&server, 400, "Sec-WebSocket-Key must be 16 bytes in base64");
+        refuse(
+            format!("Sec-WebSocket-Key {key:?}"),
+            mallory(server).set("Sec-WebSocket-Key", key),
+            400,
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+            None,
+        );
     }
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
 
-#[test]
-fn an_upgrade_with_another_websocket_version_is_426_naming_13() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    let versions = ["8", "12", "14", "", "13, 8", "thirteen"];
-    for version in versions {
-        let response = Upgrade::to(&server, "mallory")
-            .set("Sec-WebSocket-Version", version)
-            .assert_refused(&server, 426, "unsupported Sec-WebSocket-Version");
-        assert_eq!(response.header("Sec-WebSocket-Version"), Some("13"));
+    for version in ["8", "12", "14", "", "13, 8", "thirteen"] {
+        refuse(
+            format!("Sec-WebSocket-Version {version:?}"),
+            mallory(server).set("Sec-WebSocket-Version", version),
+            426,
+            "unsupported Sec-WebSocket-Version",
+            needs_13,
+        );
     }
-    let response = Upgrade::to(&server, "mallory")
-        .without("Sec-WebSocket-Version")
-        .assert_refused(&server, 426, "unsupported Sec-WebSocket-Version");
-    assert_eq!(response.header("Sec-WebSocket-Version"), Some("13"));
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
+    refuse(
+        "no Sec-WebSocket-Version".into(),
+        mallory(server).without("Sec-WebSocket-Version"),
+        426,
+        "unsupported Sec-WebSocket-Version",
+        needs_13,
+    );
 
-#[test]
-fn an_upgrade_without_upgrade_or_connection_headers_is_426() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    let reason = "send Upgrade: websocket and Connection: Upgrade";
-    let upgrades = [
-        Upgrade::to(&server, "mallory").without("Upgrade"),
-        Upgrade::to(&server, "mallory").without("Connection"),
-        Upgrade::to(&server, "mallory")
-            .without("Upgrade")
-            .without("Connection"),
-        Upgrade::to(&server, "mallory").set("Upgrade", "h2c"),
-        Upgrade::to(&server, "mallory").set("Connection", "keep-alive"),
+    let no_upgrade = [
+        ("no Upgrade", mallory(server).without("Upgrade")),
+        ("no Connection", mallory(server).without("Connection")),
+        (
+            "neither Upgrade nor Connection",
+            mallory(server).without("Upgrade").without("Connection"),
+        ),
+        ("Upgrade: h2c", mallory(server).set("Upgrade", "h2c")),
+        (
+            "Connection: keep-alive",
+            mallory(server).set("Connection", "keep-alive"),
+        ),
+        ("a plain GET", plain(mallory(server))),
     ];
-    for upgrade in &upgrades {
-        let response = upgrade.assert_refused(&server, 426, reason);
-        assert_eq!(response.header("Sec-WebSocket-Version"), Some("13"));
+    for (name, upgrade) in no_upgrade {
+        refuse(
+            name.into(),
+            upgrade,
+            426,
+            "send Upgrade: websocket and Connection: Upgrade",
+            needs_13,
+        );
     }
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
 
-#[test]
-fn an_http_1_0_upgrade_is_400() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    Upgrade::to(&server, "mallory")
-        .version("HTTP/1.0")
-        .assert_refused(&server, 400, "a WebSocket upgrade needs HTTP/1.1");
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
+    refuse(
+        "HTTP/1.0".into(),
+        mallory(server).version("HTTP/1.0"),
+        400,
+        "a WebSocket upgrade needs HTTP/1.1",
+        None,
+    );
 
-#[test]
-fn other_methods_on_the_websocket_endpoint_are_405_with_allow() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
+    // RFC 9110, 15.5.6: a 405 response MUST carry Allow.
     for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
-        let response = Upgrade::to(&server, "mallory")
-            .method(method)
-            .set("Content-Length", "0")
-            .assert_refused(&server, 405, "a WebSocket upgrade must use GET");
-        assert_eq!(response.header("Allow"), Some("GET"), "{method}");
+        refuse(
+            format!("method {method}"),
+            mallory(server).method(method).set("Content-Length", "0"),
+            405,
+            "a WebSocket upgrade must use GET",
+            Some(("Allow", "GET")),
+        );
     }
-    // HEAD too (whether its answer is framed right is `head_answers_never_carry_a_body`).
-    let (_http, response) = Upgrade::to(&server, "mallory").method("HEAD").send(&server);
-    assert_eq!(response.status, 405, "HEAD /ws/mallory: {response:?}");
-    assert_eq!(response.header("Allow"), Some("GET"));
+    refuse(
+        "a plain POST".into(),
+        plain(mallory(server).method("POST").set("Content-Length", "0")),
+        405,
+        "a WebSocket upgrade must use GET",
+        Some(("Allow", "GET")),
+    );
+
+    let port = server.addr.port();
+    let foreign = [
+        "http://evil.example".to_owned(),
+        "https://evil.example".to_owned(),
+        format!("http://evil.example:{port}"),
+        format!("http://127.0.0.1:{port}.evil.example"),
+        // The right host on another port is another origin.
+        "http://127.0.0.1".to_owned(),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        format!("ftp://127.0.0.1:{port}"),
+        // Sandboxed frames and file: pages.
+        "null".to_owned(),
+        String::new(),
+    ];
+    for origin in &foreign {
+        refuse(
+            format!("Origin {origin:?}"),
+            mallory(server).set("Origin", origin),
+            403,
+            "this Origin may not open a chat connection",
+            None,
+        );
+    }
+
+    let too_long = "x".repeat(33);
+    let too_long_multibyte = "%C3%A9".repeat(33);
+    let ids = [
+        ("", "client id is empty"),
+        ("%20", "client id is empty"),
+        ("%20%09%20", "client id is empty"),
+        // U+3000 IDEOGRAPHIC SPACE is whitespace too.
+        ("%E3%80%80", "client id is empty"),
+        (too_long.as_str(), "longer than 32 characters"),
+        (too_long_multibyte.as_str(), "longer than 32 characters"),
+        ("a%0Ab", "control characters"),
+        ("a%0D%0AX-Injected:%20yes", "control characters"),
+        ("a%00", "control characters"),
+        ("a%7F", "control characters"),
+        ("%1B%5B31mred", "control characters"),
+        // U+0085 NEXT LINE, a C1 control.
+        ("a%C2%85b", "control characters"),
+        ("%FF", "not valid UTF-8"),
+        ("ab%C3", "not valid UTF-8"),
+        // Overlong '/', and a UTF-16 surrogate.
+        ("%C0%AF", "not valid UTF-8"),
+        ("%ED%A0%80", "not valid UTF-8"),
+    ];
+    for (raw_id, reason) in ids {
+        refuse(
+            format!("client id {raw_id:?}"),
+            Upgrade::to(server, raw_id),
+            400,
+            reason,
+            None,
+        );
+    }
+    cases
+}
+
+#[test]
+fn bad_upgrades_are_refused_with_their_status_and_reason() {
+    let server = TestServer::start();
+    let observer = Observer::join(&server);
+    for case in refusals(&server) {
+        eprintln!("case: {}", case.name);
+        let (mut http, response) = case.upgrade.send(&server);
+        let what = format!(
+            "{}: {} {} {:?}",
+            case.name, case.upgrade.method, case.upgrade.target, case.upgrade.headers
+        );
+        assert_refusal(&response, case.status, case.reason, &what);
+        if let Some((name, value)) = case.header {
+            assert_eq!(response.header(name), Some(value), "{what}");
+        }
+        http.expect_closed();
+    }
+    // HEAD is refused too, upgrade or not (whether its answer is framed right is
+    // `head_answers_never_carry_a_body`).
+    for upgrade in [
+        mallory(&server),
+        plain(mallory(&server)).set("Content-Length", "0"),
+    ] {
+        let (_http, response) = upgrade.method("HEAD").send(&server);
+        assert_eq!(response.status, 405, "HEAD /ws/mallory: {response:?}");
+        assert_eq!(response.header("Allow"), Some("GET"));
+    }
     observer.assert_nobody_joined();
     assert_still_serving(&server);
 }
@@ -979,33 +1097,6 @@ fn head_answers_never_carry_a_body() {
 // ---------------------------------------------------------------------------------------------
 // Origin
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn a_foreign_origin_is_403() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    let port = server.addr.port();
-    let foreign = [
-        "http://evil.example".to_owned(),
-        "https://evil.example".to_owned(),
-        format!("http://evil.example:{port}"),
-        format!("http://127.0.0.1:{port}.evil.example"),
-        // The right host on another port is another origin.
-        "http://127.0.0.1".to_owned(),
-        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
-        format!("ftp://127.0.0.1:{port}"),
-        // Sandboxed frames and file: pages.
-        "null".to_owned(),
-        String::new(),
-    ];
-    for origin in &foreign {
-        Upgrade::to(&server, "mallory")
-            .set("Origin", origin)
-            .assert_refused(&server, 403, "this Origin may not open a chat connection");
-    }
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
 
 #[test]
 fn the_servers_own_origin_and_no_origin_are_admitted() {
@@ -1074,40 +1165,6 @@ fn a_wildcard_admits_any_origin() {
 // ---------------------------------------------------------------------------------------------
 // Client ids
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn bad_client_ids_are_400_with_a_reason() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    let too_long = "x".repeat(33);
-    let too_long_multibyte = "%C3%A9".repeat(33);
-    let cases = [
-        ("", "client id is empty"),
-        ("%20", "client id is empty"),
-        ("%20%09%20", "client id is empty"),
-        // U+3000 IDEOGRAPHIC SPACE is whitespace too.
-        ("%E3%80%80", "client id is empty"),
-        (too_long.as_str(), "longer than 32 characters"),
-        (too_long_multibyte.as_str(), "longer than 32 characters"),
-        ("a%0Ab", "control characters"),
-        ("a%0D%0AX-Injected:%20yes", "control characters"),
-        ("a%00", "control characters"),
-        ("a%7F", "control characters"),
-        ("%1B%5B31mred", "control characters"),
-        // U+0085 NEXT LINE, a C1 control.
-        ("a%C2%85b", "control characters"),
-        ("%FF", "not valid UTF-8"),
-        ("ab%C3", "not valid UTF-8"),
-        // Overlong '/', and a UTF-16 surrogate.
-        ("%C0%AF", "not valid UTF-8"),
-        ("%ED%A0%80", "not valid UTF-8"),
-    ];
-    for (raw_id, reason) in cases {
-        Upgrade::to(&server, raw_id).assert_refused(&server, 400, reason);
-    }
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
 
 #[test]
 fn a_32_character_id_of_multibyte_characters_is_accepted() {
