@@ -10,6 +10,12 @@ mod client;
 mod common;
 #[path = "common/http_client.rs"]
 mod http_client;
+#[path = "common/metrics.rs"]
+mod metrics;
+#[path = "common/raw_ws.rs"]
+mod raw_ws;
+#[path = "common/scenario.rs"]
+mod scenario;
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -25,7 +31,9 @@ use client::{
     Client,
 };
 use common::TestServer;
-use http_client::{get, request, Http, Response, TIMEOUT};
+use http_client::{get, request, Http, Response, PAGE_MARKER, TIMEOUT};
+use metrics::Metrics;
+use scenario::assert_still_serving;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::http::HeaderValue;
@@ -36,35 +44,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Time allowed on top of a server timeout before calling it missed (a loaded CI machine).
 const TIMER_SLACK: Duration = Duration::from_secs(5);
-/// The page's marker: a 200 for `/` with this is the chat page.
-const PAGE_MARKER: &str = r#"id="messageInput""#;
 /// The RFC 6455 example key (section 1.3).
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// The page is still served and two new chat clients can still talk: whatever happened before
-/// hurt no one else.
-fn assert_still_serving(server: &TestServer) {
-    assert_page_served(server);
-    let [mut alice, mut bob] = join_all(server, ["alice", "bob"]);
-    send(&mut alice, "still there?");
-    expect_message(&mut alice, "alice", "still there?");
-    expect_message(&mut bob, "alice", "still there?");
-    // Clean goodbyes, so the next check on this server starts from an empty room.
-    close(alice);
-    expect_leave(&mut bob, "alice");
-    close(bob);
-}
-
-/// The chat page is served to a fresh connection.
-fn assert_page_served(server: &TestServer) {
-    let page = get(server.addr, "/");
-    assert_eq!(page.status, 200, "GET / after a hostile request: {page:?}");
-    assert!(page.body_text().contains(PAGE_MARKER), "{page:?}");
-}
 
 /// `raw` on a fresh connection: the answer must be `status` with `reason` in its plain-text body,
 /// and the server must close the connection after it, taking nothing else from the bytes sent.
@@ -210,11 +195,7 @@ fn try_connect_from(
         "Origin",
         HeaderValue::from_str(origin).expect("a valid header value"),
     );
-    let stream = TcpStream::connect(server.addr).expect("TCP connect to the test server");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
-    match tungstenite::client(request, stream) {
+    match tungstenite::client(request, common::tcp_connect(server.addr)) {
         Ok((client, _response)) => Ok(client),
         Err(HandshakeError::Failure(e)) => Err(e),
         Err(HandshakeError::Interrupted(_)) => panic!("no handshake answer within {TIMEOUT:?}"),
@@ -348,41 +329,6 @@ impl Drop for Trickler {
     }
 }
 
-/// The resident memory of this process, which hosts the server, in bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/self/status:\n{status}"));
-    kib * 1024
-}
-
-/// A parsed `/metrics` scrape.
-struct Metrics(String);
-
-impl Metrics {
-    /// `GET /metrics` on `http` (a keep-alive connection).
-    fn scrape(http: &mut Http) -> Metrics {
-        http.send("GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
-        let response = http.response(false);
-        assert_eq!(response.status, 200, "{response:?}");
-        Metrics(response.body_text().to_owned())
-    }
-
-    /// The value of the sample `series` (a name with its labels, exactly as exposed).
-    fn value(&self, series: &str) -> f64 {
-        self.0
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no sample {series} in:\n{}", self.0))
-            .parse()
-            .unwrap_or_else(|e| panic!("{series}: not a number: {e}"))
-    }
-}
-
 /// Scrapes `/metrics` on `http` until `chat_connections_open` is `n`: the server has taken note
 /// of connections that ended. Each scrape is a round trip, so this waits on the server, not on
 /// a clock.
@@ -401,7 +347,7 @@ fn wait_for_open_connections(http: &mut Http, n: u64) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Oversized request heads: 431, closed, and memory bounded by the 8 KiB head buffer
+// Oversized request heads: 431 and closed (that they cost no memory: tests/memory.rs)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -480,47 +426,6 @@ fn more_than_64_headers_get_431() {
         431,
         "too many header fields",
     );
-    assert_still_serving(&server);
-}
-
-#[test]
-fn oversized_heads_do_not_grow_the_servers_memory() {
-    // 32 connections each send a 2 MiB head and stay open. A server that buffered heads
-    // without bound would hold 64 MiB for them; with the 8 KiB cap it holds next to nothing.
-    // The test process hosts the server, so its resident size is the server's plus a little
-    // noise from tests running alongside: the bound is generous.
-    const CONNECTIONS: usize = 32;
-    const HEAD: usize = 2 * 1024 * 1024;
-    const BOUND: u64 = 20 * 1024 * 1024;
-    let server = TestServer::start();
-    let mut head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Padding: ".to_vec();
-    head.resize(HEAD, b'a');
-    head.extend_from_slice(b"\r\n\r\n");
-
-    let before = resident_bytes();
-    let mut open = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let mut http = Http::connect(server.addr);
-        http.send(&head);
-        let response = http.response(false);
-        assert_eq!(response.status, 431, "{response:?}");
-        open.push(http);
-    }
-    let after = resident_bytes();
-    let growth = after.saturating_sub(before);
-    assert!(
-        growth < BOUND,
-        "resident memory grew by {} KiB while {CONNECTIONS} connections sent {} KiB heads \
-         ({} KiB before, {} KiB after)",
-        growth / 1024,
-        HEAD / 1024,
-        before / 1024,
-        after / 1024
-    );
-    for http in &mut open {
-        http.expect_closed();
-    }
-    drop(open);
     assert_still_serving(&server);
 }
 
@@ -908,21 +813,52 @@ fn symlinks_out_of_the_static_dir_are_not_served() {
 // Bad WebSocket upgrades
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn an_upgrade_without_a_key_is_400() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    Upgrade::to(&server, "mallory")
-        .without("Sec-WebSocket-Key")
-        .assert_refused(&server, 400, "missing Sec-WebSocket-Key");
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
+fn mallory(server: &TestServer) -> Upgrade {
+    Upgrade::to(server, "mallory")
 }
 
-#[test]
-fn an_upgrade_with_a_malformed_key_is_400() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
+/// `upgrade` as a plain request of the endpoint: no upgrade header of any kind.
+fn plain(upgrade: Upgrade) -> Upgrade {
+    upgrade
+        .without("Upgrade")
+        .without("Connection")
+        .without("Sec-WebSocket-Key")
+        .without("Sec-WebSocket-Version")
+}
+
+/// One refused upgrade: the request, and the status, the reason in the body and any header the
+/// refusal must carry.
+struct Refusal {
+    name: String,
+    upgrade: Upgrade,
+    status: u16,
+    reason: &'static str,
+    header: Option<(&'static str, &'static str)>,
+}
+
+/// Every way an upgrade is refused, as data: missing or malformed key (400), another WebSocket
+/// version (426), no `Upgrade`/`Connection` (426), HTTP/1.0 (400), another method (405), a
+/// foreign `Origin` (403), a bad client id (400).
+fn refusals(server: &TestServer) -> Vec<Refusal> {
+    let mut cases = Vec::new();
+    let mut refuse = |name: String, upgrade: Upgrade, status, reason, header| {
+        cases.push(Refusal {
+            name,
+            upgrade,
+            status,
+            reason,
+            header,
+        });
+    };
+    let needs_13 = Some(("Sec-WebSocket-Version", "13"));
+
+    refuse(
+        "no Sec-WebSocket-Key".into(),
+        mallory(server).without("Sec-WebSocket-Key"),
+        400,
+        "missing Sec-WebSocket-Key",
+        None,
+    );
     let keys = [
         "",
         "short",
@@ -940,81 +876,168 @@ fn an_upgrade_with_a_malformed_key_is_400() {
         "dGhlIHNhbXBsZSBub25j ZQ==",
     ];
     for key in keys {
-        Upgrade::to(&server, "mallory")
-            .set("Sec-WebSocket-Key", key)
-            .assert_refused(&server, 400, "Sec-WebSocket-Key must be 16 bytes in base64");
+        refuse(
+            format!("Sec-WebSocket-Key {key:?}"),
+            mallory(server).set("Sec-WebSocket-Key", key),
+            400,
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+            None,
+        );
     }
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
 
-#[test]
-fn an_upgrade_with_another_websocket_version_is_426_naming_13() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    let versions = ["8", "12", "14", "", "13, 8", "thirteen"];
-    for version in versions {
-        let response = Upgrade::to(&server, "mallory")
-            .set("Sec-WebSocket-Version", version)
-            .assert_refused(&server, 426, "unsupported Sec-WebSocket-Version");
-        assert_eq!(response.header("Sec-WebSocket-Version"), Some("13"));
+    for version in ["8", "12", "14", "", "13, 8", "thirteen"] {
+        refuse(
+            format!("Sec-WebSocket-Version {version:?}"),
+            mallory(server).set("Sec-WebSocket-Version", version),
+            426,
+            "unsupported Sec-WebSocket-Version",
+            needs_13,
+        );
     }
-    let response = Upgrade::to(&server, "mallory")
-        .without("Sec-WebSocket-Version")
-        .assert_refused(&server, 426, "unsupported Sec-WebSocket-Version");
-    assert_eq!(response.header("Sec-WebSocket-Version"), Some("13"));
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
+    refuse(
+        "no Sec-WebSocket-Version".into(),
+        mallory(server).without("Sec-WebSocket-Version"),
+        426,
+        "unsupported Sec-WebSocket-Version",
+        needs_13,
+    );
 
-#[test]
-fn an_upgrade_without_upgrade_or_connection_headers_is_426() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    let reason = "send Upgrade: websocket and Connection: Upgrade";
-    let upgrades = [
-        Upgrade::to(&server, "mallory").without("Upgrade"),
-        Upgrade::to(&server, "mallory").without("Connection"),
-        Upgrade::to(&server, "mallory")
-            .without("Upgrade")
-            .without("Connection"),
-        Upgrade::to(&server, "mallory").set("Upgrade", "h2c"),
-        Upgrade::to(&server, "mallory").set("Connection", "keep-alive"),
+    let no_upgrade = [
+        ("no Upgrade", mallory(server).without("Upgrade")),
+        ("no Connection", mallory(server).without("Connection")),
+        (
+            "neither Upgrade nor Connection",
+            mallory(server).without("Upgrade").without("Connection"),
+        ),
+        ("Upgrade: h2c", mallory(server).set("Upgrade", "h2c")),
+        (
+            "Connection: keep-alive",
+            mallory(server).set("Connection", "keep-alive"),
+        ),
+        ("a plain GET", plain(mallory(server))),
     ];
-    for upgrade in &upgrades {
-        let response = upgrade.assert_refused(&server, 426, reason);
-        assert_eq!(response.header("Sec-WebSocket-Version"), Some("13"));
+    for (name, upgrade) in no_upgrade {
+        refuse(
+            name.into(),
+            upgrade,
+            426,
+            "send Upgrade: websocket and Connection: Upgrade",
+            needs_13,
+        );
     }
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
 
-#[test]
-fn an_http_1_0_upgrade_is_400() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    Upgrade::to(&server, "mallory")
-        .version("HTTP/1.0")
-        .assert_refused(&server, 400, "a WebSocket upgrade needs HTTP/1.1");
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
+    refuse(
+        "HTTP/1.0".into(),
+        mallory(server).version("HTTP/1.0"),
+        400,
+        "a WebSocket upgrade needs HTTP/1.1",
+        None,
+    );
 
-#[test]
-fn other_methods_on_the_websocket_endpoint_are_405_with_allow() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
+    // RFC 9110, 15.5.6: a 405 response MUST carry Allow.
     for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
-        let response = Upgrade::to(&server, "mallory")
-            .method(method)
-            .set("Content-Length", "0")
-            .assert_refused(&server, 405, "a WebSocket upgrade must use GET");
-        assert_eq!(response.header("Allow"), Some("GET"), "{method}");
+        refuse(
+            format!("method {method}"),
+            mallory(server).method(method).set("Content-Length", "0"),
+            405,
+            "a WebSocket upgrade must use GET",
+            Some(("Allow", "GET")),
+        );
     }
-    // HEAD too (whether its answer is framed right is `head_answers_never_carry_a_body`).
-    let (_http, response) = Upgrade::to(&server, "mallory").method("HEAD").send(&server);
-    assert_eq!(response.status, 405, "HEAD /ws/mallory: {response:?}");
-    assert_eq!(response.header("Allow"), Some("GET"));
+    refuse(
+        "a plain POST".into(),
+        plain(mallory(server).method("POST").set("Content-Length", "0")),
+        405,
+        "a WebSocket upgrade must use GET",
+        Some(("Allow", "GET")),
+    );
+
+    let port = server.addr.port();
+    let foreign = [
+        "http://evil.example".to_owned(),
+        "https://evil.example".to_owned(),
+        format!("http://evil.example:{port}"),
+        format!("http://127.0.0.1:{port}.evil.example"),
+        // The right host on another port is another origin.
+        "http://127.0.0.1".to_owned(),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        format!("ftp://127.0.0.1:{port}"),
+        // Sandboxed frames and file: pages.
+        "null".to_owned(),
+        String::new(),
+    ];
+    for origin in &foreign {
+        refuse(
+            format!("Origin {origin:?}"),
+            mallory(server).set("Origin", origin),
+            403,
+            "this Origin may not open a chat connection",
+            None,
+        );
+    }
+
+    let too_long = "x".repeat(33);
+    let too_long_multibyte = "%C3%A9".repeat(33);
+    let ids = [
+        ("", "client id is empty"),
+        ("%20", "client id is empty"),
+        ("%20%09%20", "client id is empty"),
+        // U+3000 IDEOGRAPHIC SPACE is whitespace too.
+        ("%E3%80%80", "client id is empty"),
+        (too_long.as_str(), "longer than 32 characters"),
+        (too_long_multibyte.as_str(), "longer than 32 characters"),
+        ("a%0Ab", "control characters"),
+        ("a%0D%0AX-Injected:%20yes", "control characters"),
+        ("a%00", "control characters"),
+        ("a%7F", "control characters"),
+        ("%1B%5B31mred", "control characters"),
+        // U+0085 NEXT LINE, a C1 control.
+        ("a%C2%85b", "control characters"),
+        ("%FF", "not valid UTF-8"),
+        ("ab%C3", "not valid UTF-8"),
+        // Overlong '/', and a UTF-16 surrogate.
+        ("%C0%AF", "not valid UTF-8"),
+        ("%ED%A0%80", "not valid UTF-8"),
+    ];
+    for (raw_id, reason) in ids {
+        refuse(
+            format!("client id {raw_id:?}"),
+            Upgrade::to(server, raw_id),
+            400,
+            reason,
+            None,
+        );
+    }
+    cases
+}
+
+#[test]
+fn bad_upgrades_are_refused_with_their_status_and_reason() {
+    let server = TestServer::start();
+    let observer = Observer::join(&server);
+    for case in refusals(&server) {
+        eprintln!("case: {}", case.name);
+        let (mut http, response) = case.upgrade.send(&server);
+        let what = format!(
+            "{}: {} {} {:?}",
+            case.name, case.upgrade.method, case.upgrade.target, case.upgrade.headers
+        );
+        assert_refusal(&response, case.status, case.reason, &what);
+        if let Some((name, value)) = case.header {
+            assert_eq!(response.header(name), Some(value), "{what}");
+        }
+        http.expect_closed();
+    }
+    // HEAD is refused too, upgrade or not (whether its answer is framed right is
+    // `head_answers_never_carry_a_body`).
+    for upgrade in [
+        mallory(&server),
+        plain(mallory(&server)).set("Content-Length", "0"),
+    ] {
+        let (_http, response) = upgrade.method("HEAD").send(&server);
+        assert_eq!(response.status, 405, "HEAD /ws/mallory: {response:?}");
+        assert_eq!(response.header("Allow"), Some("GET"));
+    }
     observer.assert_nobody_joined();
     assert_still_serving(&server);
 }
@@ -1074,33 +1097,6 @@ fn head_answers_never_carry_a_body() {
 // ---------------------------------------------------------------------------------------------
 // Origin
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn a_foreign_origin_is_403() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    let port = server.addr.port();
-    let foreign = [
-        "http://evil.example".to_owned(),
-        "https://evil.example".to_owned(),
-        format!("http://evil.example:{port}"),
-        format!("http://127.0.0.1:{port}.evil.example"),
-        // The right host on another port is another origin.
-        "http://127.0.0.1".to_owned(),
-        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
-        format!("ftp://127.0.0.1:{port}"),
-        // Sandboxed frames and file: pages.
-        "null".to_owned(),
-        String::new(),
-    ];
-    for origin in &foreign {
-        Upgrade::to(&server, "mallory")
-            .set("Origin", origin)
-            .assert_refused(&server, 403, "this Origin may not open a chat connection");
-    }
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
 
 #[test]
 fn the_servers_own_origin_and_no_origin_are_admitted() {
@@ -1169,40 +1165,6 @@ fn a_wildcard_admits_any_origin() {
 // ---------------------------------------------------------------------------------------------
 // Client ids
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn bad_client_ids_are_400_with_a_reason() {
-    let server = TestServer::start();
-    let observer = Observer::join(&server);
-    let too_long = "x".repeat(33);
-    let too_long_multibyte = "%C3%A9".repeat(33);
-    let cases = [
-        ("", "client id is empty"),
-        ("%20", "client id is empty"),
-        ("%20%09%20", "client id is empty"),
-        // U+3000 IDEOGRAPHIC SPACE is whitespace too.
-        ("%E3%80%80", "client id is empty"),
-        (too_long.as_str(), "longer than 32 characters"),
-        (too_long_multibyte.as_str(), "longer than 32 characters"),
-        ("a%0Ab", "control characters"),
-        ("a%0D%0AX-Injected:%20yes", "control characters"),
-        ("a%00", "control characters"),
-        ("a%7F", "control characters"),
-        ("%1B%5B31mred", "control characters"),
-        // U+0085 NEXT LINE, a C1 control.
-        ("a%C2%85b", "control characters"),
-        ("%FF", "not valid UTF-8"),
-        ("ab%C3", "not valid UTF-8"),
-        // Overlong '/', and a UTF-16 surrogate.
-        ("%C0%AF", "not valid UTF-8"),
-        ("%ED%A0%80", "not valid UTF-8"),
-    ];
-    for (raw_id, reason) in cases {
-        Upgrade::to(&server, raw_id).assert_refused(&server, 400, reason);
-    }
-    observer.assert_nobody_joined();
-    assert_still_serving(&server);
-}
 
 #[test]
 fn a_32_character_id_of_multibyte_characters_is_accepted() {

@@ -2,15 +2,12 @@
 //! requests, spoken byte by byte over a plain `TcpStream` so nothing is smoothed over by a
 //! client library.
 
-#[path = "common/client.rs"]
-mod client;
 mod common;
 #[path = "common/http_client.rs"]
 mod http_client;
 
-use client::{connect, expect_join, expect_only_marker};
 use common::TestServer;
-use http_client::{Http, Response};
+use http_client::{assert_page_served, Http, Response, PAGE_MARKER};
 
 /// `method target` on a fresh connection, with `extra` header lines (each ending in `\r\n`).
 fn request(server: &TestServer, method: &str, target: &str, extra: &str) -> Response {
@@ -23,9 +20,7 @@ fn get(server: &TestServer, target: &str) -> Response {
 
 /// The page is still served to a well-behaved client.
 fn assert_still_serving(server: &TestServer) {
-    let response = get(server, "/");
-    assert_eq!(response.status, 200, "GET / after a hostile request");
-    assert!(response.body_text().contains(r#"id="messageInput""#));
+    assert_page_served(server.addr);
 }
 
 fn assert_content_length_matches(response: &Response, what: &str) {
@@ -46,7 +41,7 @@ fn root_serves_the_chat_page() {
         Some("text/html; charset=utf-8")
     );
     assert_content_length_matches(&page, "/");
-    assert!(page.body_text().contains(r#"id="messageInput""#));
+    assert!(page.body_text().contains(PAGE_MARKER));
 
     // The same file under its own name, and with a query string (cache busting).
     for target in ["/static/index.html", "/?v=2"] {
@@ -136,22 +131,6 @@ fn other_methods_are_405_with_allow() {
         let mut allowed: Vec<&str> = allow.split(',').map(str::trim).collect();
         allowed.sort_unstable();
         assert_eq!(allowed, ["GET", "HEAD"], "{method} /: Allow");
-    }
-    assert_still_serving(&server);
-}
-
-#[test]
-fn other_methods_on_the_websocket_endpoint_are_405_with_allow() {
-    // RFC 9110, 15.5.6: a 405 response MUST carry Allow.
-    let server = TestServer::start();
-    for method in ["POST", "HEAD"] {
-        let response = request(&server, method, "/ws/bob", "Content-Length: 0\r\n");
-        assert_eq!(response.status, 405, "{method} /ws/bob");
-        assert_eq!(
-            response.header("Allow"),
-            Some("GET"),
-            "{method} /ws/bob: {response:?}"
-        );
     }
     assert_still_serving(&server);
 }
@@ -341,51 +320,6 @@ fn symlinks_out_of_the_static_dir_are_not_served() {
 }
 
 #[test]
-fn websocket_endpoint_refuses_bad_upgrades() {
-    let server = TestServer::start();
-    // Refused upgrades must not become chat clients: the observer would hear of them.
-    let mut observer = connect(&server, "observer");
-    expect_join(&mut observer, "observer");
-    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
-    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-
-    let plain = get(&server, "/ws/bob");
-    assert_eq!(plain.status, 426, "no upgrade headers: {plain:?}");
-    assert_eq!(plain.header("Sec-WebSocket-Version"), Some("13"));
-
-    let old = request(
-        &server,
-        "GET",
-        "/ws/bob",
-        &format!("{upgrade}{key}Sec-WebSocket-Version: 8\r\n"),
-    );
-    assert_eq!(old.status, 426, "version 8: {old:?}");
-    assert_eq!(old.header("Sec-WebSocket-Version"), Some("13"));
-
-    let keyless = request(
-        &server,
-        "GET",
-        "/ws/bob",
-        &format!("{upgrade}Sec-WebSocket-Version: 13\r\n"),
-    );
-    assert_eq!(keyless.status, 400, "no Sec-WebSocket-Key: {keyless:?}");
-
-    let bad_key = request(
-        &server,
-        "GET",
-        "/ws/bob",
-        &format!("{upgrade}Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n"),
-    );
-    assert_eq!(
-        bad_key.status, 400,
-        "a key that is not 16 bytes: {bad_key:?}"
-    );
-
-    expect_only_marker(&mut observer, "observer", &mut []);
-    assert_still_serving(&server);
-}
-
-#[test]
 fn websocket_upgrade_answers_101_with_the_accept_key() {
     let server = TestServer::start();
     let mut http = Http::connect(server.addr);
@@ -470,7 +404,7 @@ fn a_request_followed_by_a_half_close_is_answered() {
             .expect("half-close");
         let response = http.response(false);
         assert_eq!(response.status, 200, "attempt {attempt}");
-        assert!(response.body_text().contains(r#"id="messageInput""#));
+        assert!(response.body_text().contains(PAGE_MARKER));
         http.expect_closed();
     }
 }

@@ -6,9 +6,12 @@ mod client;
 mod common;
 #[path = "common/http_client.rs"]
 mod http_client;
+#[path = "common/metrics.rs"]
+mod metrics;
+#[path = "common/raw_ws.rs"]
+mod raw_ws;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,6 +22,7 @@ use client::{
     try_connect, TIMEOUT,
 };
 use common::TestServer;
+use metrics::Metrics;
 use serde_json::json;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::Role;
@@ -387,15 +391,12 @@ fn two_clients_with_the_same_name_are_two_connections() {
 fn frames_sent_along_with_the_upgrade_request_are_not_lost() {
     // A client may send its first frame right behind the request, before it sees the 101.
     let server = TestServer::start();
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
+    let mut stream = common::tcp_connect(server.addr);
     let mut bytes = b"GET /ws/early HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
         Sec-WebSocket-Version: 13\r\n\r\n"
         .to_vec();
-    bytes.extend(masked_text_frame("the early bird"));
+    bytes.extend(raw_ws::text("the early bird"));
     stream.write_all(&bytes).expect("write request and frame");
 
     // Read the 101 head, then hand what follows it to tungstenite.
@@ -419,17 +420,6 @@ fn frames_sent_along_with_the_upgrade_request_are_not_lost() {
     let mut early = WebSocket::from_partially_read(stream, rest, Role::Client, None);
     expect_join(&mut early, "early");
     expect_message(&mut early, "early", "the early bird");
-}
-
-/// A client-to-server text frame (masked, as RFC 6455 requires), for payloads under 126 bytes.
-fn masked_text_frame(text: &str) -> Vec<u8> {
-    let payload = text.as_bytes();
-    assert!(payload.len() < 126);
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend(mask);
-    frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-    frame
 }
 
 #[test]
@@ -609,17 +599,7 @@ fn a_big_room_gets_every_message_in_order_after_quiet_spells() {
             expect_message(client, &name(m % CLIENTS), &text);
         }
     }
-    let metrics = http_client::get(server.addr, "/metrics");
-    let split: f64 = metrics
-        .body_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("chat_split_flushes_total "))
-        .expect("chat_split_flushes_total is exposed")
-        .parse()
-        .expect("a number");
-    assert!(
-        split >= 1.0,
-        "no flush was shared:\n{}",
-        metrics.body_text()
-    );
+    let metrics = Metrics::get(&server);
+    let split = metrics.value("chat_split_flushes_total");
+    assert!(split >= 1.0, "no flush was shared:\n{}", metrics.text());
 }

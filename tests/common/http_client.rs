@@ -181,3 +181,20 @@ pub fn request(addr: SocketAddr, method: &str, target: &str, extra: &str) -> Res
 pub fn get(addr: SocketAddr, target: &str) -> Response {
     request(addr, "GET", target, "")
 }
+
+/// The body of `GET target` on a fresh connection, which must answer 200.
+pub fn get_ok(addr: SocketAddr, target: &str) -> String {
+    let response = get(addr, target);
+    assert_eq!(response.status, 200, "GET {target}: {response:?}");
+    response.body_text().to_owned()
+}
+
+/// The page's marker: a 200 for `/` with this is the chat page.
+pub const PAGE_MARKER: &str = r#"id="messageInput""#;
+
+/// The chat page is served to a fresh connection.
+pub fn assert_page_served(addr: SocketAddr) {
+    let page = get(addr, "/");
+    assert_eq!(page.status, 200, "GET / after a hostile request: {page:?}");
+    assert!(page.body_text().contains(PAGE_MARKER), "{page:?}");
+}
