@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
-use std::sync::Arc;
 use std::{fs, io};
+
+use bytes::Bytes;
 
 /// The files built into the binary from the workspace's `static/` directory (see `build.rs`).
 const EMBEDDED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/embedded_assets.rs"));
@@ -14,7 +15,8 @@ const EMBEDDED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/embedded_
 /// One servable file.
 #[derive(Debug, Clone)]
 pub struct Asset {
-    pub body: Arc<[u8]>,
+    /// Shared by every response that sends it: a refcount, not a copy.
+    pub body: Bytes,
     pub content_type: String,
     /// A strong validator of the content, for `If-None-Match`.
     pub etag: String,

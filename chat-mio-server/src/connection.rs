@@ -201,9 +201,13 @@ impl Conn {
         }
     }
 
-    /// Queues an HTTP response. With `close`, the connection ends once it is written.
-    pub fn queue_response(&mut self, bytes: Vec<u8>, close: bool) {
+    /// Queues an HTTP response: its head (and small body), then a shared body as it is. With
+    /// `close`, the connection ends once it is written.
+    pub fn queue_response(&mut self, bytes: Vec<u8>, body: Option<Bytes>, close: bool) {
         self.out.push(Bytes::from(bytes));
+        if let Some(body) = body {
+            self.out.push(body);
+        }
         if close {
             self.state = State::Closing(Linger::Sending);
         }

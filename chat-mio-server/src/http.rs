@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
+
 /// At most this many header lines; more is answered with 431.
 pub const MAX_HEADERS: usize = 64;
 
@@ -156,6 +158,9 @@ pub struct Response<'a> {
     pub status: u16,
     headers: Vec<(&'static str, String)>,
     body: &'a [u8],
+    /// A body shared with every response that sends it (a static file): queued as it is,
+    /// never copied into the response. Takes the place of `body`.
+    shared: Option<Bytes>,
     /// `HEAD`: send the head only, with the body's `Content-Length`.
     head_only: bool,
     pub keep_alive: bool,
@@ -167,9 +172,27 @@ impl<'a> Response<'a> {
             status,
             headers: Vec::new(),
             body,
+            shared: None,
             head_only: false,
             keep_alive: true,
         }
+    }
+
+    /// A response whose body is shared bytes (see [`Response::encode`]).
+    pub fn shared(status: u16, body: Bytes) -> Response<'static> {
+        Response {
+            shared: Some(body),
+            ..Response::new(status, b"")
+        }
+    }
+
+    fn body(&self) -> &[u8] {
+        self.shared.as_deref().unwrap_or(self.body)
+    }
+
+    /// Whether the body goes out (not for `HEAD`, nor with a 304).
+    fn sends_body(&self) -> bool {
+        !self.head_only && self.status != 304
     }
 
     /// A plain-text response, the answer to anything we refuse.
@@ -192,8 +215,34 @@ impl<'a> Response<'a> {
         self
     }
 
-    /// Appends the whole response to `out`.
+    /// Appends the whole response to `out` (the tests read responses whole).
+    #[cfg(test)]
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        self.write_head(out);
+        if self.sends_body() {
+            out.extend_from_slice(self.body());
+        }
+    }
+
+    /// The response as bytes to queue: the head (with a borrowed body appended), and a shared
+    /// body to queue after it as it is, without a copy.
+    pub fn encode(&self) -> (Vec<u8>, Option<Bytes>) {
+        let mut head = Vec::with_capacity(256);
+        self.write_head(&mut head);
+        if !self.sends_body() {
+            return (head, None);
+        }
+        match &self.shared {
+            Some(shared) => (head, Some(shared.clone())),
+            None => {
+                head.extend_from_slice(self.body);
+                (head, None)
+            }
+        }
+    }
+
+    /// Appends the status line and the headers.
+    fn write_head(&self, out: &mut Vec<u8>) {
         let mut head = String::with_capacity(160);
         // Writing into a String cannot fail.
         let _ = write!(
@@ -207,7 +256,7 @@ impl<'a> Response<'a> {
         }
         // 101 and 304 carry no body and no length of one.
         if self.status != 101 && self.status != 304 {
-            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+            let _ = write!(head, "Content-Length: {}\r\n", self.body().len());
         }
         if self.status != 101 {
             head.push_str(if self.keep_alive {
@@ -218,9 +267,6 @@ impl<'a> Response<'a> {
         }
         head.push_str("\r\n");
         out.extend_from_slice(head.as_bytes());
-        if !self.head_only && self.status != 304 {
-            out.extend_from_slice(self.body);
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! What each HTTP request gets: a static file, a WebSocket upgrade, or a refusal.
 
+use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 
 use std::time::Instant;
@@ -23,9 +24,11 @@ pub const INDEX: &str = "index.html";
 
 /// The answer to one request.
 pub enum Route {
-    /// Write this response (already encoded). `keep_alive`: the connection may carry more.
+    /// Write this response (already encoded: `bytes`, then the shared `body` if any).
+    /// `keep_alive`: the connection may carry more.
     Respond {
         bytes: Vec<u8>,
+        body: Option<Bytes>,
         keep_alive: bool,
         status: u16,
     },
@@ -37,10 +40,10 @@ impl Route {
     /// Encodes `response`; the answer to a `HEAD` request never carries a body, whatever it is.
     fn respond(head: bool, response: Response<'_>) -> Route {
         let response = response.head_only(head);
-        let mut bytes = Vec::with_capacity(256);
-        response.write_to(&mut bytes);
+        let (bytes, body) = response.encode();
         Route::Respond {
             bytes,
+            body,
             keep_alive: response.keep_alive,
             status: response.status,
         }
@@ -134,7 +137,7 @@ pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
         tags.split(',')
             .any(|t| t.trim() == asset.etag || t.trim() == "*")
     });
-    let response = Response::new(if not_modified { 304 } else { 200 }, &asset.body)
+    let response = Response::shared(if not_modified { 304 } else { 200 }, asset.body.clone())
         .header("Content-Type", asset.content_type.clone())
         .header("ETag", asset.etag.clone())
         // Always revalidate: a self-hosted server is upgraded in place, and a 304 is cheap.
@@ -338,7 +341,8 @@ mod proptests {
             };
             let path = request.path();
             match route(&request, &ctx) {
-                Route::Respond { bytes, keep_alive, status } => {
+                Route::Respond { bytes, body, keep_alive, status } => {
+                    let bytes = [bytes, body.map(Vec::from).unwrap_or_default()].concat();
                     let (status_line, headers, body) = split(&bytes);
                     prop_assert!(
                         status_line.starts_with(&format!("HTTP/1.1 {status} ")),
@@ -408,7 +412,8 @@ mod proptests {
                 draining,
                 now: Instant::now(),
             };
-            if let Route::Respond { bytes, status, .. } = route(&request, &ctx) {
+            if let Route::Respond { bytes, body, status, .. } = route(&request, &ctx) {
+                let bytes = [bytes, body.map(Vec::from).unwrap_or_default()].concat();
                 let (_, _, body) = split(&bytes);
                 prop_assert!(
                     body.is_empty(),
@@ -417,6 +422,45 @@ mod proptests {
                     String::from_utf8_lossy(body)
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::http;
+
+    #[test]
+    fn a_static_file_is_answered_from_its_shared_bytes_not_a_copy() {
+        let assets = Assets::embedded();
+        let metrics = Metrics::new(Instant::now());
+        let ctx = Ctx {
+            assets: &assets,
+            allowed_origins: &[],
+            metrics: &metrics,
+            draining: false,
+            now: Instant::now(),
+        };
+        let asset = assets.get(INDEX).expect("the page is embedded");
+        for _ in 0..2 {
+            let (request, _) = http::parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("well-formed")
+                .expect("complete");
+            let Route::Respond { bytes, body, .. } = route(&request, &ctx) else {
+                panic!("/ is answered, not upgraded");
+            };
+            let body = body.expect("the file goes out as a shared body");
+            assert_eq!(body.as_ptr(), asset.body.as_ptr(), "the body was copied");
+            assert_eq!(body.len(), asset.body.len());
+            let head = String::from_utf8(bytes).expect("a UTF-8 head");
+            assert!(
+                head.ends_with("\r\n\r\n"),
+                "the head carries no body: {head}"
+            );
+            assert!(head.contains(&format!("Content-Length: {}\r\n", asset.body.len())));
         }
     }
 }

@@ -96,6 +96,7 @@ impl EventLoop {
             match route(&request, &ctx) {
                 Route::Respond {
                     bytes,
+                    body,
                     keep_alive,
                     status,
                 } => {
@@ -106,7 +107,7 @@ impl EventLoop {
                         request.target
                     );
                     self.metrics.http_response(status);
-                    conn.queue_response(bytes, !keep_alive);
+                    conn.queue_response(bytes, body, !keep_alive);
                     self.mark_dirty(key);
                     if !keep_alive {
                         self.set_deadline(key, CLOSE_LINGER);
@@ -144,9 +145,8 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut bytes = Vec::new();
-        response.write_to(&mut bytes);
-        conn.queue_response(bytes, !response.keep_alive);
+        let (bytes, body) = response.encode();
+        conn.queue_response(bytes, body, !response.keep_alive);
         self.metrics.http_response(response.status);
         self.set_deadline(key, CLOSE_LINGER);
         self.mark_dirty(key);

@@ -15,9 +15,8 @@ impl EventLoop {
         };
         // Bytes after the request head: frames a client sent before it saw our answer.
         let leftover = std::mem::take(head);
-        let mut response = Vec::with_capacity(160);
-        accepted.response().write_to(&mut response);
-        conn.queue_response(response, false);
+        let (response, _) = accepted.response().encode();
+        conn.queue_response(response, None, false);
         let client = ClientId(key as u64);
         log::info!("{} ({}) connected", accepted.user, conn.peer);
         conn.upgrade(client, accepted.user.clone(), leftover, self.ws_config);
