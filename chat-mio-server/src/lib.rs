@@ -1,22 +1,28 @@
-//! A real-time WebSocket chat server: a hand-rolled mio event loop on one thread that speaks
-//! HTTP/1.1 (httparse) and WebSocket (tungstenite) and drives the sans-IO chat core in
+//! A real-time WebSocket chat server: a hand-rolled mio event loop that speaks HTTP/1.1
+//! (httparse) and WebSocket (tungstenite) and drives the sans-IO chat core in
 //! [`chat_protocol`].
 //!
 //! ```text
-//!             ┌──────────── one thread ──────────────────────────────────────────┐
-//!  socket ──► │ event_loop.rs: mio readiness ─► conn.rs: read until WouldBlock    │
-//!             │   HTTP phase:  http.rs parses the head ─► routes.rs answers       │
-//!             │                (assets.rs: files loaded at start-up) or ws.rs     │
-//!             │                validates the upgrade and answers 101              │
-//!             │   WebSocket:   tungstenite decodes frames ─► Input::Text          │
-//!             │                                                  │                │
-//!             │   chat_protocol::ChatServer decides who gets what ◄┘              │
-//!             │        │ Output::Send (one shared payload per broadcast)          │
-//!             │        ▼                                                          │
-//!             │   conn.rs buffers the frame; end of turn: one flush per dirty     │
-//!  socket ◄── │   connection, WRITABLE interest only while bytes are pending      │
-//!             └──────────────────────────────────────────────────────────────────┘
+//!            ┌─ the loop thread ─────────────────────────────────────────────────────────┐
+//! socket ──► │ event_loop/mod.rs: poll ─► accept.rs            new connections            │
+//!            │                        ├─► http_requests.rs     heads ─► routes.rs answers │
+//!            │                        │     └─► upgrade.rs     101, then Input::Connect   │
+//!            │                        └─► ws_read.rs           tungstenite parses frames  │
+//!            │                                   │ Input::Text                            │
+//!            │ core_bridge.rs ◄──────────────────┘                                        │
+//!            │   chat_protocol::ChatServer decides who gets what                          │
+//!            │   Output::Send ─► one frame per broadcast in batch.rs, a span per          │
+//!            │                   recipient in its write_queue.rs                          │
+//!            │ flush.rs: seal the batch, one writev per connection, interest from state   │
+//! socket ◄── │   (after a quiet spell half the writes go to one parked writer thread)     │
+//!            │ handoff.rs ◄── events from other threads (channel + mio::Waker)            │
+//!            └────────────────────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! A connection's life is one enum (`connection.rs`): `Http` → `WebSocket` → `Closing` →
+//! `Gone`; the interest it registers is derived from it. Nothing blocks the loop thread: static
+//! files are loaded before it starts, and slow work belongs on a thread of its own that hands
+//! its results back through `event_loop/handoff.rs` (a channel plus the poller's waker).
 //!
 //! Use [`Server::bind`] and [`Server::run`]; stop it from another thread with
 //! [`ServerHandle::shutdown`].
