@@ -101,7 +101,7 @@ impl Server {
                 assets,
                 inbox,
                 signals,
-                connection_budget(config_max_connections),
+                event_loop::connection_budget(config_max_connections),
             ),
             local_addr,
             control,
@@ -124,34 +124,6 @@ impl Server {
     /// "server shutting down" and a moment to answer, and `run` returns `Ok(())`.
     pub fn run(mut self) -> io::Result<()> {
         self.event_loop.run()
-    }
-}
-
-/// Raises the open-files soft limit to the hard limit and caps `wanted` connections to what it
-/// allows. Returns the cap and the room kept for connections that linger to take a 503: both fit
-/// in the limit together with the listener, the poller and the rest of the process.
-fn connection_budget(wanted: usize) -> (usize, usize) {
-    const DEFAULT_HEADROOM: usize = 256;
-    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
-        Err(e) => {
-            log::warn!("cannot raise the open-files limit: {e}");
-            return (wanted, DEFAULT_HEADROOM);
-        }
-    };
-    // Descriptors the process needs besides connections (listener, poller, waker, signals,
-    // stdio, log files of an embedding program...).
-    let base = 32.min(limit / 2);
-    let headroom = DEFAULT_HEADROOM.min((limit - base) / 8);
-    let budget = (limit - base - headroom).max(1);
-    if wanted > budget {
-        log::warn!(
-            "--max-connections {wanted} exceeds what the open-files limit ({limit}) allows: \
-             serving at most {budget}"
-        );
-        (budget, headroom)
-    } else {
-        (wanted, headroom)
     }
 }
 

@@ -52,6 +52,7 @@ use crate::config::Config;
 use crate::connection::{Conn, Linger, State};
 use crate::metrics::Metrics;
 use crate::timer::Timers;
+pub use accept::connection_budget;
 use handoff::{Inbox, Left};
 
 pub const LISTENER: Token = Token(usize::MAX);
