@@ -110,6 +110,7 @@ pub fn accept(
     if !origin_allowed(
         request.origin.as_deref(),
         request.host.as_deref(),
+        SERVED_SCHEME,
         allowed_origins,
     ) {
         return Err(Refusal::new(
@@ -158,11 +159,21 @@ fn query(query: &str) -> Result<(RoomName, Option<Resume>), String> {
     Ok((room.unwrap_or_default(), resume))
 }
 
+/// The scheme this server is reached by, which a same-origin page's `Origin` must carry:
+/// plain `http` today. (With TLS, a later issue, it becomes the listener's.)
+pub const SERVED_SCHEME: &str = "http";
+
 /// Browsers always send `Origin` on a WebSocket request; a page from another site must not be
-/// able to chat in its visitor's name. Same origin (the Origin's host and port are the Host
-/// header's) passes; so does any origin listed, or all with `*`. No Origin: not a browser, so
-/// no ambient credentials to abuse: allowed.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+/// able to chat in its visitor's name. Same origin passes: the Origin's scheme is `scheme`, the
+/// one the server is reached by (an `https://` page is another origin than an `http://` server
+/// of the same host), and its host and port are the Host header's. So does any origin listed,
+/// or all with `*`. No Origin: not a browser, so no ambient credentials to abuse: allowed.
+pub fn origin_allowed(
+    origin: Option<&str>,
+    host: Option<&str>,
+    scheme: &str,
+    allowed: &[String],
+) -> bool {
     let Some(origin) = origin else {
         return true;
     };
@@ -173,9 +184,12 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
     {
         return true;
     }
-    let Some((scheme, authority)) = origin.split_once("://") else {
+    let Some((origin_scheme, authority)) = origin.split_once("://") else {
         return false; // "null" (sandboxed frames, file: pages) and anything unparsable
     };
+    if !origin_scheme.eq_ignore_ascii_case(scheme) {
+        return false;
+    }
     let default_port = match scheme.to_ascii_lowercase().as_str() {
         "http" => "80",
         "https" => "443",
@@ -299,7 +313,15 @@ mod tests {
                 none,
                 true,
             ),
-            (Some("https://example.com"), Some("example.com"), none, true),
+            // The right host under another scheme is another origin (issue 9, item 10).
+            (Some("https://example.com"), Some("example.com"), none, false),
+            (
+                Some("https://127.0.0.1:8000"),
+                Some("127.0.0.1:8000"),
+                none,
+                false,
+            ),
+            (Some("HTTP://example.com"), Some("example.com"), none, true),
             (Some("http://[::1]:8000"), Some("[::1]:8000"), none, true),
             (
                 Some("http://evil.example"),
@@ -324,7 +346,7 @@ mod tests {
         ];
         for (origin, host, allowed, ok) in cases {
             assert_eq!(
-                origin_allowed(origin, host, allowed),
+                origin_allowed(origin, host, SERVED_SCHEME, allowed),
                 ok,
                 "{origin:?} {host:?}"
             );
@@ -333,17 +355,33 @@ mod tests {
         assert!(origin_allowed(
             Some("https://chat.example.org"),
             Some("10.0.0.1:8000"),
+            SERVED_SCHEME,
             &list
         ));
         assert!(!origin_allowed(
             Some("https://other.example.org"),
             Some("10.0.0.1:8000"),
+            SERVED_SCHEME,
             &list
         ));
         assert!(origin_allowed(
             Some("http://anything"),
             Some("h"),
+            SERVED_SCHEME,
             &["*".to_owned()]
+        ));
+        // Behind TLS the expected scheme is https: then an http page is the foreign one.
+        assert!(origin_allowed(
+            Some("https://example.com"),
+            Some("example.com"),
+            "https",
+            none
+        ));
+        assert!(!origin_allowed(
+            Some("http://example.com"),
+            Some("example.com:443"),
+            "https",
+            none
         ));
     }
 
