@@ -134,25 +134,26 @@ pub fn accept(
 
 /// `room`, `since` and `epoch` from the query string (form-encoded); other keys are ignored,
 /// and the first of a repeated key counts.
+///
+/// Only `room` can refuse the upgrade. `since` and `epoch` are resume hints a client stored,
+/// and a browser cannot read why an upgrade failed, so a bad hint must not lock it out: a
+/// `since` that is not a whole number (negative, fractional, too large, not a number) is
+/// ignored as if absent, and an `epoch` that is not one is no epoch (PROTOCOL.md, "Details").
 fn query(query: &str) -> Result<(RoomName, Option<Resume>), String> {
     let (mut room, mut since, mut epoch) = (None, None, None);
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let number = |what: &str| {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("{what} must be a whole number"))
-        };
         match key.as_ref() {
             "room" if room.is_none() => {
                 room = Some(RoomName::parse(&value).map_err(|why| format!("room: {why}"))?);
             }
-            "since" if since.is_none() => since = Some(number("since")?),
-            "epoch" if epoch.is_none() => epoch = Some(number("epoch")?),
+            "since" if since.is_none() => since = Some(value.parse::<u64>().ok()),
+            "epoch" if epoch.is_none() => epoch = Some(value.parse::<u64>().ok()),
             _ => {}
         }
     }
-    // `since` without `epoch` cannot be trusted across restarts: the core answers with a gap.
-    let resume = since.map(|since| match epoch {
+    // `since` without a usable `epoch` cannot be trusted across restarts: the core answers
+    // with a gap. An `epoch` without `since` means nothing.
+    let resume = since.flatten().map(|since| match epoch.flatten() {
         Some(epoch) => Resume { epoch, since },
         None => Resume::without_epoch(since),
     });
@@ -410,18 +411,32 @@ mod tests {
                 Ok((general.clone(), Some(Resume::without_epoch(41)))),
             ),
             ("epoch=7", Ok((general.clone(), None))),
+            // Resume hints never refuse the upgrade (issue 9, item 10): an unusable `since`
+            // is no `since`, an unusable `epoch` is no epoch, and an epoch alone means nothing.
+            ("since=-1", Ok((general.clone(), None))),
+            ("since=x&epoch=7", Ok((general.clone(), None))),
+            ("since=1.5", Ok((general.clone(), None))),
+            ("since=18446744073709551616", Ok((general.clone(), None))),
+            ("since=", Ok((general.clone(), None))),
+            ("since=x&since=4", Ok((general.clone(), None))),
+            (
+                "since=41&epoch=1e3",
+                Ok((general.clone(), Some(Resume::without_epoch(41)))),
+            ),
+            (
+                "since=41&epoch=-7",
+                Ok((general.clone(), Some(Resume::without_epoch(41)))),
+            ),
+            ("epoch=abc", Ok((general.clone(), None))),
+            (
+                "room=Lobby&since=x",
+                Ok((RoomName::parse("lobby").unwrap(), None)),
+            ),
         ];
         for (q, want) in cases {
             assert_eq!(query(q), want, "{q:?}");
         }
-        for bad in [
-            "room=",
-            "room=a%20b",
-            "room=../x",
-            "since=-1",
-            "since=x",
-            "epoch=1e3",
-        ] {
+        for bad in ["room=", "room=a%20b", "room=../x", "room=../x&since=4"] {
             assert!(query(bad).is_err(), "{bad:?} must be refused");
         }
     }
