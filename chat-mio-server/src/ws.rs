@@ -315,7 +315,12 @@ mod tests {
                 true,
             ),
             // The right host under another scheme is another origin (issue 9, item 10).
-            (Some("https://example.com"), Some("example.com"), none, false),
+            (
+                Some("https://example.com"),
+                Some("example.com"),
+                none,
+                false,
+            ),
             (
                 Some("https://127.0.0.1:8000"),
                 Some("127.0.0.1:8000"),
