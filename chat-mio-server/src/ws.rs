@@ -110,6 +110,7 @@ pub fn accept(
     if !origin_allowed(
         request.origin.as_deref(),
         request.host.as_deref(),
+        SERVED_SCHEME,
         allowed_origins,
     ) {
         return Err(Refusal::new(
@@ -133,36 +134,47 @@ pub fn accept(
 
 /// `room`, `since` and `epoch` from the query string (form-encoded); other keys are ignored,
 /// and the first of a repeated key counts.
+///
+/// Only `room` can refuse the upgrade. `since` and `epoch` are resume hints a client stored,
+/// and a browser cannot read why an upgrade failed, so a bad hint must not lock it out: a
+/// `since` that is not a whole number (negative, fractional, too large, not a number) is
+/// ignored as if absent, and an `epoch` that is not one is no epoch (PROTOCOL.md, "Details").
 fn query(query: &str) -> Result<(RoomName, Option<Resume>), String> {
     let (mut room, mut since, mut epoch) = (None, None, None);
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let number = |what: &str| {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("{what} must be a whole number"))
-        };
         match key.as_ref() {
             "room" if room.is_none() => {
                 room = Some(RoomName::parse(&value).map_err(|why| format!("room: {why}"))?);
             }
-            "since" if since.is_none() => since = Some(number("since")?),
-            "epoch" if epoch.is_none() => epoch = Some(number("epoch")?),
+            "since" if since.is_none() => since = Some(value.parse::<u64>().ok()),
+            "epoch" if epoch.is_none() => epoch = Some(value.parse::<u64>().ok()),
             _ => {}
         }
     }
-    // `since` without `epoch` cannot be trusted across restarts: the core answers with a gap.
-    let resume = since.map(|since| match epoch {
+    // `since` without a usable `epoch` cannot be trusted across restarts: the core answers
+    // with a gap. An `epoch` without `since` means nothing.
+    let resume = since.flatten().map(|since| match epoch.flatten() {
         Some(epoch) => Resume { epoch, since },
         None => Resume::without_epoch(since),
     });
     Ok((room.unwrap_or_default(), resume))
 }
 
+/// The scheme this server is reached by, which a same-origin page's `Origin` must carry:
+/// plain `http` today. (With TLS, a later issue, it becomes the listener's.)
+pub const SERVED_SCHEME: &str = "http";
+
 /// Browsers always send `Origin` on a WebSocket request; a page from another site must not be
-/// able to chat in its visitor's name. Same origin (the Origin's host and port are the Host
-/// header's) passes; so does any origin listed, or all with `*`. No Origin: not a browser, so
-/// no ambient credentials to abuse: allowed.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+/// able to chat in its visitor's name. Same origin passes: the Origin's scheme is `scheme`, the
+/// one the server is reached by (an `https://` page is another origin than an `http://` server
+/// of the same host), and its host and port are the Host header's. So does any origin listed,
+/// or all with `*`. No Origin: not a browser, so no ambient credentials to abuse: allowed.
+pub fn origin_allowed(
+    origin: Option<&str>,
+    host: Option<&str>,
+    scheme: &str,
+    allowed: &[String],
+) -> bool {
     let Some(origin) = origin else {
         return true;
     };
@@ -173,9 +185,12 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
     {
         return true;
     }
-    let Some((scheme, authority)) = origin.split_once("://") else {
+    let Some((origin_scheme, authority)) = origin.split_once("://") else {
         return false; // "null" (sandboxed frames, file: pages) and anything unparsable
     };
+    if !origin_scheme.eq_ignore_ascii_case(scheme) {
+        return false;
+    }
     let default_port = match scheme.to_ascii_lowercase().as_str() {
         "http" => "80",
         "https" => "443",
@@ -299,7 +314,20 @@ mod tests {
                 none,
                 true,
             ),
-            (Some("https://example.com"), Some("example.com"), none, true),
+            // The right host under another scheme is another origin (issue 9, item 10).
+            (
+                Some("https://example.com"),
+                Some("example.com"),
+                none,
+                false,
+            ),
+            (
+                Some("https://127.0.0.1:8000"),
+                Some("127.0.0.1:8000"),
+                none,
+                false,
+            ),
+            (Some("HTTP://example.com"), Some("example.com"), none, true),
             (Some("http://[::1]:8000"), Some("[::1]:8000"), none, true),
             (
                 Some("http://evil.example"),
@@ -324,7 +352,7 @@ mod tests {
         ];
         for (origin, host, allowed, ok) in cases {
             assert_eq!(
-                origin_allowed(origin, host, allowed),
+                origin_allowed(origin, host, SERVED_SCHEME, allowed),
                 ok,
                 "{origin:?} {host:?}"
             );
@@ -333,17 +361,33 @@ mod tests {
         assert!(origin_allowed(
             Some("https://chat.example.org"),
             Some("10.0.0.1:8000"),
+            SERVED_SCHEME,
             &list
         ));
         assert!(!origin_allowed(
             Some("https://other.example.org"),
             Some("10.0.0.1:8000"),
+            SERVED_SCHEME,
             &list
         ));
         assert!(origin_allowed(
             Some("http://anything"),
             Some("h"),
+            SERVED_SCHEME,
             &["*".to_owned()]
+        ));
+        // Behind TLS the expected scheme is https: then an http page is the foreign one.
+        assert!(origin_allowed(
+            Some("https://example.com"),
+            Some("example.com"),
+            "https",
+            none
+        ));
+        assert!(!origin_allowed(
+            Some("http://example.com"),
+            Some("example.com:443"),
+            "https",
+            none
         ));
     }
 
@@ -372,18 +416,32 @@ mod tests {
                 Ok((general.clone(), Some(Resume::without_epoch(41)))),
             ),
             ("epoch=7", Ok((general.clone(), None))),
+            // Resume hints never refuse the upgrade (issue 9, item 10): an unusable `since`
+            // is no `since`, an unusable `epoch` is no epoch, and an epoch alone means nothing.
+            ("since=-1", Ok((general.clone(), None))),
+            ("since=x&epoch=7", Ok((general.clone(), None))),
+            ("since=1.5", Ok((general.clone(), None))),
+            ("since=18446744073709551616", Ok((general.clone(), None))),
+            ("since=", Ok((general.clone(), None))),
+            ("since=x&since=4", Ok((general.clone(), None))),
+            (
+                "since=41&epoch=1e3",
+                Ok((general.clone(), Some(Resume::without_epoch(41)))),
+            ),
+            (
+                "since=41&epoch=-7",
+                Ok((general.clone(), Some(Resume::without_epoch(41)))),
+            ),
+            ("epoch=abc", Ok((general.clone(), None))),
+            (
+                "room=Lobby&since=x",
+                Ok((RoomName::parse("lobby").unwrap(), None)),
+            ),
         ];
         for (q, want) in cases {
             assert_eq!(query(q), want, "{q:?}");
         }
-        for bad in [
-            "room=",
-            "room=a%20b",
-            "room=../x",
-            "since=-1",
-            "since=x",
-            "epoch=1e3",
-        ] {
+        for bad in ["room=", "room=a%20b", "room=../x", "room=../x&since=4"] {
             assert!(query(bad).is_err(), "{bad:?} must be refused");
         }
     }

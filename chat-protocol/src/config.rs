@@ -38,7 +38,9 @@ pub struct Config {
     pub history: usize,
     /// This server run's epoch, sent in `welcome`, `history` and `gap` frames: a number that
     /// changes on every start, so that `(epoch, id)` names one message for ever. The driver sets
-    /// it to the start time in milliseconds (the core reads no clock). Default 0.
+    /// it to the start time in milliseconds (the core reads no clock). The core only compares
+    /// it: two servers given the same epoch (started in the same millisecond) are one to a
+    /// resuming client (PROTOCOL.md). Default 0.
     pub epoch: u64,
     /// The most rooms kept at once. A room nobody is in is kept, with its history, until a new
     /// room needs its place; then the one that has been empty longest is forgotten. When every

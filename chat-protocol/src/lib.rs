@@ -41,7 +41,28 @@
 //!   ├─ event.rs    encodes the v1 (tutorial) frames;  frame.rs  the v2 frames
 //!   ├─ rate.rs     token bucket per connection
 //!   └─ heartbeat.rs + timer.rs   pings and idle closes, in a deadline heap
+//!
+//!  shared with drivers: config.rs (Config, RateLimit), payload.rs (Payload), room_name.rs
+//!  (RoomName), close.rs (CloseReason: the one table of close codes), error_code.rs (ErrorCode)
 //! ```
+//!
+//! # Dependencies
+//!
+//! The core's whole dependency graph (`cargo tree -p chat-protocol`, dev-dependencies included)
+//! is four crates and what they need:
+//!
+//! - `bytes`, for the reference-counted buffer under [`Payload`]: one encoded frame is shared by
+//!   every recipient, and a driver hands it to its socket without a copy.
+//! - `serde` and `serde_json`, to parse v2 commands and encode frames.
+//! - `chrono` without its `clock` feature, to write the `timestamp` of frames from the
+//!   [`Now::wall`] the driver passes in.
+//!
+//! So no IO, threads, clock or randomness are anywhere in its graph: no WebSocket or HTTP
+//! library (the driver does the framing and hands over text), no event loop, no `rand` or
+//! `getrandom`. Keep it so. The crates that do IO add what they need (`chat-mio-server` adds
+//! tungstenite with `handshake`, and chrono's `clock`); the core's property tests, which need
+//! proptest and with it `rand`, live in the root package (`tests/core_properties.rs`, with a
+//! fixed seed).
 //!
 //! # Protocols and rooms
 //!
@@ -199,8 +220,9 @@ impl Protocol {
 ///
 /// `since` is honoured only when `epoch` is the server's ([`Config::epoch`]) and the room still
 /// holds every message after it; otherwise the client gets a `gap` frame and the full history.
-/// A `since` that came without an `epoch` can never be honoured: pass it with
-/// [`Resume::NO_EPOCH`] (see [`Resume::without_epoch`]), so the client still gets its `gap`.
+/// A `since` that came without an `epoch` (or with one that is not a number) can never be
+/// honoured: pass it with [`Resume::NO_EPOCH`] (see [`Resume::without_epoch`]), so the client
+/// still gets its `gap`. A `since` that is not a number is no resume at all (`None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resume {
     /// The epoch the client's `since` came with.

@@ -589,7 +589,7 @@ impl Sender<'_> {
             id: room.history.next_id(),
             user: Arc::clone(self.user),
             // A v1 text borrows the driver's payload, which may be a slice of a larger read
-            // buffer (tungstenite's): held in history it would pin that whole buffer, so it is
+            // buffer (the driver's): held in history it would pin that whole buffer, so it is
             // copied here, once. A v2 text is already a String of its own: moved, not copied.
             text: Payload::from(text.into_owned()),
             client_msg_id: client_msg_id.map(String::into_boxed_str),

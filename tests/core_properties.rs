@@ -2,7 +2,13 @@
 //! connected clients, nothing crosses from one room to another, message ids only grow within a
 //! room, v1 clients only ever see the tutorial's frames, presence notices reach exactly whom they
 //! should, and pings and idle closes agree with a simple model of the deadlines.
+//!
+//! They test `chat-protocol` (the core) alone, through its harness; they live in the root
+//! package so that the core's dependency graph, dev-dependencies included, holds no random
+//! number generator.
 
+// The core's own harness, shared rather than copied.
+#[path = "../chat-protocol/tests/harness/mod.rs"]
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,11 +19,14 @@ use chat_protocol::{
 };
 use harness::Harness;
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use serde_json::Value;
 
 const USERS: [&str; 4] = ["alice", "bob", "carol", "Dave Ü"];
 const ROOMS: [&str; 4] = ["general", "a", "b", "c"];
 const EPOCH: u64 = 1_795_294_378_000;
+/// The seed of every run; any value will do.
+const SEED: u64 = 0x5EED_C4A7;
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -171,7 +180,10 @@ fn recipients(out: &[Output], kind: &str) -> BTreeSet<ClientId> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // A fixed seed (it overrides PROPTEST_RNG_SEED): the core's tests are promised
+    // deterministic, so every run, CI's included, tries the same 512 cases. To explore other
+    // cases, change SEED.
+    #![proptest_config(ProptestConfig { cases: 512, rng_seed: RngSeed::Fixed(SEED), ..ProptestConfig::default() })]
 
     #[test]
     fn any_input_sequence_is_safe(
