@@ -33,12 +33,12 @@ mod batch;
 mod config;
 mod connection;
 mod event_loop;
+mod handshake;
 mod http;
 mod metrics;
 mod routes;
 mod timer;
 mod write_queue;
-mod ws;
 
 use std::io;
 use std::net::SocketAddr;

@@ -6,9 +6,9 @@ use percent_encoding::percent_decode_str;
 use std::time::Instant;
 
 use crate::assets::Assets;
+use crate::handshake::{self, Accepted};
 use crate::http::{Request, Response};
 use crate::metrics::Metrics;
-use crate::ws::{self, Accepted};
 
 /// What the routes need to know about the server.
 pub struct Ctx<'a> {
@@ -61,7 +61,7 @@ pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
                 Response::text(503, "the server is shutting down\n").keep_alive(false),
             );
         }
-        return match ws::accept(request, raw_id, ctx.allowed_origins) {
+        return match handshake::accept(request, raw_id, ctx.allowed_origins) {
             Ok(accepted) => Route::Upgrade(accepted),
             Err(refusal) => Route::respond(head, refusal.response()),
         };
@@ -159,8 +159,8 @@ mod proptests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::handshake::MAX_CLIENT_ID_CHARS;
     use crate::http::proptests::{method, target};
-    use crate::ws::MAX_CLIENT_ID_CHARS;
 
     /// Loaded once: hashing the embedded files for every case would dominate the run time.
     static ASSETS: LazyLock<Assets> = LazyLock::new(Assets::embedded);
@@ -391,7 +391,7 @@ mod proptests {
                     prop_assert!(request.connection_upgrade);
                     prop_assert_eq!(request.sec_websocket_version.as_deref(), Some("13"));
                     let raw_id = path.strip_prefix("/ws/").expect("a /ws/ path");
-                    prop_assert_eq!(ws::client_id(raw_id), Ok(accepted.user.clone()));
+                    prop_assert_eq!(handshake::client_id(raw_id), Ok(accepted.user.clone()));
                     prop_assert!(accepted.user.chars().count() <= MAX_CLIENT_ID_CHARS);
                     prop_assert!(!accepted.user.chars().any(char::is_control));
                     prop_assert_eq!(accepted.accept_key.len(), 28);

@@ -143,7 +143,7 @@ impl EventLoop {
                     .with_epoch(u64::try_from(now.wall.timestamp_millis()).unwrap_or(1)),
             ),
             assets,
-            ws_config: crate::ws::config(config.max_message_size),
+            ws_config: crate::connection::websocket_config(config.max_message_size),
             config,
             signals,
             max_connections,

@@ -1,11 +1,11 @@
-//! The WebSocket upgrade: a request the router accepted (`ws.rs` validated it) gets its `101`,
+//! The WebSocket upgrade: a request the router accepted (`handshake.rs` validated it) gets its `101`,
 //! the connection switches to WebSocket, and the core hears `Input::Connect`.
 
 use chat_protocol::{ClientId, Input};
 
 use super::EventLoop;
 use crate::connection::State;
-use crate::ws::Accepted;
+use crate::handshake::Accepted;
 
 impl EventLoop {
     pub(super) fn upgrade(&mut self, key: usize, accepted: Accepted) {

@@ -1,10 +1,11 @@
-//! The WebSocket upgrade: validating the request, naming the client, answering 101.
-//! Framing itself is tungstenite's (`WebSocketContext`), driven by `conn.rs`.
+//! The WebSocket handshake: validating an upgrade request (RFC 6455 section 4.2.1), its
+//! Origin, client id, room and resume hints, and the `101` that answers it. Switching the
+//! connection over is `event_loop/upgrade.rs`; frames are parsed by tungstenite in
+//! `connection.rs`.
 
 use chat_protocol::{Protocol, Resume, RoomName};
 use percent_encoding::percent_decode_str;
 use tungstenite::handshake::derive_accept_key;
-use tungstenite::protocol::WebSocketConfig;
 
 use crate::http::{Request, Response};
 
@@ -241,23 +242,6 @@ pub fn client_id(raw: &str) -> Result<String, &'static str> {
         return Err("client id contains control characters");
     }
     Ok(id.to_owned())
-}
-
-/// Initial size of tungstenite's per-connection read buffer.
-pub const READ_BUFFER: usize = 128;
-
-/// tungstenite's buffers, sized for a chat server: many mostly idle connections.
-pub fn config(max_message_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        // tungstenite allocates (and zero-fills) the whole read buffer per connection, idle or
-        // not: its 128 KiB default would cost 128 KiB of RSS per client. 512 bytes hold a few
-        // typical chat lines per read; a larger message grows the buffer to its size.
-        .read_buffer_size(READ_BUFFER)
-        // tungstenite only ever writes control frames (pong, close) here, into the connection's
-        // own outbound queue (see conn.rs), so its write buffer stays tiny.
-        .write_buffer_size(0)
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
 }
 
 #[cfg(test)]
