@@ -6,8 +6,7 @@
 mod browser_support;
 mod common;
 
-use browser_support::{chromium_or_skip, join, message_shown, notice_shown, Browser, Page};
-use common::TestServer;
+use browser_support::{join, message_shown, notice_shown, BrowserTest, Page};
 use serde_json::json;
 
 /// A classic injection probe: it must arrive as text, never as an element.
@@ -15,14 +14,11 @@ const XSS_PROBE: &str = "<img src=x onerror=alert(1)>";
 
 #[test]
 fn two_people_chat_in_the_browser() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(test) = BrowserTest::start() else {
         return;
     };
-    // Declared first so it is dropped last: the browser goes away before the server.
-    let server = TestServer::start();
-    let browser = Browser::launch(&chromium);
-    let alice = browser.open("alice's page", &server.http_url("/"));
-    let bob = browser.open("bob's page", &server.http_url("/"));
+    let alice = test.open("alice's page", "/");
+    let bob = test.open("bob's page", "/");
 
     join(&alice, "alice");
     join(&bob, "bob");

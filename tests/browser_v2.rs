@@ -16,7 +16,7 @@ mod common;
 mod proxy;
 
 use browser_support::{
-    chromium_or_skip, join, js_string, message_shown, notice_shown, Browser, Page,
+    browser_or_skip, join, js_string, message_shown, notice_shown, BrowserTest, Page,
 };
 use common::TestServer;
 use proxy::Proxy;
@@ -27,14 +27,11 @@ const RESTART_NOTICE: &str = "Reconnected to a restarted server: earlier history
 
 #[test]
 fn presence_list_follows_joins_and_leaves() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(test) = BrowserTest::start() else {
         return;
     };
-    // Declared first so it is dropped last: the browser goes away before the server.
-    let server = TestServer::start();
-    let browser = Browser::launch(&chromium);
-    let alice = browser.open("alice's page", &server.http_url("/"));
-    let bob = browser.open("bob's page", &server.http_url("/"));
+    let alice = test.open("alice's page", "/");
+    let bob = test.open("bob's page", "/");
 
     join(&alice, "alice");
     alice.wait_until(
@@ -85,13 +82,11 @@ fn presence_list_follows_joins_and_leaves() {
 
 #[test]
 fn typing_indicator_shows_and_clears() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(test) = BrowserTest::start() else {
         return;
     };
-    let server = TestServer::start();
-    let browser = Browser::launch(&chromium);
-    let alice = browser.open("alice's page", &server.http_url("/"));
-    let bob = browser.open("bob's page", &server.http_url("/"));
+    let alice = test.open("alice's page", "/");
+    let bob = test.open("bob's page", "/");
     join(&alice, "alice");
     join(&bob, "bob");
     alice.wait_until(
@@ -128,14 +123,12 @@ fn typing_indicator_shows_and_clears() {
 
 #[test]
 fn direct_message_reaches_only_its_recipient() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(test) = BrowserTest::start() else {
         return;
     };
-    let server = TestServer::start();
-    let browser = Browser::launch(&chromium);
-    let alice = browser.open("alice's page", &server.http_url("/"));
-    let bob = browser.open("bob's page", &server.http_url("/"));
-    let carol = browser.open("carol's page", &server.http_url("/"));
+    let alice = test.open("alice's page", "/");
+    let bob = test.open("bob's page", "/");
+    let carol = test.open("carol's page", "/");
     join(&alice, "alice");
     join(&bob, "bob");
     join(&carol, "carol");
@@ -211,14 +204,12 @@ fn direct_message_reaches_only_its_recipient() {
 
 #[test]
 fn cut_connection_resumes_without_loss_or_duplicates() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(test) = BrowserTest::start() else {
         return;
     };
-    let server = TestServer::start();
-    let proxy = Proxy::start(server.addr);
-    let browser = Browser::launch(&chromium);
-    let alice = browser.open("alice's page (through the proxy)", &proxy.http_url("/"));
-    let carol = browser.open("carol's page", &server.http_url("/"));
+    let proxy = Proxy::start(test.server.addr);
+    let alice = test.open_url("alice's page (through the proxy)", &proxy.http_url("/"));
+    let carol = test.open("carol's page", "/");
     join(&alice, "alice");
     join(&carol, "carol");
     alice.wait_until(
@@ -381,14 +372,15 @@ fn cut_connection_resumes_without_loss_or_duplicates() {
 
 #[test]
 fn server_restart_is_announced_and_new_messages_arrive() {
-    let Some(chromium) = chromium_or_skip() else {
-        return;
-    };
+    // The one test that brings its own servers (it stops one and starts another), so it
+    // does not use `BrowserTest`; they are declared before the browser to outlive it.
     let server_a = TestServer::start();
     // Started later; declared here so it outlives the proxy and the browser.
     let server_b: TestServer;
     let proxy = Proxy::start(server_a.addr);
-    let browser = Browser::launch(&chromium);
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
     let page = browser.open("alice's page (through the proxy)", &proxy.http_url("/"));
     join(&page, "alice");
 
@@ -464,13 +456,11 @@ fn server_restart_is_announced_and_new_messages_arrive() {
 
 #[test]
 fn room_from_the_url_keeps_rooms_apart() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(test) = BrowserTest::start() else {
         return;
     };
-    let server = TestServer::start();
-    let browser = Browser::launch(&chromium);
-    let alice = browser.open("alice's page (general)", &server.http_url("/"));
-    let dave = browser.open("dave's page (lobby)", &server.http_url("/?room=lobby"));
+    let alice = test.open("alice's page (general)", "/");
+    let dave = test.open("dave's page (lobby)", "/?room=lobby");
     dave.wait_until(
         "dave's page names the room from its URL",
         "document.getElementById('room-name').textContent === 'lobby'

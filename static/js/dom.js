@@ -1,0 +1,19 @@
+/** The page's elements, looked up once by id (the tutorial's ids are kept). */
+
+const IDS = [
+  "status", "status-dot", "status-text", "retry-btn", "announcer",
+  "room-name", "join-room", "users-toggle", "users-toggle-count",
+  "username-section", "username-form", "username", "connect-btn", "username-error",
+  "chat-section", "messages", "typing", "composer", "messageInput", "messageInput-label",
+  "send-btn", "dm-bar", "dm-target", "dm-cancel",
+  "sidebar", "room-form", "room-input", "room-btn", "room-error", "users", "user-count"
+];
+
+/** id -> element; filled by `lookupDom()` once the document is parsed. */
+export const dom = {};
+
+export function lookupDom() {
+  IDS.forEach((id) => {
+    dom[id] = document.getElementById(id);
+  });
+}

@@ -1,0 +1,189 @@
+/**
+ * The items of the message list: chat messages (own ones pending until
+ * acknowledged, or failed with Retry / Discard), direct messages and notices.
+ * Server text always goes in through textContent, never as markup.
+ *
+ * Buttons inside items carry a `data-action` ("retry", "discard", "reply");
+ * their clicks are handled by the UI wiring (ui.js), not here.
+ */
+
+import { dom } from "./dom.js";
+import { insert, settleInPlace } from "./render-list.js";
+import { state } from "./state.js";
+import { dayKey, pad2, parseTimestamp } from "./time.js";
+import { asText, isId } from "./util.js";
+
+/** A <time> showing the local hour and minute of a server timestamp (or now). */
+function timeElement(timestamp) {
+  const parsed = parseTimestamp(timestamp);
+  const d = parsed || new Date();
+  const el = document.createElement("time");
+  el.className = "time";
+  el.setAttribute("datetime", parsed ? timestamp : d.toISOString());
+  el.textContent = pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+  el.title = d.toLocaleString();
+  return el;
+}
+
+function setTime(item, timestamp) {
+  const old = item.querySelector("time.time");
+  if (old) {
+    old.parentNode.replaceChild(timeElement(timestamp), old);
+  }
+  const d = parseTimestamp(timestamp);
+  if (d) {
+    item.setAttribute("data-day", dayKey(d));
+  }
+}
+
+function element(tag, className, text) {
+  const el = document.createElement(tag);
+  el.className = className;
+  if (text !== undefined) {
+    el.textContent = text;
+  }
+  return el;
+}
+
+/** The shell shared by chat messages and DMs: sender and time, then the text. */
+function bubble(classes, sender, text, timestamp) {
+  const item = element("article", classes);
+  item.setAttribute("data-sender", sender);
+  const d = parseTimestamp(timestamp) || new Date();
+  item.setAttribute("data-day", dayKey(d));
+
+  const meta = element("div", "meta");
+  meta.appendChild(element("span", "sender", sender));
+  meta.appendChild(timeElement(timestamp));
+
+  item.appendChild(meta);
+  item.appendChild(element("p", "text", text));
+  return item;
+}
+
+function isOwn(name) {
+  return state.username !== "" && name === state.username;
+}
+
+function markDelivered(item, id) {
+  item.setAttribute("data-id", String(id));
+  item.setAttribute("data-epoch", String(state.epoch));
+}
+
+/** A chat message from the server (with its id). */
+export function chatMessage(frame) {
+  const sender = asText(frame.client_id);
+  const own = isOwn(sender);
+  const item = bubble(own ? "message own" : "message", sender, asText(frame.message), frame.timestamp);
+  if (isId(frame.id)) {
+    markDelivered(item, frame.id);
+  }
+  insert(item, own);
+  return item;
+}
+
+/** Replaces the delivery line's content by `text` and then `buttons`. */
+function setDelivery(item, text, buttons) {
+  const delivery = item.querySelector(".delivery");
+  delivery.textContent = "";
+  delivery.appendChild(element("span", "delivery-text", text));
+  (buttons || []).forEach((b) => delivery.appendChild(b));
+}
+
+/** An own message waiting for its ack. */
+export function pendingMessage(entry) {
+  const item = bubble("message own pending unconfirmed", state.username, entry.text, null);
+  item.setAttribute("data-client-msg-id", entry.cmid);
+  item.appendChild(element("p", "delivery"));
+  setDelivery(item, "sending\u2026");
+  insert(item, true);
+  return item;
+}
+
+/** Turns a pending message into a confirmed one with its server id. */
+export function confirmMessage(item, id, timestamp) {
+  item.classList.remove("pending", "failed", "unconfirmed");
+  item.removeAttribute("data-client-msg-id");
+  markDelivered(item, id);
+  const delivery = item.querySelector(".delivery");
+  if (delivery) {
+    delivery.remove();
+  }
+  if (timestamp) {
+    setTime(item, timestamp);
+  }
+  settleInPlace(item);
+}
+
+/** A small text button under a message; `action` says what ui.js does on a click. */
+function actionButton(action, text, ariaLabel, extraClass) {
+  const button = element("button", "btn-link " + extraClass, text);
+  button.type = "button";
+  button.setAttribute("data-action", action);
+  button.setAttribute("aria-label", ariaLabel);
+  return button;
+}
+
+/** Marks a pending message as refused by the server, with Retry / Discard. */
+export function failMessage(entry, reason) {
+  const item = entry.el;
+  item.classList.remove("pending");
+  item.classList.add("failed");
+  setDelivery(item, "Not sent" + (reason ? ": " + reason : ""), [
+    actionButton("retry", "Retry", "Retry sending this message", "delivery-btn"),
+    actionButton("discard", "Discard", "Discard this message", "delivery-btn")
+  ]);
+}
+
+/** Back to "sending…" (after Retry). */
+export function unfailMessage(entry) {
+  const item = entry.el;
+  item.classList.remove("failed");
+  item.classList.add("pending");
+  setDelivery(item, "sending\u2026");
+}
+
+/** "direct" and "to bob" / "to you", before the time. */
+function directLabels(meta, own, to) {
+  const time = meta.querySelector("time");
+  meta.insertBefore(element("span", "direct-label", "direct"), time);
+  meta.insertBefore(element("span", "direct-peer", own ? "to " + to : "to you"), time);
+}
+
+export function directMessage(frame) {
+  const from = asText(frame.from);
+  const to = asText(frame.to);
+  const own = isOwn(from);
+  const item = bubble(own ? "message direct own" : "message direct", from,
+    asText(frame.message), frame.timestamp);
+  item.setAttribute("data-from", from);
+  item.setAttribute("data-to", to);
+  directLabels(item.querySelector(".meta"), own, to);
+  if (!own && from) {
+    item.appendChild(actionButton("reply", "Reply", "Reply to " + from + " directly", "reply-btn"));
+  }
+  insert(item, own);
+  return item;
+}
+
+/** kind: "join" | "leave" | "error" | "system" | "gap" */
+export function notice(kind, text, timestamp) {
+  const item = element("div", "notice " + kind);
+  if (kind === "error") {
+    item.setAttribute("role", "alert");
+  }
+  const d = parseTimestamp(timestamp);
+  if (d && (kind === "join" || kind === "leave")) {
+    item.setAttribute("data-day", dayKey(d));
+  }
+  item.appendChild(element("span", "text", asText(text)));
+  item.appendChild(timeElement(timestamp));
+  insert(item, false);
+  return item;
+}
+
+/** The item of `dom.messages` that holds `node`, or null. */
+export function itemOf(node) {
+  const item = node.closest(".message, .notice");
+  return item && dom.messages.contains(item) ? item : null;
+}

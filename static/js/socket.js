@@ -1,0 +1,183 @@
+/**
+ * The WebSocket's lifecycle: connect, resume, reconnect with backoff.
+ *
+ * Connects to ws(s)://<host>/ws/<name>?room=R[&since=ID&epoch=E] offering the
+ * subprotocol "chat.v2" (browsers refuse the handshake when the server does not
+ * answer it). After a lost connection the page resumes with since=<last id>.
+ * Reconnect: exponential backoff with full jitter,
+ *   delay = random(0, min(30 s, 1 s * 2^attempt)), attempt reset by a welcome.
+ */
+
+import { RECONNECT_BASE_MS, RECONNECT_MAX_MS, SUBPROTOCOL } from "./config.js";
+import { dom } from "./dom.js";
+import { clearTyping, frameHandler } from "./frames.js";
+import { outbox } from "./outbox.js";
+import { notice } from "./render-items.js";
+import { announce, focusUsername, renderRoom, renderStatus, usernameError } from "./render-status.js";
+import { state } from "./state.js";
+import { sendJson } from "./wire.js";
+
+function socketUrl() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  let url = scheme + "//" + window.location.host + "/ws/" + encodeURIComponent(state.username) +
+    "?room=" + encodeURIComponent(state.room);
+  if (state.epoch !== null && state.lastId > 0) {
+    url += "&since=" + encodeURIComponent(String(state.lastId)) +
+      "&epoch=" + encodeURIComponent(String(state.epoch));
+  }
+  return url;
+}
+
+export const socket = {
+  /** retrying: true for an automatic reconnect, false for a deliberate join. */
+  open(retrying) {
+    socket.close();
+    socket.cancelReconnect();
+
+    state.ready = false;
+    state.retrying = !!retrying;
+    state.status = retrying ? "reconnecting" : "connecting";
+    renderStatus();
+
+    let ws;
+    try {
+      ws = new WebSocket(socketUrl(), [SUBPROTOCOL]);
+    } catch (e) {
+      state.status = "disconnected";
+      state.sessionLive = false;
+      renderStatus();
+      usernameError("Could not connect: " + (e && e.message ? e.message : "invalid address"));
+      return;
+    }
+    state.ws = ws;
+
+    // Every handler checks that it still belongs to the current socket, so
+    // a late event from an old connection cannot clobber the new state.
+    ws.addEventListener("open", () => {
+      if (ws !== state.ws) { return; }
+      if (ws.protocol !== SUBPROTOCOL) {
+        // Only a server that answers "chat.v2" sends what this page needs.
+        state.ws = null;
+        ws.close(1000, "chat.v2 required");
+        socket.onClosed({ reason: "the server does not speak " + SUBPROTOCOL });
+      }
+      // Usable once the welcome frame arrives.
+    });
+
+    ws.addEventListener("message", (ev) => {
+      if (ws !== state.ws) { return; }
+      handleFrame(ev.data);
+    });
+
+    ws.addEventListener("close", (ev) => {
+      if (ws !== state.ws) { return; }
+      state.ws = null;
+      socket.onClosed(ev);
+    });
+    // "error" is always followed by "close"; nothing extra to do here.
+  },
+
+  /** The connection is usable: its welcome arrived. */
+  ready() {
+    const resumed = state.retrying;
+    state.ready = true;
+    state.sessionLive = true;
+    state.lastCloseReason = "";
+    state.reconnect.attempt = 0;
+    state.status = "connected";
+    usernameError("");
+    renderStatus();
+    renderRoom();
+    if (resumed) {
+      state.reconnects += 1;
+      dom.status.setAttribute("data-reconnects", String(state.reconnects));
+      notice("system", "Reconnected", null); // the log announces it
+    } else {
+      announce("Connected to #" + state.room);
+    }
+    outbox.flush();
+    const active = document.activeElement;
+    if (!resumed || !active || active === document.body || active === dom["retry-btn"]) {
+      dom.messageInput.focus();
+    }
+  },
+
+  close() {
+    const ws = state.ws;
+    if (!ws) { return; }
+    state.ws = null;
+    state.ready = false;
+    outbox.connectionLost();
+    try {
+      ws.close(1000, "client closing");
+    } catch (e) {
+      /* ignore */
+    }
+  },
+
+  sendJson: sendJson,
+
+  /** Called once per connection when it ends. */
+  onClosed(ev) {
+    const wasReady = state.ready;
+    state.ready = false;
+    outbox.connectionLost();
+    clearTyping();
+
+    if (state.sessionLive) {
+      // Had a working connection in this session: keep trying, forever,
+      // with backoff; the page resumes where it left off.
+      if (wasReady) {
+        notice("system", "Connection lost", null);
+      } else if (ev && ev.reason && ev.reason !== state.lastCloseReason) {
+        // Refused before it was usable (e.g. "too many rooms"): say why, once.
+        state.lastCloseReason = ev.reason;
+        notice("error", "The server refused the connection: " + ev.reason, null);
+      }
+      socket.scheduleReconnect();
+      return;
+    }
+
+    state.status = "disconnected";
+    renderStatus();
+    const reason = ev && ev.reason ? ": " + ev.reason : ".";
+    usernameError("Could not connect to the chat server" + reason);
+    focusUsername();
+  },
+
+  scheduleReconnect() {
+    socket.cancelReconnect();
+    const r = state.reconnect;
+    const windowMs = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * Math.pow(2, r.attempt));
+    const delay = Math.floor(Math.random() * windowMs);
+    r.attempt += 1;
+    r.at = Date.now() + delay;
+    r.timer = window.setTimeout(socket.reconnectNow, delay);
+    r.ticker = window.setInterval(renderStatus, 250);
+    state.status = "reconnecting";
+    renderStatus();
+  },
+
+  cancelReconnect() {
+    const r = state.reconnect;
+    if (r.timer !== null) {
+      window.clearTimeout(r.timer);
+      r.timer = null;
+    }
+    if (r.ticker !== null) {
+      window.clearInterval(r.ticker);
+      r.ticker = null;
+    }
+  },
+
+  reconnectNow() {
+    socket.cancelReconnect();
+    if (state.ws || !state.sessionLive) {
+      return;
+    }
+    socket.open(true);
+  }
+};
+
+/** Handles one text frame of the current connection (exported for debugging as Chat.handleFrame). */
+export const handleFrame = frameHandler({ ready: socket.ready });
