@@ -52,6 +52,8 @@ pub enum State {
     Http { head: Vec<u8>, reading: Reading },
     /// After the `101` (which may still be queued): frames, decoded by tungstenite.
     WebSocket {
+        /// Kept here rather than in the boxed session: every delivery checks it.
+        client: ClientId,
         session: Box<Session>,
         reading: Reading,
     },
@@ -83,9 +85,14 @@ pub enum Linger {
     Shut,
 }
 
-/// A WebSocket chat client: tungstenite's framing state and who it is to the core.
+/// A WebSocket chat client's larger state: tungstenite's framing state and the user's name.
 pub struct Session {
     pub ctx: WebSocketContext,
+    pub user: String,
+}
+
+/// A chat client whose WebSocket ended: it must leave the chat.
+pub struct Departed {
     pub client: ClientId,
     pub user: String,
 }
@@ -188,7 +195,7 @@ impl Conn {
     /// The WebSocket client behind this connection, if it is one (and not closing).
     pub fn client(&self) -> Option<ClientId> {
         match &self.state {
-            State::WebSocket { session, .. } => Some(session.client),
+            State::WebSocket { client, .. } => Some(*client),
             _ => None,
         }
     }
@@ -257,7 +264,8 @@ impl Conn {
     ) {
         let ctx = WebSocketContext::from_partially_read(leftover, Role::Server, Some(config));
         self.state = State::WebSocket {
-            session: Box::new(Session { ctx, client, user }),
+            client,
+            session: Box::new(Session { ctx, user }),
             reading: Reading::Open,
         };
     }
@@ -345,10 +353,13 @@ impl Conn {
     /// tungstenite already produced to the peer's close) and moves to
     /// [`Closing`](State::Closing). Frames not yet started are dropped first when
     /// `drop_queued` (a slow consumer would otherwise get its whole backlog before the close).
-    /// Returns the session that ended, if this was a live WebSocket.
-    pub fn close_ws(&mut self, reason: Option<CloseReason>, drop_queued: bool) -> Option<Session> {
-        let State::WebSocket { mut session, .. } =
-            std::mem::replace(&mut self.state, State::Closing(Linger::Sending))
+    /// Returns the client that ended, if this was a live WebSocket.
+    pub fn close_ws(&mut self, reason: Option<CloseReason>, drop_queued: bool) -> Option<Departed> {
+        let State::WebSocket {
+            client,
+            mut session,
+            ..
+        } = std::mem::replace(&mut self.state, State::Closing(Linger::Sending))
         else {
             return None;
         };
@@ -370,14 +381,22 @@ impl Conn {
             let _ = session.ctx.close(&mut io, Some(frame));
         }
         let _ = session.ctx.flush(&mut io);
-        Some(*session)
+        Some(Departed {
+            client,
+            user: session.user,
+        })
     }
 
-    /// The connection is over: no more bytes either way. Returns the session if it was a
-    /// live WebSocket (its client must leave the chat).
-    pub fn end(&mut self) -> Option<Session> {
+    /// The connection is over: no more bytes either way. Returns the client if it was a live
+    /// WebSocket (it must leave the chat).
+    pub fn end(&mut self) -> Option<Departed> {
         match std::mem::replace(&mut self.state, State::Gone) {
-            State::WebSocket { session, .. } => Some(*session),
+            State::WebSocket {
+                client, session, ..
+            } => Some(Departed {
+                client,
+                user: session.user,
+            }),
             _ => None,
         }
     }
