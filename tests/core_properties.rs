@@ -226,6 +226,7 @@ proptest! {
                 | Input::Activity { client }
                 | Input::Disconnect { client } => conns.contains_key(client),
                 Input::Timeout => true,
+                Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
             };
 
             // poll_timeout is never later than the model's earliest deadline (earlier is fine).
@@ -261,6 +262,7 @@ proptest! {
                 | Input::Activity { client }
                 | Input::Disconnect { client } => Some(*client),
                 Input::Timeout => None,
+                Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
             };
             if let Step::Connect { id, user, room, v2, .. } = &step {
                 let refused = out == vec![Output::Close {
@@ -296,6 +298,10 @@ proptest! {
                 let to = match o {
                     Output::Send { to, .. } | Output::Ping { to } => *to,
                     Output::Close { client, .. } => *client,
+                    Output::Store(_) | Output::Fetch { .. } => {
+                        prop_assert!(false, "storage output without Config::durable: {:?}", o);
+                        unreachable!()
+                    }
                 };
                 let c = conns.get(&to);
                 prop_assert!(c.is_some(), "addressed {} which is not connected", to);
@@ -433,6 +439,7 @@ proptest! {
                                 }
                             }
                             Output::Ping { .. } => prop_assert!(false, "a Text produced a ping"),
+                            Output::Store(_) | Output::Fetch { .. } => prop_assert!(false, "not durable"),
                         }
                     }
                 }
@@ -463,6 +470,7 @@ proptest! {
                     prop_assert_eq!(h.drain(), vec![]);
                     prop_assert!(h.server.poll_timeout().is_none_or(|t| t > now));
                 }
+                Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
             }
             prop_assert_eq!(h.server.client_count(), conns.len());
             // The members the server reports are the model's, room by room.

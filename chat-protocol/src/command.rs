@@ -7,6 +7,12 @@ use serde::Deserialize;
 /// The most characters of a `client_msg_id`.
 const MAX_CLIENT_MSG_ID: usize = 64;
 
+/// The page size of a `history_before` that names none.
+pub(crate) const DEFAULT_PAGE: usize = 50;
+
+/// The largest page a `history_before` may ask for.
+pub(crate) const MAX_PAGE: usize = 100;
+
 /// The most bytes of the explanation in a `bad_command` error frame: the parser's messages
 /// quote the client's input, which must not come back at any length.
 const MAX_EXPLANATION: usize = 200;
@@ -25,6 +31,9 @@ pub(crate) enum Command<'a> {
     Typing,
     /// A message for one user's eyes.
     Direct { to: String, text: String },
+    /// Scroll-back: at most `limit` (1 to [`MAX_PAGE`]) messages of the room with ids below
+    /// `before` (at least 1).
+    HistoryBefore { before: u64, limit: usize },
 }
 
 /// The first look at a command: only its `type`. Every other field is skipped unread, so
@@ -49,6 +58,13 @@ struct MessageFields {
 struct DirectFields {
     to: Option<String>,
     message: Option<String>,
+}
+
+/// The fields of a `history_before` command, and only those.
+#[derive(Deserialize)]
+struct HistoryBeforeFields {
+    before: Option<u64>,
+    limit: Option<u64>,
 }
 
 /// Parses one text frame of a v2 client. `Err` holds the `message` of the `bad_command` error
@@ -93,6 +109,21 @@ pub(crate) fn parse(text: &str) -> Result<Command<'static>, String> {
                 (Some(to), Some(text)) => Ok(Command::Direct { to, text }),
                 _ => Err(r#"a "direct" command needs "to" and "message" strings"#.to_owned()),
             }
+        }
+        "history_before" => {
+            let fields: HistoryBeforeFields = serde_json::from_str(text).map_err(malformed)?;
+            let before = fields
+                .before
+                .filter(|&b| b > 0)
+                .ok_or(r#"a "history_before" command needs "before", a positive integer"#)?;
+            let limit = match fields.limit {
+                None => DEFAULT_PAGE,
+                Some(n) => usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or(format!("limit must be 1 to {MAX_PAGE}"))?,
+            };
+            Ok(Command::HistoryBefore { before, limit })
         }
         other => Err(bounded(format!("unknown command type {other:?}"))),
     }
@@ -209,6 +240,55 @@ mod tests {
             (
                 r#"{"type":"typ\u0069ng"}"#,
                 Ok(Command::Typing),
+            ),
+            (
+                r#"{"type":"history_before","before":120}"#,
+                Ok(Command::HistoryBefore {
+                    before: 120,
+                    limit: 50,
+                }),
+            ),
+            (
+                r#"{"type":"history_before","before":1,"limit":100,"message":5}"#,
+                Ok(Command::HistoryBefore {
+                    before: 1,
+                    limit: 100,
+                }),
+            ),
+            (
+                r#"{"type":"history_before","before":9,"limit":null}"#,
+                Ok(Command::HistoryBefore {
+                    before: 9,
+                    limit: 50,
+                }),
+            ),
+            (
+                r#"{"type":"history_before"}"#,
+                Err(r#"a "history_before" command needs "before", a positive integer"#.into()),
+            ),
+            (
+                r#"{"type":"history_before","before":0}"#,
+                Err(r#"a "history_before" command needs "before", a positive integer"#.into()),
+            ),
+            (
+                r#"{"type":"history_before","before":-3}"#,
+                Err("malformed command: invalid value: integer `-3`, expected u64 at line 1 column 36".into()),
+            ),
+            (
+                r#"{"type":"history_before","before":"7"}"#,
+                Err("malformed command: invalid type: string \"7\", expected u64 at line 1 column 37".into()),
+            ),
+            (
+                r#"{"type":"history_before","before":7.5}"#,
+                Err("malformed command: invalid type: floating point `7.5`, expected u64 at line 1 column 37".into()),
+            ),
+            (
+                r#"{"type":"history_before","before":7,"limit":0}"#,
+                Err("limit must be 1 to 100".into()),
+            ),
+            (
+                r#"{"type":"history_before","before":7,"limit":101}"#,
+                Err("limit must be 1 to 100".into()),
             ),
             (
                 r#"{"type":"typing","message":5"#,

@@ -1,5 +1,5 @@
 //! The settings of [`ChatServer`](crate::ChatServer): rate limit, heartbeat and idle timeout,
-//! history, epoch, room limit and typing throttle.
+//! history, epoch, room limit, typing throttle and durability.
 
 use std::time::Duration;
 
@@ -51,6 +51,13 @@ pub struct Config {
     /// A user's `typing` notices in a room are relayed at most once per this interval; extra
     /// ones are dropped silently. Default 2 s.
     pub typing_interval: Duration,
+    /// Whether messages are made durable by the driver's storage (the crate docs, "Durability"):
+    /// every message is handed out as an [`Output::Store`](crate::Output::Store), a v2 `ack`
+    /// waits for [`Input::Stored`](crate::Input::Stored) and says whether the message was
+    /// stored, and `history_before` reaches beyond memory through
+    /// [`Output::Fetch`](crate::Output::Fetch). `false` keeps everything in memory, and no
+    /// storage output or input ever occurs. Default `false`.
+    pub durable: bool,
 }
 
 impl Default for Config {
@@ -66,6 +73,7 @@ impl Default for Config {
             epoch: 0,
             max_rooms: 1000,
             typing_interval: Duration::from_secs(2),
+            durable: false,
         }
     }
 }
@@ -117,6 +125,13 @@ impl Config {
     #[must_use]
     pub fn with_typing_interval(mut self, interval: Duration) -> Self {
         self.typing_interval = interval;
+        self
+    }
+
+    /// Sets [`durable`](Self::durable).
+    #[must_use]
+    pub fn with_durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
         self
     }
 }

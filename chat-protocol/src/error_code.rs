@@ -12,6 +12,13 @@ pub enum ErrorCode {
     RateLimited,
     /// A direct message named nobody with a chat.v2 connection in the room.
     UnknownRecipient,
+    /// Storage could not answer a `history_before` (durable mode): the page is not coming. The
+    /// client may ask again later.
+    StoreUnavailable,
+    /// A `history_before` while the connection already has
+    /// [`MAX_FETCHES_IN_FLIGHT`](crate::MAX_FETCHES_IN_FLIGHT) of them waiting for storage: it
+    /// is not answered. The client may ask again once a `history_page` (or an error) came.
+    TooManyFetches,
 }
 
 impl ErrorCode {
@@ -21,6 +28,8 @@ impl ErrorCode {
             ErrorCode::BadCommand => "bad_command",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UnknownRecipient => "unknown_recipient",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::TooManyFetches => "too_many_fetches",
         }
     }
 }
@@ -35,6 +44,8 @@ mod tests {
             ErrorCode::BadCommand,
             ErrorCode::RateLimited,
             ErrorCode::UnknownRecipient,
+            ErrorCode::StoreUnavailable,
+            ErrorCode::TooManyFetches,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).expect("a unit variant serializes"),

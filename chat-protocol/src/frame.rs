@@ -6,6 +6,7 @@ use serde::{Serialize, Serializer};
 use crate::event::rfc3339_millis;
 use crate::history::{Held, Stored};
 use crate::room::Members;
+use crate::store::RestoredMessage;
 use crate::{ErrorCode, Payload};
 
 /// A frame's `timestamp`: RFC 3339 in UTC with milliseconds and an explicit `Z`.
@@ -87,6 +88,18 @@ pub(crate) enum Frame<'a> {
         client_msg_id: &'a str,
         id: u64,
         timestamp: Stamp,
+        /// Only in durable mode: whether the message is stored.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stored: Option<bool>,
+    },
+    #[serde(rename = "history_page")]
+    HistoryPage {
+        room: &'a str,
+        before: u64,
+        /// `message` frames, oldest first.
+        messages: Vec<Frame<'a>>,
+        more: bool,
+        timestamp: Stamp,
     },
 }
 
@@ -98,6 +111,18 @@ impl<'a> Frame<'a> {
             room,
             client_id: &m.user,
             message: m.text.as_str(),
+            client_msg_id: m.client_msg_id.as_deref(),
+            timestamp: Stamp(m.timestamp),
+        }
+    }
+
+    /// The `message` frame of a message storage gave back.
+    pub(crate) fn restored(room: &'a str, m: &'a RestoredMessage) -> Self {
+        Frame::Message {
+            id: m.id,
+            room,
+            client_id: &m.user,
+            message: &m.text,
             client_msg_id: m.client_msg_id.as_deref(),
             timestamp: Stamp(m.timestamp),
         }

@@ -5,17 +5,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::store::{Durability, RestoredMessage};
 use crate::Payload;
 
 /// A chat message as the room keeps it: enough to encode its v2 `message` frame again and to
 /// recognise a `client_msg_id` retry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub(crate) id: u64,
     pub(crate) user: Arc<str>,
     pub(crate) text: Payload,
     pub(crate) client_msg_id: Option<Box<str>>,
     pub(crate) timestamp: DateTime<Utc>,
+    /// Where it stands with storage (always [`Durability::Volatile`] when not durable).
+    pub(crate) durability: Durability,
 }
 
 /// The held messages, oldest first, as the `messages` of a `history` frame.
@@ -49,6 +52,39 @@ impl History {
         }
     }
 
+    /// A history as storage restored it: of `messages`, the longest run at the end whose ids
+    /// are consecutive and end at `last_id`, at most `limit` of them; the rest is dropped.
+    pub(crate) fn restored(
+        limit: usize,
+        last_id: u64,
+        messages: Vec<RestoredMessage>,
+        durability: Durability,
+    ) -> Self {
+        let mut keep = 0;
+        let mut expected = last_id;
+        for m in messages.iter().rev() {
+            if keep == limit || expected == 0 || m.id != expected {
+                break;
+            }
+            keep += 1;
+            expected -= 1;
+        }
+        // `expected` is `last_id - keep`: the id the kept run starts after.
+        let mut history = History::new(limit, expected);
+        let skip = messages.len() - keep;
+        for m in messages.into_iter().skip(skip) {
+            history.push(Stored {
+                id: m.id,
+                user: m.user.into(),
+                text: Payload::from(m.text),
+                client_msg_id: m.client_msg_id.map(String::into_boxed_str),
+                timestamp: m.timestamp,
+                durability,
+            });
+        }
+        history
+    }
+
     /// The id of the newest message posted (or the id the room started after).
     pub(crate) fn last_id(&self) -> u64 {
         self.last_id
@@ -61,7 +97,7 @@ impl History {
     }
 
     /// The id just before the oldest held message: the lowest `since` that can be resumed.
-    fn held_after(&self) -> u64 {
+    pub(crate) fn held_after(&self) -> u64 {
         // The held ids are consecutive and end at `last_id`, so there are at most `last_id` of
         // them.
         self.last_id - self.messages.len() as u64
@@ -119,6 +155,32 @@ impl History {
             })
     }
 
+    /// The held message with this id.
+    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Stored> {
+        let i = id.checked_sub(self.held_after().saturating_add(1))?;
+        self.messages.get_mut(usize::try_from(i).ok()?)
+    }
+
+    /// The held message with this id.
+    pub(crate) fn get(&self, id: u64) -> Option<&Stored> {
+        let i = id.checked_sub(self.held_after().saturating_add(1))?;
+        self.messages.get(usize::try_from(i).ok()?)
+    }
+
+    /// The held messages with ids from `from` to `to`, both included, oldest first.
+    pub(crate) fn range(&self, from: u64, to: u64) -> impl Iterator<Item = &Stored> + '_ {
+        let first = self.held_after().saturating_add(1);
+        let skip = from.saturating_sub(first);
+        let take = to
+            .min(self.last_id)
+            .saturating_add(1)
+            .saturating_sub(from.max(first));
+        self.messages
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(usize::try_from(take).unwrap_or(usize::MAX))
+    }
+
     /// Every held message, oldest first.
     pub(crate) fn all(&self) -> Held<'_> {
         self.messages.iter()
@@ -148,6 +210,7 @@ mod tests {
             text: Payload::from("t"),
             client_msg_id: key.map(Box::from),
             timestamp: DateTime::<Utc>::UNIX_EPOCH,
+            durability: Durability::Volatile,
         }
     }
 
@@ -192,6 +255,63 @@ mod tests {
         assert_eq!(ids(h.after(5)), Some(vec![]));
         assert_eq!(ids(h.after(6)), None);
         assert_eq!(ids(h.after(u64::MAX)), None);
+    }
+
+    #[test]
+    fn a_restored_history_keeps_the_consecutive_run_that_ends_at_last_id() {
+        let m = |id| RestoredMessage {
+            id,
+            user: "a".into(),
+            text: format!("m{id}"),
+            client_msg_id: (id == 9).then(|| "k".into()),
+            timestamp: DateTime::<Utc>::UNIX_EPOCH,
+        };
+        let held = |h: &History| h.all().map(|m| m.id).collect::<Vec<_>>();
+        let cases: &[(usize, u64, &[u64], &[u64])] = &[
+            // (limit, last_id, ids given, ids kept)
+            (5, 10, &[7, 8, 9, 10], &[7, 8, 9, 10]),
+            (3, 10, &[7, 8, 9, 10], &[8, 9, 10]),
+            (5, 10, &[2, 8, 9, 10], &[8, 9, 10]),
+            (5, 10, &[8, 8, 9, 10], &[8, 9, 10]),
+            (5, 10, &[7, 8, 10], &[10]),
+            (5, 10, &[7, 8, 9], &[]),
+            (5, 10, &[9, 10, 11], &[]),
+            (5, 10, &[], &[]),
+            (5, 2, &[0, 1, 2], &[1, 2]),
+            (0, 10, &[9, 10], &[]),
+        ];
+        for &(limit, last_id, given, kept) in cases {
+            let h = History::restored(
+                limit,
+                last_id,
+                given.iter().map(|&id| m(id)).collect(),
+                Durability::Stored,
+            );
+            assert_eq!(held(&h), kept, "{given:?}");
+            assert_eq!(h.last_id(), last_id);
+            assert_eq!(h.next_id(), last_id + 1);
+            assert_eq!(h.find("a", "k"), kept.contains(&9).then_some(9));
+        }
+    }
+
+    #[test]
+    fn range_and_get_see_only_held_ids() {
+        let mut h = History::new(3, 10);
+        for _ in 0..5 {
+            let m = msg(&h, "a", None);
+            h.push(m);
+        }
+        // Held: 13, 14, 15.
+        let ids = |h: &History, a, b| h.range(a, b).map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(&h, 0, u64::MAX), vec![13, 14, 15]);
+        assert_eq!(ids(&h, 14, 14), vec![14]);
+        assert_eq!(ids(&h, 11, 13), vec![13]);
+        assert_eq!(ids(&h, 15, 20), vec![15]);
+        assert_eq!(ids(&h, 16, 20), Vec::<u64>::new());
+        assert_eq!(ids(&h, 14, 13), Vec::<u64>::new());
+        assert_eq!(h.get(12).map(|m| m.id), None);
+        assert_eq!(h.get(13).map(|m| m.id), Some(13));
+        assert_eq!(h.get(16).map(|m| m.id), None);
     }
 
     #[test]

@@ -150,6 +150,7 @@ mod room;
 mod room_name;
 mod rooms;
 mod server;
+mod store;
 mod timer;
 
 use std::fmt;
@@ -164,6 +165,9 @@ pub use event::{Event, EventKind};
 pub use payload::Payload;
 pub use room_name::RoomName;
 pub use server::ChatServer;
+pub use store::{
+    Record, RestoredMessage, RestoredRoom, StoreFailed, StoreTicket, MAX_FETCHES_IN_FLIGHT,
+};
 
 /// A handle for one connection, chosen by the driver (for example its slab index). It must be
 /// unique among the connected clients; it may be reused after [`Input::Disconnect`].
@@ -294,6 +298,26 @@ pub enum Input {
     /// A deadline given by [`ChatServer::poll_timeout`] has passed (or might have). Early or
     /// repeated timeouts are harmless no-ops.
     Timeout,
+    /// Storage finished one batch of [`Output::Store`]s: one transaction, committed (`Ok`) or
+    /// not (`Err`), for all of `tickets`. Batches may group tickets in any way and come in any
+    /// order, late, after the sender left; a ticket that is unknown or was already reported is
+    /// ignored. Never an `Err` of [`ChatServer::handle_input`].
+    Stored {
+        /// The [`Record::ticket`]s of the batch.
+        tickets: Vec<StoreTicket>,
+        /// Whether the batch is durable.
+        result: Result<(), StoreFailed>,
+    },
+    /// Storage answered an [`Output::Fetch`]: the room's messages with ids below its `before`,
+    /// at most its `limit`, oldest first (`Err` if it could not read them). An unknown or
+    /// already answered ticket is ignored. Never an `Err` of [`ChatServer::handle_input`].
+    Fetched {
+        /// The [`Output::Fetch`]'s ticket.
+        ticket: StoreTicket,
+        /// The messages, oldest first; what breaks that order or the request's bounds is
+        /// dropped.
+        result: Result<Vec<RestoredMessage>, StoreFailed>,
+    },
 }
 
 /// Something the driver must do.
@@ -321,6 +345,25 @@ pub enum Output {
         client: ClientId,
         /// Why, which gives the close frame's code and text.
         reason: CloseReason,
+    },
+    /// Durable mode only: make this message durable, then report its ticket in an
+    /// [`Input::Stored`] (success or failure, batched as storage likes). Every Store must be
+    /// answered once; until it is, the sender's `ack` waits.
+    Store(Record),
+    /// Durable mode only: read the messages of `room` with ids below `before`, at most `limit`
+    /// of them (the newest such, oldest first), and answer with [`Input::Fetched`] and this
+    /// ticket. Every Fetch must be answered once, even if `client` left meanwhile.
+    Fetch {
+        /// The connection the page is for (informational: the core addresses the answer).
+        client: ClientId,
+        /// The ticket to answer with.
+        ticket: StoreTicket,
+        /// The room to read.
+        room: RoomName,
+        /// Only ids below this.
+        before: u64,
+        /// At most this many (1 to 100).
+        limit: usize,
     },
 }
 

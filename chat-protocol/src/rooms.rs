@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::history::History;
 use crate::room::Room;
+use crate::store::{Durability, RestoredRoom};
 use crate::RoomName;
 
 /// Every room, at most `max` of them. A room nobody is in is kept, with its history, until a
@@ -70,6 +71,27 @@ impl Rooms {
             self.vacant.remove(&since);
         }
         Some(room)
+    }
+
+    /// Adds the rooms storage loaded, as vacant rooms in the order given (the first is the
+    /// first forgotten), up to `max`; a room beyond `max`, or one that exists already, is
+    /// dropped, and counted as forgotten (its ids are never reused).
+    pub(crate) fn restore(
+        &mut self,
+        rooms: Vec<RestoredRoom>,
+        retired_last_id: u64,
+        durability: Durability,
+    ) {
+        self.retired_last_id = self.retired_last_id.max(retired_last_id);
+        for r in rooms {
+            if self.map.len() >= self.max || self.map.contains_key(&r.name) {
+                self.retired_last_id = self.retired_last_id.max(r.last_id);
+                continue;
+            }
+            let history = History::restored(self.history, r.last_id, r.messages, durability);
+            self.map.insert(r.name.clone(), Room::new(history));
+            self.left(&r.name);
+        }
     }
 
     /// Someone left `name`: if nobody is left, it becomes the newest vacant room.

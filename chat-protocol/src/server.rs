@@ -14,6 +14,10 @@ use crate::history::Stored;
 use crate::rate::{self, Rate, Verdict};
 use crate::room::Room;
 use crate::rooms::Rooms;
+use crate::store::{
+    Durability, Pending, PendingAck, PendingFetch, Record, RestoredMessage, RestoredRoom,
+    StoreFailed, StoreTicket, MAX_FETCHES_IN_FLIGHT,
+};
 use crate::timer::Timers;
 use crate::{
     ClientId, CloseReason, Config, Error, ErrorCode, Event, EventKind, Input, Now, Output, Payload,
@@ -36,6 +40,8 @@ struct Client {
     liveness: Liveness,
     /// An [`Output::Close`] was given: the client is only waiting for its Disconnect.
     closing: bool,
+    /// Its `history_before` requests waiting for storage ([`Output::Fetch`] not answered).
+    fetches: usize,
 }
 
 /// What the server needs of its [`Config`], worked out once.
@@ -49,6 +55,7 @@ struct Settings {
     epoch: u64,
     history: usize,
     typing_interval: Duration,
+    durable: bool,
 }
 
 /// The chat server's state: every connected client, every room, their deadlines, and the
@@ -64,6 +71,8 @@ pub struct ChatServer {
     outputs: VecDeque<Output>,
     /// Messages refused by the rate limit so far (for a driver's metrics).
     rate_limited: u64,
+    /// The storage requests not answered yet (durable mode).
+    pending: Pending,
 }
 
 impl ChatServer {
@@ -81,6 +90,7 @@ impl ChatServer {
                 epoch: config.epoch,
                 history: config.history,
                 typing_interval: config.typing_interval,
+                durable: config.durable,
             },
             clients: BTreeMap::new(),
             rooms: Rooms::new(config.max_rooms, config.history),
@@ -88,7 +98,32 @@ impl ChatServer {
             next_serial: 0,
             outputs: VecDeque::new(),
             rate_limited: 0,
+            pending: Pending::default(),
         }
+    }
+
+    /// Gives the server what storage loaded at start: the rooms with their last id and their
+    /// last messages, and the highest id of any room not among them (`retired_last_id`).
+    ///
+    /// Call it once, before any input. A restored room keeps its history (for `history`
+    /// frames, resuming with `since` and `epoch`, `client_msg_id` retries and scroll-back), and
+    /// its next message gets `last_id + 1`. A room made later starts after `retired_last_id`
+    /// and after every forgotten room's last id, as always. Restored rooms are empty, so they
+    /// are forgettable as any empty room, in the order given: the first is forgotten first
+    /// (pass them least recently used first).
+    ///
+    /// Never fails and never panics on what storage gave: of a room's messages only the run at
+    /// the end whose ids are consecutive and end at `last_id` is kept (at most
+    /// [`Config::history`]); rooms beyond [`Config::max_rooms`] (the caller should have
+    /// dropped them, keeping the most recent) and a second room of the same name are dropped,
+    /// their ids counted as used.
+    pub fn restore(&mut self, rooms: Vec<RestoredRoom>, retired_last_id: u64) {
+        let durability = if self.settings.durable {
+            Durability::Stored
+        } else {
+            Durability::Volatile
+        };
+        self.rooms.restore(rooms, retired_last_id, durability);
     }
 
     /// Feeds one input. Drain [`poll_output`](Self::poll_output) afterwards, then ask
@@ -109,6 +144,14 @@ impl ChatServer {
             Input::Disconnect { client } => self.disconnect(now, client),
             Input::Timeout => {
                 self.timeout(now);
+                Ok(())
+            }
+            Input::Stored { tickets, result } => {
+                self.stored(now, &tickets, &result);
+                Ok(())
+            }
+            Input::Fetched { ticket, result } => {
+                self.fetched(now, ticket, result);
                 Ok(())
             }
         }
@@ -168,6 +211,13 @@ impl ChatServer {
         self.rooms.len()
     }
 
+    /// How many storage requests the server is waiting for and keeps state for: unanswered
+    /// [`Output::Store`]s of messages with a `client_msg_id` (their acks wait) and unanswered
+    /// [`Output::Fetch`]es. Stores without a `client_msg_id` leave nothing behind.
+    pub fn awaiting_storage(&self) -> usize {
+        self.pending.acks.len() + self.pending.fetches.len()
+    }
+
     /// The users present in `room`, sorted, each once however many connections it has (those
     /// given an [`Output::Close`] included, until their Disconnect). Empty for a room that
     /// does not exist.
@@ -205,6 +255,7 @@ impl ChatServer {
                     rate,
                     liveness,
                     closing: true,
+                    fetches: 0,
                 },
             );
             self.outputs.push_back(Output::Close {
@@ -257,6 +308,7 @@ impl ChatServer {
                 rate,
                 liveness,
                 closing: false,
+                fetches: 0,
             },
         );
         Ok(())
@@ -309,6 +361,28 @@ impl ChatServer {
             .get_mut(room_name)
             .expect("a room is kept while someone is in it");
 
+        if let Command::HistoryBefore { before, limit } = command {
+            let asker = Asker {
+                id: client,
+                serial: sender.serial,
+                protocol: sender.protocol,
+                user: &sender.user,
+                fetches: &mut sender.fetches,
+            };
+            history_before(
+                out,
+                &mut self.pending,
+                s,
+                asker,
+                room_name,
+                room,
+                before,
+                limit,
+                now.wall,
+            );
+            return Ok(());
+        }
+
         // Chat messages cost a token; typing is throttled instead.
         if let (Command::Message { .. } | Command::Direct { .. }, Some(limit)) =
             (&command, &s.rate_limit)
@@ -345,21 +419,26 @@ impl ChatServer {
 
         let from = Sender {
             id: client,
+            serial: sender.serial,
             user: &sender.user,
             room: room_name,
             wall: now.wall,
+            epoch: s.epoch,
+            durable: s.durable,
         };
+        let pending = &mut self.pending;
         match command {
             Command::Message {
                 text,
                 client_msg_id,
-            } => from.post(out, room, text, client_msg_id),
+            } => from.post(out, pending, room, text, client_msg_id),
             Command::Typing => {
                 if room.may_type(from.user, now.instant, s.typing_interval) {
                     from.typing(out, room);
                 }
             }
-            Command::Direct { to, text } => from.direct(out, room, &to, &text),
+            Command::Direct { to, text } => from.direct(out, pending, room, to, text),
+            Command::HistoryBefore { .. } => unreachable!("answered above"),
         }
         Ok(())
     }
@@ -414,6 +493,122 @@ impl ChatServer {
         room.broadcast(&mut self.outputs, v1.as_ref(), v2.as_ref());
         self.rooms.left(&name);
         Ok(())
+    }
+
+    /// Storage reports a batch: each known ticket's message becomes stored (or failed), and
+    /// the connections waiting for its ack get it. Unknown and repeated tickets are ignored.
+    fn stored(&mut self, now: Now, tickets: &[StoreTicket], result: &Result<(), StoreFailed>) {
+        let ok = result.is_ok();
+        for ticket in tickets {
+            let Some(PendingAck {
+                room,
+                id,
+                client_msg_id,
+                waiters,
+            }) = self.pending.acks.remove(ticket)
+            else {
+                continue;
+            };
+            // Still held: a retry from now on is acknowledged at once.
+            if let Some(m) = self
+                .rooms
+                .get_mut(&room)
+                .and_then(|r| r.history.get_mut(id))
+                .filter(|m| m.durability == Durability::Pending(*ticket))
+            {
+                m.durability = if ok {
+                    Durability::Stored
+                } else {
+                    Durability::Failed
+                };
+            }
+            let mut payload = None;
+            for (client, serial) in waiters {
+                if !self
+                    .clients
+                    .get(&client)
+                    .is_some_and(|c| c.serial == serial && !c.closing)
+                {
+                    continue;
+                }
+                let payload = payload.get_or_insert_with(|| {
+                    Frame::Ack {
+                        client_msg_id: &client_msg_id,
+                        id,
+                        timestamp: Stamp(now.wall),
+                        stored: Some(ok),
+                    }
+                    .encode()
+                });
+                self.outputs.push_back(Output::Send {
+                    to: client,
+                    payload: payload.clone(),
+                });
+            }
+        }
+    }
+
+    /// Storage answers a `history_before`: the page goes to the asking connection, if it is
+    /// still there.
+    fn fetched(
+        &mut self,
+        now: Now,
+        ticket: StoreTicket,
+        result: Result<Vec<RestoredMessage>, StoreFailed>,
+    ) {
+        let Some(fetch) = self.pending.fetches.remove(&ticket) else {
+            return;
+        };
+        let (client, serial) = fetch.waiter;
+        let Some(c) = self.clients.get_mut(&client).filter(|c| c.serial == serial) else {
+            return;
+        };
+        c.fetches = c.fetches.saturating_sub(1);
+        if c.closing {
+            return;
+        }
+        let payload = match result {
+            Err(_) => error_frame(
+                c.protocol,
+                &c.user,
+                "older messages could not be read from storage; try again later",
+                ErrorCode::StoreUnavailable,
+                now.wall,
+            ),
+            Ok(messages) => {
+                // Only what was asked for: ids below `fetch_before`, increasing, the newest
+                // `fetch_limit` of them. Storage is trusted to do so, but never blindly.
+                let mut kept: Vec<&RestoredMessage> = Vec::new();
+                for m in &messages {
+                    if m.id < fetch.fetch_before && kept.last().is_none_or(|last| last.id < m.id) {
+                        kept.push(m);
+                    }
+                }
+                let skip = kept.len().saturating_sub(fetch.fetch_limit);
+                let room = fetch.room.as_str();
+                let messages: Vec<Frame<'_>> = kept[skip..]
+                    .iter()
+                    .map(|m| Frame::restored(room, m))
+                    .chain(fetch.held.iter().map(|m| Frame::message(room, m)))
+                    .collect();
+                let first = kept
+                    .get(skip)
+                    .map(|m| m.id)
+                    .or_else(|| fetch.held.first().map(|m| m.id));
+                page(
+                    room,
+                    fetch.before,
+                    messages,
+                    fetch.limit,
+                    first.is_some_and(|id| id > 1),
+                    now.wall,
+                )
+            }
+        };
+        self.outputs.push_back(Output::Send {
+            to: client,
+            payload,
+        });
     }
 
     /// Acts on every deadline due at `now`. Each popped entry is either stale (dropped), early
@@ -539,6 +734,116 @@ fn greet(
     );
 }
 
+/// The connection asking for a page.
+struct Asker<'a> {
+    id: ClientId,
+    serial: u64,
+    protocol: Protocol,
+    user: &'a str,
+    /// Its requests waiting for storage.
+    fetches: &'a mut usize,
+}
+
+/// A `history_before` from `asker`: at most `limit` messages with ids below `before`, from
+/// memory when it holds the whole page (or always, when not durable), else from storage
+/// through an [`Output::Fetch`] for the older part.
+#[allow(clippy::too_many_arguments)] // each is a different fact about the request
+fn history_before(
+    out: &mut VecDeque<Output>,
+    pending: &mut Pending,
+    s: &Settings,
+    asker: Asker<'_>,
+    name: &RoomName,
+    room: &Room,
+    before: u64,
+    limit: usize,
+    wall: DateTime<Utc>,
+) {
+    let h = &room.history;
+    // The page's ids: `want_lo..=top` (ids start at 1; none is above the last).
+    let top = before.saturating_sub(1).min(h.last_id());
+    let want_lo = top.saturating_sub(limit as u64 - 1).max(1);
+    let held_after = h.held_after();
+    if top == 0 || !s.durable || want_lo > held_after {
+        let from = want_lo.max(held_after + 1);
+        let messages: Vec<Frame<'_>> = h
+            .range(from, top)
+            .map(|m| Frame::message(name.as_str(), m))
+            .collect();
+        // Durable: storage may hold what came before the page. In memory: only the ring does.
+        let older = if s.durable { 1 } else { held_after + 1 };
+        let payload = page(name.as_str(), before, messages, limit, from > older, wall);
+        out.push_back(Output::Send {
+            to: asker.id,
+            payload,
+        });
+        return;
+    }
+    if *asker.fetches >= MAX_FETCHES_IN_FLIGHT {
+        let message = format!(
+            "at most {MAX_FETCHES_IN_FLIGHT} history_before requests may wait at once; ask again after a history_page"
+        );
+        let payload = error_frame(
+            asker.protocol,
+            asker.user,
+            &message,
+            ErrorCode::TooManyFetches,
+            wall,
+        );
+        out.push_back(Output::Send {
+            to: asker.id,
+            payload,
+        });
+        return;
+    }
+    // The newer part of the page is in memory now (and may be evicted before storage answers,
+    // or not be stored yet): kept with the request. Storage is asked for the rest.
+    let held: Vec<Stored> = h.range(held_after + 1, top).cloned().collect();
+    let fetch_before = top.min(held_after) + 1;
+    let fetch_limit = limit - held.len();
+    let ticket = pending.ticket();
+    *asker.fetches += 1;
+    pending.fetches.insert(
+        ticket,
+        PendingFetch {
+            waiter: (asker.id, asker.serial),
+            room: name.clone(),
+            before,
+            limit,
+            fetch_before,
+            fetch_limit,
+            held,
+        },
+    );
+    out.push_back(Output::Fetch {
+        client: asker.id,
+        ticket,
+        room: name.clone(),
+        before: fetch_before,
+        limit: fetch_limit,
+    });
+}
+
+/// A `history_page` frame; `more` when the page is full and older messages may exist.
+fn page(
+    room: &str,
+    before: u64,
+    messages: Vec<Frame<'_>>,
+    limit: usize,
+    older_may_exist: bool,
+    wall: DateTime<Utc>,
+) -> Payload {
+    let more = messages.len() >= limit && older_may_exist;
+    Frame::HistoryPage {
+        room,
+        before,
+        messages,
+        more,
+        timestamp: Stamp(wall),
+    }
+    .encode()
+}
+
 /// An error frame for one client, in its protocol's shape.
 fn error_frame(
     protocol: Protocol,
@@ -564,27 +869,53 @@ fn error_frame(
 /// The client whose accepted command is being carried out.
 struct Sender<'a> {
     id: ClientId,
+    /// Which connection of that id (for an ack that comes later).
+    serial: u64,
     user: &'a Arc<str>,
     room: &'a RoomName,
     wall: DateTime<Utc>,
+    epoch: u64,
+    durable: bool,
 }
 
 impl Sender<'_> {
-    /// A chat message: broadcast with the room's next id and kept in its history, or, if it is
-    /// a retry of one still held, acknowledged again without a broadcast.
+    /// A chat message: broadcast with the room's next id, kept in its history and (durable)
+    /// handed to storage; or, if it is a retry of one still held, acknowledged again without a
+    /// broadcast (durable: once its ticket is answered).
     fn post(
         &self,
         out: &mut VecDeque<Output>,
+        pending: &mut Pending,
         room: &mut Room,
         text: Cow<'_, str>,
         client_msg_id: Option<String>,
     ) {
         if let Some(key) = &client_msg_id {
-            if let Some(id) = room.history.find(self.user, key) {
-                self.ack(out, key, id);
+            if let Some(held) = room
+                .history
+                .find(self.user, key)
+                .and_then(|id| room.history.get(id))
+            {
+                match held.durability {
+                    Durability::Volatile => self.ack(out, key, held.id, None),
+                    Durability::Stored => self.ack(out, key, held.id, Some(true)),
+                    Durability::Failed => self.ack(out, key, held.id, Some(false)),
+                    Durability::Pending(ticket) => {
+                        if let Some(p) = pending.acks.get_mut(&ticket) {
+                            p.waiters.insert((self.id, self.serial));
+                        } else {
+                            debug_assert!(false, "a pending message has a pending ack");
+                        }
+                    }
+                }
                 return;
             }
         }
+        let durability = if self.durable {
+            Durability::Pending(pending.ticket())
+        } else {
+            Durability::Volatile
+        };
         let message = Stored {
             id: room.history.next_id(),
             user: Arc::clone(self.user),
@@ -594,6 +925,7 @@ impl Sender<'_> {
             text: Payload::from(text.into_owned()),
             client_msg_id: client_msg_id.map(String::into_boxed_str),
             timestamp: self.wall,
+            durability,
         };
         let v1 = room.has(Protocol::V1).then(|| {
             Event::new(
@@ -608,18 +940,44 @@ impl Sender<'_> {
             .has(Protocol::V2)
             .then(|| Frame::message(self.room.as_str(), &message).encode());
         room.broadcast(out, v1.as_ref(), v2.as_ref());
-        if let Some(key) = &message.client_msg_id {
-            self.ack(out, key, message.id);
+        if let Durability::Pending(ticket) = durability {
+            // Live delivery first; the ack waits for storage.
+            out.push_back(Output::Store(Record {
+                ticket,
+                room: self.room.clone(),
+                epoch: self.epoch,
+                id: message.id,
+                user: Arc::clone(&message.user),
+                text: message.text.clone(),
+                client_msg_id: message.client_msg_id.clone(),
+                timestamp: message.timestamp,
+                to: None,
+            }));
+            if let Some(key) = &message.client_msg_id {
+                pending.acks.insert(
+                    ticket,
+                    PendingAck {
+                        room: self.room.clone(),
+                        id: message.id,
+                        client_msg_id: key.clone(),
+                        waiters: [(self.id, self.serial)].into(),
+                    },
+                );
+            }
+        } else if let Some(key) = &message.client_msg_id {
+            self.ack(out, key, message.id, None);
         }
         room.history.push(message);
     }
 
-    /// Tells the sending connection (not its other tabs) the id its message got.
-    fn ack(&self, out: &mut VecDeque<Output>, client_msg_id: &str, id: u64) {
+    /// Tells the sending connection (not its other tabs) the id its message got, and
+    /// (durable) whether it is stored.
+    fn ack(&self, out: &mut VecDeque<Output>, client_msg_id: &str, id: u64, stored: Option<bool>) {
         let payload = Frame::Ack {
             client_msg_id,
             id,
             timestamp: Stamp(self.wall),
+            stored,
         }
         .encode();
         out.push_back(Output::Send {
@@ -642,9 +1000,17 @@ impl Sender<'_> {
         room.relay_typing(out, self.user, &payload);
     }
 
-    /// A direct message to every v2 connection of `to` in the room, echoed to the sender's.
-    fn direct(&self, out: &mut VecDeque<Output>, room: &Room, to: &str, text: &str) {
-        let Some(audience) = room.direct_audience(self.user, to) else {
+    /// A direct message to every v2 connection of `to` in the room, echoed to the sender's,
+    /// then (durable) handed to storage.
+    fn direct(
+        &self,
+        out: &mut VecDeque<Output>,
+        pending: &mut Pending,
+        room: &Room,
+        to: String,
+        text: String,
+    ) {
+        let Some(audience) = room.direct_audience(self.user, &to) else {
             let explanation = command::bounded(format!(
                 "unknown recipient {to:?}: no such user with a chat.v2 connection in this room"
             ));
@@ -663,8 +1029,8 @@ impl Sender<'_> {
         };
         let payload = Frame::Direct {
             from: self.user,
-            to,
-            message: text,
+            to: &to,
+            message: &text,
             room: self.room.as_str(),
             timestamp: Stamp(self.wall),
         }
@@ -673,6 +1039,19 @@ impl Sender<'_> {
             to,
             payload: payload.clone(),
         }));
+        if self.durable {
+            out.push_back(Output::Store(Record {
+                ticket: pending.ticket(),
+                room: self.room.clone(),
+                epoch: self.epoch,
+                id: 0,
+                user: Arc::clone(self.user),
+                text: Payload::from(text),
+                client_msg_id: None,
+                timestamp: self.wall,
+                to: Some(to.into_boxed_str()),
+            }));
+        }
     }
 }
 

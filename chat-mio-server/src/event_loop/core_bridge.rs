@@ -98,6 +98,11 @@ impl EventLoop {
                     self.close_client(key, reason, false);
                 }
             }
+            // Only with `Config::durable`, which this driver does not set (yet): storage is
+            // another change.
+            Output::Store(_) | Output::Fetch { .. } => {
+                debug_assert!(false, "storage output without Config::durable");
+            }
         }
     }
 
