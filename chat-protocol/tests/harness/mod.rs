@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use chat_protocol::{
-    ChatServer, ClientId, Config, Input, Now, Output, Payload, Protocol, Resume, RoomName,
+    ChatServer, ClientId, Config, Input, Now, Output, Payload, Protocol, RestoredMessage, Resume,
+    RoomName, StoreFailed, StoreTicket,
 };
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -104,6 +105,37 @@ impl Harness {
     /// A Timeout at the current virtual time (time does not move).
     pub fn timeout(&mut self) {
         self.input(Input::Timeout);
+    }
+
+    /// Storage committed these tickets in one batch.
+    pub fn stored(&mut self, tickets: &[u64]) {
+        self.input(Input::Stored {
+            tickets: tickets.iter().map(|&t| StoreTicket(t)).collect(),
+            result: Ok(()),
+        });
+    }
+
+    /// Storage failed a batch of these tickets.
+    pub fn store_failed(&mut self, tickets: &[u64]) {
+        self.input(Input::Stored {
+            tickets: tickets.iter().map(|&t| StoreTicket(t)).collect(),
+            result: Err(failed()),
+        });
+    }
+
+    /// Storage answered a Fetch.
+    pub fn fetched(&mut self, ticket: u64, result: Result<Vec<RestoredMessage>, StoreFailed>) {
+        self.input(Input::Fetched {
+            ticket: StoreTicket(ticket),
+            result,
+        });
+    }
+}
+
+/// What a failing storage reports.
+pub fn failed() -> StoreFailed {
+    StoreFailed {
+        reason: "disk I/O error".into(),
     }
 }
 
@@ -285,6 +317,50 @@ pub mod v2 {
             ("id", id.to_string()),
             ("timestamp", q(ts)),
         ])
+    }
+
+    /// The `ack` of a durable server.
+    pub fn ack_stored(client_msg_id: &str, id: u64, stored: bool, ts: &str) -> String {
+        object(&[
+            ("type", q("ack")),
+            ("client_msg_id", q(client_msg_id)),
+            ("id", id.to_string()),
+            ("timestamp", q(ts)),
+            ("stored", stored.to_string()),
+        ])
+    }
+
+    /// `messages` are `message` frames, as [`message`] gives them.
+    pub fn history_page(
+        room: &str,
+        before: u64,
+        messages: &[String],
+        more: bool,
+        ts: &str,
+    ) -> String {
+        object(&[
+            ("type", q("history_page")),
+            ("room", q(room)),
+            ("before", before.to_string()),
+            ("messages", format!("[{}]", messages.join(","))),
+            ("more", more.to_string()),
+            ("timestamp", q(ts)),
+        ])
+    }
+
+    /// The JSON text of a `history_before` command.
+    pub fn before(before: u64, limit: Option<usize>) -> String {
+        match limit {
+            Some(l) => object(&[
+                ("type", q("history_before")),
+                ("before", before.to_string()),
+                ("limit", l.to_string()),
+            ]),
+            None => object(&[
+                ("type", q("history_before")),
+                ("before", before.to_string()),
+            ]),
+        }
     }
 
     /// The JSON text of a `message` command.
