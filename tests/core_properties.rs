@@ -483,3 +483,231 @@ proptest! {
         }
     }
 }
+
+/// A step of the durable scenario: clients and storage interleaved.
+#[derive(Debug, Clone)]
+enum Durable {
+    Connect {
+        id: u64,
+        user: usize,
+        room: usize,
+    },
+    Text(u64, String),
+    Disconnect(u64),
+    /// Storage reports a batch: the issued tickets at these positions (answered ones
+    /// included, so repeats happen), perhaps one it never got, committed or failed.
+    Stored {
+        picks: Vec<prop::sample::Index>,
+        unknown: bool,
+        ok: bool,
+    },
+    /// Storage answers the Fetch at this position with up to `n` messages, or fails.
+    Fetched {
+        pick: prop::sample::Index,
+        n: u64,
+        ok: bool,
+    },
+    Advance(u64),
+}
+
+fn durable_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => ("[a-z]{0,3}", prop::option::of("c-[0-3]")).prop_map(|(t, c)| match c {
+            Some(c) => format!(r#"{{"type":"message","message":"{t}","client_msg_id":"{c}"}}"#),
+            None => format!(r#"{{"type":"message","message":"{t}"}}"#),
+        }),
+        1 => prop::sample::select(USERS.to_vec())
+            .prop_map(|to| format!(r#"{{"type":"direct","to":"{to}","message":"d"}}"#)),
+        2 => (0u64..40, prop::option::of(0usize..8)).prop_map(|(before, limit)| match limit {
+            Some(l) => format!(r#"{{"type":"history_before","before":{before},"limit":{l}}}"#),
+            None => format!(r#"{{"type":"history_before","before":{before}}}"#),
+        }),
+    ]
+}
+
+fn durable_step() -> impl Strategy<Value = Durable> {
+    let id = 0u64..6;
+    prop_oneof![
+        2 => (id.clone(), 0..USERS.len(), 0..2usize)
+            .prop_map(|(id, user, room)| Durable::Connect { id, user, room }),
+        5 => (id.clone(), durable_text()).prop_map(|(i, t)| Durable::Text(i, t)),
+        1 => id.prop_map(Durable::Disconnect),
+        3 => (prop::collection::vec(any::<prop::sample::Index>(), 0..4), any::<bool>(), prop::bool::weighted(0.7))
+            .prop_map(|(picks, unknown, ok)| Durable::Stored { picks, unknown, ok }),
+        1 => (any::<prop::sample::Index>(), 0u64..6, prop::bool::weighted(0.8))
+            .prop_map(|(pick, n, ok)| Durable::Fetched { pick, n, ok }),
+        1 => (0u64..5_000).prop_map(Durable::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, rng_seed: RngSeed::Fixed(SEED), ..ProptestConfig::default() })]
+
+    /// Whatever the interleaving of client inputs and storage answers: no `(room, id)` is
+    /// handed to storage twice, an `ack` says `stored: true` only for a message whose ticket
+    /// storage reported committed (and `false` only for one reported failed), to a connection
+    /// of its sender in its room, and pages stay within what was asked.
+    #[test]
+    fn storage_answers_in_any_order_keep_ids_unique_and_acks_honest(
+        history in 0usize..6,
+        restore in prop::option::of(0u64..12),
+        steps in prop::collection::vec(durable_step(), 0..150),
+    ) {
+        let config = Config::default()
+            .with_rate_limit(None)
+            .with_history(history)
+            .with_max_rooms(2)
+            .with_epoch(EPOCH)
+            .with_durable(true);
+        let mut h = Harness::with_config(config);
+        if let Some(last_id) = restore {
+            h.server.restore(vec![chat_protocol::RestoredRoom {
+                name: RoomName::parse("general").expect("valid"),
+                last_id,
+                messages: (1..=last_id).map(|id| chat_protocol::RestoredMessage {
+                    id,
+                    user: "alice".into(),
+                    text: "old".into(),
+                    client_msg_id: Some(format!("c-{}", id % 4)),
+                    timestamp: harness::start_wall(),
+                }).collect(),
+            }], 0);
+        }
+        // The driver's view: who is connected (user, room).
+        let mut conns: BTreeMap<ClientId, (&str, &str)> = BTreeMap::new();
+        // Every Store, by ticket, and what storage said of it first.
+        let mut records: BTreeMap<chat_protocol::StoreTicket, chat_protocol::Record> = BTreeMap::new();
+        let mut issued: Vec<chat_protocol::StoreTicket> = Vec::new();
+        let mut reported: BTreeMap<chat_protocol::StoreTicket, bool> = BTreeMap::new();
+        let mut ids: BTreeSet<(String, u64)> = BTreeSet::new();
+        // Fetches: ticket, before, limit.
+        let mut fetches: Vec<(chat_protocol::StoreTicket, u64, usize)> = Vec::new();
+        // Pages asked for by text: (client, before, limit) in order (memory answers at once).
+        for step in steps {
+            let input = match &step {
+                Durable::Advance(ms) => { h.advance(Duration::from_millis(*ms)); continue; }
+                Durable::Connect { id, user, room } => {
+                    if conns.contains_key(&ClientId(*id)) { continue; }
+                    Input::Connect {
+                        client: ClientId(*id),
+                        user: USERS[*user].to_owned(),
+                        room: RoomName::parse(ROOMS[*room]).expect("valid"),
+                        protocol: Protocol::V2,
+                        resume: None,
+                    }
+                }
+                Durable::Text(i, t) => {
+                    if !conns.contains_key(&ClientId(*i)) { continue; }
+                    Input::Text { client: ClientId(*i), text: Payload::from(t.clone()) }
+                }
+                Durable::Disconnect(i) => {
+                    if conns.remove(&ClientId(*i)).is_none() { continue; }
+                    Input::Disconnect { client: ClientId(*i) }
+                }
+                Durable::Stored { picks, unknown, ok } => {
+                    let mut tickets: Vec<_> = if issued.is_empty() { vec![] } else {
+                        picks.iter().map(|p| issued[p.index(issued.len())]).collect()
+                    };
+                    if *unknown { tickets.push(chat_protocol::StoreTicket(1_000_000)); }
+                    for t in &tickets {
+                        if records.contains_key(t) { reported.entry(*t).or_insert(*ok); }
+                    }
+                    let result = if *ok { Ok(()) } else { Err(chat_protocol::StoreFailed { reason: "full".into() }) };
+                    Input::Stored { tickets, result }
+                }
+                Durable::Fetched { pick, n, ok } => {
+                    if fetches.is_empty() { continue; }
+                    let (ticket, before, limit) = fetches[pick.index(fetches.len())];
+                    let result = if *ok {
+                        let n = (*n).min(limit as u64).min(before.saturating_sub(1));
+                        Ok((before - n..before).map(|id| chat_protocol::RestoredMessage {
+                            id,
+                            user: "zed".into(),
+                            text: "from disk".into(),
+                            client_msg_id: None,
+                            timestamp: harness::start_wall(),
+                        }).collect())
+                    } else {
+                        Err(chat_protocol::StoreFailed { reason: "io".into() })
+                    };
+                    Input::Fetched { ticket, result }
+                }
+            };
+            let asked = match &input {
+                Input::Text { text, .. } => serde_json::from_str::<Value>(text.as_str()).ok()
+                    .filter(|v| v["type"] == "history_before")
+                    .map(|v| (v["before"].as_u64().unwrap_or(0), v["limit"].as_u64().unwrap_or(50))),
+                _ => None,
+            };
+            h.server.handle_input(h.now, input.clone()).expect("the model keeps the contract");
+            if let Input::Connect { client, user, room, .. } = &input {
+                let user = USERS.iter().find(|u| **u == user).expect("one of USERS");
+                let room = ROOMS.iter().find(|r| **r == room.as_str()).expect("one of ROOMS");
+                conns.insert(*client, (user, room));
+            }
+            for o in h.drain() {
+                match o {
+                    Output::Store(record) => {
+                        prop_assert!(!records.contains_key(&record.ticket), "ticket reused");
+                        prop_assert!(issued.last().is_none_or(|t| *t < record.ticket), "tickets increase");
+                        if record.to.is_none() {
+                            prop_assert!(ids.insert((record.room.as_str().to_owned(), record.id)),
+                                "({}, {}) stored twice", record.room.as_str(), record.id);
+                        } else {
+                            prop_assert_eq!(record.id, 0);
+                        }
+                        issued.push(record.ticket);
+                        records.insert(record.ticket, record);
+                    }
+                    Output::Fetch { client, ticket, before, limit, .. } => {
+                        prop_assert!(conns.contains_key(&client));
+                        prop_assert!((1..=100).contains(&limit));
+                        prop_assert!(issued.last().is_none_or(|t| *t < ticket), "tickets increase");
+                        issued.push(ticket);
+                        fetches.push((ticket, before, limit));
+                    }
+                    Output::Send { to, payload } => {
+                        prop_assert!(conns.contains_key(&to), "addressed {} which is not connected", to);
+                        let (user, room) = conns[&to];
+                        let v = json(&payload);
+                        if v["type"] == "ack" {
+                            let stored = v["stored"].as_bool();
+                            prop_assert!(stored.is_some(), "a durable ack says whether it is stored");
+                            let key = v["client_msg_id"].as_str().expect("acks name it");
+                            let id = v["id"].as_u64().expect("acks have ids");
+                            let restored = restore.is_some_and(|last| room == "general" && id <= last && user == "alice");
+                            let honest = restored && stored == Some(true) || records.iter().any(|(t, r)| {
+                                r.id == id && r.room.as_str() == room && &*r.user == user
+                                    && r.client_msg_id.as_deref() == Some(key)
+                                    && reported.get(t).copied() == stored
+                            });
+                            prop_assert!(honest, "ack {} without such a report", payload.as_str());
+                        }
+                        if v["type"] == "history_page" {
+                            let before = v["before"].as_u64().expect("pages say before");
+                            let got: Vec<u64> = v["messages"].as_array().expect("array").iter()
+                                .map(|m| m["id"].as_u64().expect("ids")).collect();
+                            prop_assert!(got.windows(2).all(|w| w[0] < w[1]), "page out of order");
+                            prop_assert!(got.iter().all(|&id| id < before), "page beyond before");
+                            prop_assert!(got.len() <= 100);
+                            if let Some((b, limit)) = asked {
+                                prop_assert_eq!(b, before);
+                                prop_assert!(got.len() as u64 <= limit);
+                            }
+                        }
+                    }
+                    other => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+            prop_assert!(h.server.awaiting_storage() <= issued.len());
+        }
+        // Once storage has answered everything, nothing waits.
+        let all: Vec<_> = records.keys().copied().collect();
+        h.server.handle_input(h.now, Input::Stored { tickets: all, result: Ok(()) }).expect("valid");
+        for (ticket, ..) in fetches.clone() {
+            h.server.handle_input(h.now, Input::Fetched { ticket, result: Ok(vec![]) }).expect("valid");
+        }
+        h.drain();
+        prop_assert_eq!(h.server.awaiting_storage(), 0);
+    }
+}
