@@ -40,7 +40,10 @@ pub struct Config {
     /// changes on every start, so that `(epoch, id)` names one message for ever. The driver sets
     /// it to the start time in milliseconds (the core reads no clock). The core only compares
     /// it: two servers given the same epoch (started in the same millisecond) are one to a
-    /// resuming client (PROTOCOL.md). Default 0.
+    /// resuming client (PROTOCOL.md). With [`durable`](Self::durable) storage the driver
+    /// keeps the stored epoch across a clean restart (ids continue, see
+    /// [`ChatServer::restore`](crate::ChatServer::restore)) and takes a new one when ids may
+    /// have been handed out that storage did not keep. Default 0.
     pub epoch: u64,
     /// The most rooms kept at once. A room nobody is in is kept, with its history, until a new
     /// room needs its place; then the one that has been empty longest is forgotten. When every

@@ -10,22 +10,27 @@
 //!
 //! ```text
 //!  socket events ──► Input ──► ChatServer::handle_input(now, input)
-//!                                      │
-//!        ┌─────────────────────────────┘
+//!  storage answers ──► Input::Stored / Input::Fetched ──┘   │
+//!        ┌──────────────────────────────────────────────────┘
 //!        ▼
 //!  while let Some(output) = poll_output()   ──► write a frame / ping / close a socket
+//!                                           ──► Store / Fetch: hand to storage, off the loop
 //!  poll_timeout()                           ──► when to call handle_input(now, Input::Timeout)
 //! ```
 //!
 //! 1. Call [`ChatServer::handle_input`] for every event: a client finished its WebSocket
 //!    handshake ([`Input::Connect`]), a text frame arrived ([`Input::Text`]), a ping or pong
 //!    arrived ([`Input::Activity`]), a connection ended ([`Input::Disconnect`]), a deadline
-//!    passed ([`Input::Timeout`]).
+//!    passed ([`Input::Timeout`]), storage answered ([`Input::Stored`], [`Input::Fetched`];
+//!    durable mode only, see "Durability").
 //! 2. After **every** input, drain [`ChatServer::poll_output`] until it returns `None`. Outputs
 //!    address clients by the [`ClientId`] the driver chose, and only clients that are connected
 //!    at the time the output is drained.
 //! 3. Then ask [`ChatServer::poll_timeout`] for the next deadline and arrange to deliver
 //!    [`Input::Timeout`] at that instant or soon after.
+//!
+//! Before the first input, a durable driver may call [`ChatServer::restore`] once with what
+//! storage loaded.
 //!
 //! A misbehaving *client* is never an `Err`: it gets an error frame and/or a close output. `Err`
 //! means the *driver* broke the contract (an unknown or duplicate [`ClientId`]).
@@ -37,6 +42,7 @@
 //!   ├─ rooms.rs    the rooms by name; forgets empty ones when max_rooms is reached
 //!   │   └─ room.rs     one room: who hears broadcasts (per protocol), presence per user
 //!   │       └─ history.rs  the last `history` messages, ids, client_msg_id lookup
+//!   ├─ store.rs    durable mode: what goes to storage and comes back, the unanswered tickets
 //!   ├─ command.rs  parses a chat.v2 client's JSON commands
 //!   ├─ event.rs    encodes the v1 (tutorial) frames;  frame.rs  the v2 frames
 //!   ├─ rate.rs     token bucket per connection
@@ -108,6 +114,36 @@
 //! of this. Typing notices are not charged; they are throttled per user instead
 //! ([`Config::typing_interval`]).
 //!
+//! # Durability
+//!
+//! With [`Config::durable`] the core keeps its messages durable *through the driver*: it never
+//! touches a disk, it says what to store and hears what was stored.
+//!
+//! - After a room message is broadcast (live delivery never waits for the disk), and after a
+//!   direct message is delivered, comes an [`Output::Store`] with a [`Record`] and a fresh
+//!   [`StoreTicket`]. The driver stores it off the event loop, in whatever batches it likes,
+//!   and reports each batch as one [`Input::Stored`]: its tickets, committed (`Ok`) or not
+//!   (`Err`). **Every Store must be answered**, in any grouping and order, as late as it
+//!   takes; an unknown or already answered ticket is ignored.
+//! - The `ack` of a message with a `client_msg_id` waits for that answer: it is sent when the
+//!   ticket is reported, with `"stored":true` or `"stored":false` (delivered live, not
+//!   durable), to the sending connection if it is still there, and to each connection of the
+//!   same user that retried it meanwhile. A retry of a message already reported is acked at
+//!   once with what storage said. Without `durable`, acks are sent at once, with no `stored`.
+//! - A `history_before` (scroll-back) that memory can answer whole is answered at once;
+//!   otherwise the core keeps the part memory holds and emits an [`Output::Fetch`] for the
+//!   older part. **Every Fetch must be answered** with one [`Input::Fetched`] (even if the
+//!   client left); the page, or an `error` with [`ErrorCode::StoreUnavailable`], goes to the
+//!   asking connection if it is still there. At most [`MAX_FETCHES_IN_FLIGHT`] per connection
+//!   wait at once; one more is refused with [`ErrorCode::TooManyFetches`].
+//! - At start, [`ChatServer::restore`] takes the rooms storage loaded: their history, their
+//!   last id (new messages continue after it), and the highest id of the rooms not loaded.
+//!   The epoch is the driver's to keep or change ([`Config::epoch`]): it must change if ids
+//!   may have been handed out that storage did not keep.
+//!
+//! Storage's answers are data, not trusted invariants: restored messages that are not
+//! consecutive up to `last_id`, or fetched ones outside the request, are dropped, never a panic.
+//!
 //! # Closing
 //!
 //! After an [`Output::Close`] the client is no longer addressed (no [`Output::Send`], no
@@ -133,6 +169,15 @@
 //! heap holds at most a constant factor more entries than there are clients. There are at most
 //! [`Config::max_rooms`] rooms, each holding at most [`Config::history`] messages. A client's
 //! malformed command is answered with an error frame of bounded size.
+//!
+//! In durable mode, what waits for storage is bounded by what the driver has not answered yet
+//! ([`ChatServer::awaiting_storage`]): one entry per unanswered Store of a message with a
+//! `client_msg_id` (with at most one waiting connection per connection of its user, however
+//! often it is retried), one per unanswered Fetch (at most [`MAX_FETCHES_IN_FLIGHT`] per
+//! connection when asked, each holding at most 100 messages). Stores without a
+//! `client_msg_id` and direct messages leave nothing behind once handed out. A driver that
+//! answers every request keeps this bounded by its own queue; one that never answers grows it
+//! by one entry per acknowledged message.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
