@@ -765,13 +765,17 @@ fn history_before(
     let want_lo = top.saturating_sub(limit as u64 - 1).max(1);
     let held_after = h.held_after();
     if top == 0 || !s.durable || want_lo > held_after {
-        let from = want_lo.max(held_after + 1);
+        let from = want_lo.max(held_after.saturating_add(1));
         let messages: Vec<Frame<'_>> = h
             .range(from, top)
             .map(|m| Frame::message(name.as_str(), m))
             .collect();
         // Durable: storage may hold what came before the page. In memory: only the ring does.
-        let older = if s.durable { 1 } else { held_after + 1 };
+        let older = if s.durable {
+            1
+        } else {
+            held_after.saturating_add(1)
+        };
         let payload = page(name.as_str(), before, messages, limit, from > older, wall);
         out.push_back(Output::Send {
             to: asker.id,
@@ -798,7 +802,10 @@ fn history_before(
     }
     // The newer part of the page is in memory now (and may be evicted before storage answers,
     // or not be stored yet): kept with the request. Storage is asked for the rest.
-    let held: Vec<Stored> = h.range(held_after + 1, top).cloned().collect();
+    let held: Vec<Stored> = h
+        .range(held_after.saturating_add(1), top)
+        .cloned()
+        .collect();
     let fetch_before = top.min(held_after) + 1;
     let fetch_limit = limit - held.len();
     let ticket = pending.ticket();

@@ -94,7 +94,8 @@ pub struct RestoredRoom {
 pub(crate) enum Durability {
     /// Not durable mode: nothing is stored, acks carry no `stored` field.
     Volatile,
-    /// Handed to the driver with this ticket; no answer yet.
+    /// Handed to the driver with this ticket; no answer yet. (A message without a
+    /// `client_msg_id` stays so: nothing waits for its answer, and no retry can name it.)
     Pending(StoreTicket),
     /// Reported stored (or restored from storage).
     Stored,
