@@ -89,7 +89,7 @@
 //!
 //! Before SQLite sees the file, `open` checks its 100-byte header (magic string, page size, and
 //! a length that matches the page count), which catches files that are not databases and
-//! truncated copies. After an unclean end it also runs `PRAGMA quick_check` (about 0.5 s per
+//! truncated copies. After an unclean end it also runs `PRAGMA quick_check` (about 0.25 s per
 //! million messages); after a clean shutdown it trusts the file, to keep the start fast.
 //!
 //! # Retention

@@ -555,7 +555,8 @@ fn a_million_messages_in_a_thousand_rooms_load_correctly() {
     let started = Instant::now();
     let opened = open_ok(options(dir.path(), 1));
     let took = started.elapsed();
-    eprintln!("built 1M messages in {built:?}, opened and loaded in {took:?}");
+    let bytes = opened.store.stats().db_bytes();
+    eprintln!("built 1M messages ({bytes} bytes) in {built:?}, opened and loaded in {took:?}");
     assert_eq!((opened.epoch, opened.epoch_is_new), (42, false));
     assert_eq!(opened.rooms.len(), 1000);
     assert_eq!(opened.rooms[0].name, "r999", "most recently written first");
