@@ -142,7 +142,7 @@ use std::time::Duration;
 pub use backup::backup;
 pub use error::OpenError;
 pub use open::open;
-pub use stats::Stats;
+pub use stats::{Stats, COMMIT_BUCKETS};
 pub use store::{RunningStore, Store};
 
 /// The database file's name inside [`Options::dir`].
