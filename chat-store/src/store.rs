@@ -1,0 +1,141 @@
+//! [`Store`] (opened, not yet running) and [`RunningStore`] (the storage thread's channel API).
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use rusqlite::Connection;
+
+use crate::stats::Stats;
+use crate::{worker, Completion, Message, Retention};
+
+/// An opened database, owned by the caller until [`start`](Store::start) hands it to the
+/// storage thread. Dropping it closes the database without marking it clean (the next start
+/// takes a new epoch).
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) conn: Connection,
+    /// Held (locked) for the whole run; released when the storage thread ends.
+    pub(crate) lock: File,
+    pub(crate) path: PathBuf,
+    pub(crate) epoch: u64,
+    pub(crate) retention: Retention,
+    /// Rooms whose count retention is still to be checked.
+    pub(crate) rooms_to_prune: Vec<String>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// What the storage thread is asked to do, in order.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Append(u64, Message),
+    Fetch {
+        ticket: u64,
+        room: String,
+        before: u64,
+        limit: usize,
+    },
+    MaxDbBytes(Option<u64>),
+    Shutdown,
+}
+
+impl Store {
+    /// The statistics the storage thread will keep (the same `Arc` as
+    /// [`RunningStore::stats`]).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// The epoch of this run (also in [`Opened::epoch`](crate::Opened::epoch)).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Spawns the storage thread (named `chat-store`), which owns the database from now on and
+    /// calls `notify` with every [`Completion`]. `notify` runs on that thread: keep it short
+    /// (send to the loop, wake it) and never call the store from it. Fails only if the thread
+    /// cannot be spawned.
+    pub fn start<F>(self, notify: F) -> io::Result<RunningStore>
+    where
+        F: Fn(Completion) + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        let stats = self.stats.clone();
+        let thread = thread::Builder::new()
+            .name("chat-store".into())
+            .spawn(move || worker::run(self, rx, notify))?;
+        Ok(RunningStore {
+            tx,
+            stats,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The running store: every method puts a request on the storage thread's channel and returns
+/// at once. Dropping it without [`shutdown`](RunningStore::shutdown) lets the thread finish the
+/// queue and stop without marking the database clean.
+#[derive(Debug)]
+pub struct RunningStore {
+    tx: Sender<Request>,
+    stats: Arc<Stats>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl RunningStore {
+    /// Queues `message` for the next group commit; its `Completion::Stored` carries `ticket`.
+    /// Never blocks. (If the storage thread is gone, which only a panic could cause, the
+    /// message is dropped and counted in [`Stats::errors_total`].)
+    pub fn append(&self, ticket: u64, message: Message) {
+        self.send(Request::Append(ticket, message));
+    }
+
+    /// Asks for the room messages of `room` with an id below `before`: the newest `limit` of
+    /// them (at most 1 000), answered oldest first in `Completion::Fetched` with `ticket`, after
+    /// every append queued before it is committed. Never blocks.
+    pub fn fetch_before(&self, ticket: u64, room: String, before: u64, limit: usize) {
+        self.send(Request::Fetch {
+            ticket,
+            room,
+            before,
+            limit,
+        });
+    }
+
+    /// Caps the database at about `bytes` (SQLite's `max_page_count`); a commit that would grow
+    /// it further fails as a full disk would. `None` lifts the cap. Applies to the batches taken
+    /// after it. For quotas, and to test the disk-full path.
+    pub fn set_max_db_bytes(&self, bytes: Option<u64>) {
+        self.send(Request::MaxDbBytes(bytes));
+    }
+
+    /// The store's statistics.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Finishes every queued request, commits, marks the database cleanly closed (if no write of
+    /// this run failed), checkpoints the WAL and joins the thread. `Err` says why the database
+    /// was *not* marked clean (a failed write in this run, or in the final steps): the next
+    /// start then takes a new epoch.
+    pub fn shutdown(mut self) -> Result<(), String> {
+        self.send(Request::Shutdown);
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err("the storage thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, request: Request) {
+        self.stats.enqueued();
+        if self.tx.send(request).is_err() {
+            self.stats.dequeued();
+            self.stats.write_failed();
+        }
+    }
+}
