@@ -5,10 +5,32 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, ValueEnum};
+
+/// Where chat messages are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    // In SQLite, in `--data-dir`: history, ids and the epoch survive restarts and crashes.
+    Sqlite,
+    // In memory only: everything is forgotten when the server stops.
+    Memory,
+}
+
+/// How hard each commit is pushed to the disk (SQLite's `PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncLevel {
+    // An acknowledged message survives a crash of the server and a power loss.
+    Full,
+    // An acknowledged message survives a crash of the server; a power loss may take the last
+    // commits.
+    Normal,
+    // Nothing is forced to the disk: the operating system writes when it likes.
+    Off,
+}
 
 /// How the server runs. [`Config::default`] gives the same values as the command line with no
-/// arguments.
+/// arguments, except one: it keeps messages in memory ([`StoreKind::Memory`]), so a program
+/// that embeds the server decides itself whether and where it writes to the disk.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address and port to listen on (0.0.0.0:8000 accepts connections from other hosts)
@@ -54,6 +76,29 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_rooms: usize,
 
+    /// Where messages are kept: sqlite (in --data-dir; history, ids and epoch survive
+    /// restarts) or memory (lost when the server stops)
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = StoreKind::Sqlite)]
+    pub store: StoreKind,
+
+    /// Directory of the message database (created if missing); relative paths start in the
+    /// directory the server is started from
+    #[arg(long, value_name = "DIR", default_value = "chat-data")]
+    pub data_dir: PathBuf,
+
+    /// When a message counts as stored (and a v2 client gets its ack): full survives a power
+    /// loss, normal survives a crash of the server, off promises neither
+    #[arg(long = "sync", value_enum, value_name = "LEVEL", default_value_t = SyncLevel::Full)]
+    pub sync: SyncLevel,
+
+    /// Delete stored messages older than this many days; 0 keeps them for ever
+    #[arg(long, value_name = "DAYS", default_value_t = 0)]
+    pub retention_days: u64,
+
+    /// Keep at most this many stored messages per room (older ones are deleted); 0 = no limit
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retention_messages: u64,
+
     /// Ping a client after this many seconds without hearing from it; 0 never pings
     #[arg(long, value_name = "SECS", default_value = "25", value_parser = seconds)]
     pub heartbeat: Duration,
@@ -88,7 +133,10 @@ impl Default for Config {
             config: Config,
         }
         // Parsing no arguments yields exactly the documented defaults, so the two never drift.
-        Defaults::parse_from(["chat-mio-server"]).config
+        Config {
+            store: StoreKind::Memory,
+            ..Defaults::parse_from(["chat-mio-server"]).config
+        }
     }
 }
 

@@ -43,14 +43,16 @@ mod write_queue;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chat_protocol::ChatServer;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 pub use assets::Assets;
-pub use config::Config;
+pub use config::{Config, StoreKind, SyncLevel};
 use event_loop::handoff::{self, Handoff};
 use event_loop::{Control, EventLoop, LISTENER, SIGNALS, WAKER};
 
@@ -85,6 +87,7 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (control, inbox) = handoff::channel(Arc::clone(&waker));
+        let core_and_store = open_store(&config, &control)?;
         let signals = if config.handle_signals {
             let mut signals = Signals::new([SIGINT, SIGTERM])?;
             poll.registry()
@@ -99,6 +102,7 @@ impl Server {
                 listener,
                 config,
                 assets,
+                core_and_store,
                 inbox,
                 signals,
                 event_loop::connection_budget(config_max_connections),
@@ -125,6 +129,74 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         self.event_loop.run()
     }
+}
+
+/// The chat core, and the storage thread when messages are kept on disk: the store is opened
+/// before anything is served (its faults stop the start with a clear message), the core gets
+/// back the rooms and the epoch it had, and the thread hands its results to the loop through
+/// `control`.
+fn open_store(
+    config: &Config,
+    control: &Handoff<Control>,
+) -> io::Result<(ChatServer, Option<chat_store::RunningStore>)> {
+    // The epoch (PROTOCOL.md) of a run that keeps nothing, or that cannot keep the stored one:
+    // the start time in milliseconds, which differs on every start.
+    let fresh_epoch = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(1);
+    let core_config = config.core();
+    if config.store == StoreKind::Memory {
+        return Ok((ChatServer::new(core_config.with_epoch(fresh_epoch)), None));
+    }
+    // A file that may grow no more (a size limit, `ulimit -f`) must fail the write (the store
+    // reports it and chat goes on) rather than kill the process with SIGXFSZ.
+    if let Err(e) = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    ) {
+        log::warn!("cannot catch SIGXFSZ (a file size limit would stop the server): {e}");
+    }
+    let days = |d: u64| Duration::from_secs(d.saturating_mul(24 * 60 * 60));
+    let opened = chat_store::open(chat_store::Options {
+        dir: config.data_dir.clone(),
+        synchronous: match config.sync {
+            SyncLevel::Full => chat_store::Synchronous::Full,
+            SyncLevel::Normal => chat_store::Synchronous::Normal,
+            SyncLevel::Off => chat_store::Synchronous::Off,
+        },
+        retention: chat_store::Retention {
+            max_age: (config.retention_days > 0).then(|| days(config.retention_days)),
+            max_per_room: (config.retention_messages > 0).then_some(config.retention_messages),
+        },
+        history_per_room: config.history,
+        max_rooms: config.max_rooms,
+        fresh_epoch,
+    })
+    .map_err(|e| io::Error::other(format!("message store: {e}")))?;
+    if opened.epoch_is_new {
+        log::info!(
+            "message store {}: epoch {} (new: the last run did not close the store cleanly, or \
+             this is the first)",
+            config.data_dir.display(),
+            opened.epoch
+        );
+    } else {
+        log::info!(
+            "message store {}: epoch {} kept, {} rooms loaded",
+            config.data_dir.display(),
+            opened.epoch,
+            opened.rooms.len()
+        );
+    }
+    let mut core = ChatServer::new(core_config.with_epoch(opened.epoch).with_durable(true));
+    core.restore(
+        event_loop::restored_rooms(opened.rooms),
+        opened.retired_last_id,
+    );
+    let control = control.clone();
+    let store = opened.store.start(move |completion| {
+        // The loop is gone only after the store was shut down: nothing is lost here.
+        let _ = control.send(Control::Store(completion));
+    })?;
+    Ok((core, Some(store)))
 }
 
 /// Stops a running [`Server`] from any thread.

@@ -1,15 +1,19 @@
 //! `chat-mio-server`: serves the chat page and the WebSocket chat on one port.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chat_mio_server::{Config, Server};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use log::LevelFilter;
 
 /// A real-time WebSocket chat server. Open the printed URL in a browser to chat.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     #[command(flatten)]
     config: Config,
 
@@ -18,8 +22,33 @@ struct Cli {
     log_level: Option<LevelFilter>,
 }
 
+/// Operator tools; without one, the server runs.
+#[derive(Subcommand)]
+enum Command {
+    /// Copy the message database to OUT, consistently, even while the server runs
+    Backup {
+        /// The copy to write (replaced if it exists)
+        out: PathBuf,
+        /// Directory of the message database
+        #[arg(long, value_name = "DIR", default_value = "chat-data")]
+        data_dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Backup { out, data_dir }) = &cli.command {
+        return match chat_store::backup(data_dir, out) {
+            Ok(()) => {
+                println!("backed up {} to {}", data_dir.display(), out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("backup failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let logger = simple_logger::SimpleLogger::new().with_level(LevelFilter::Info);
     // RUST_LOG (a plain level) overrides the default; --log-level overrides both.
     let logger = match cli.log_level {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use chat_protocol::CloseReason;
+use chat_store::Stats;
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -64,7 +65,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, now: Instant, draining: bool) -> String {
+    pub fn render(&self, now: Instant, draining: bool, store: Option<&Stats>) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
             // Writing into a String cannot fail.
@@ -181,6 +182,68 @@ impl Metrics {
                 now.saturating_duration_since(self.started).as_secs_f64(),
             )],
         );
+        if let Some(store) = store {
+            metric(
+                "chat_store_messages_total",
+                "counter",
+                "Messages (room and direct) committed to the message store.",
+                &[("", v(store.stored_total()))],
+            );
+            metric(
+                "chat_store_errors_total",
+                "counter",
+                "Store transactions that failed (disk full, I/O error); their messages are not saved.",
+                &[("", v(store.errors_total()))],
+            );
+            metric(
+                "chat_store_healthy",
+                "gauge",
+                "1 while the message store's last write succeeded.",
+                &[("", if store.healthy() { 1.0 } else { 0.0 })],
+            );
+            metric(
+                "chat_store_queued",
+                "gauge",
+                "Requests waiting for the storage thread.",
+                &[("", v(store.queued()))],
+            );
+            metric(
+                "chat_store_pruned_total",
+                "counter",
+                "Stored messages deleted by retention.",
+                &[("", v(store.pruned_total()))],
+            );
+            metric(
+                "chat_store_db_bytes",
+                "gauge",
+                "Size of the message database file.",
+                &[("", v(store.db_bytes()))],
+            );
+            let buckets: Vec<(String, f64)> = store
+                .commit_seconds_buckets()
+                .into_iter()
+                .map(|(le, n)| {
+                    let le = if le.is_infinite() {
+                        "+Inf".to_owned()
+                    } else {
+                        le.to_string()
+                    };
+                    (format!("_bucket{{le=\"{le}\"}}"), v(n))
+                })
+                .chain([
+                    ("_sum".to_owned(), store.commit_seconds_sum()),
+                    ("_count".to_owned(), v(store.batches_total())),
+                ])
+                .collect();
+            let _ = writeln!(
+                out,
+                "# HELP chat_store_commit_seconds Time to commit one batch of messages (one \
+                 transaction).\n# TYPE chat_store_commit_seconds histogram"
+            );
+            for (suffix, value) in buckets {
+                let _ = writeln!(out, "chat_store_commit_seconds{suffix} {value}");
+            }
+        }
         out
     }
 }
@@ -199,7 +262,7 @@ mod tests {
         m.http_response(404);
         m.http_response(101);
         m.messages_delivered = 7;
-        let text = m.render(t, false);
+        let text = m.render(t, false, None);
         assert!(text.contains("chat_closes_total{reason=\"slow_consumer\"} 2\n"));
         assert!(text.contains("chat_closes_total{reason=\"idle\"} 0\n"));
         assert!(text.contains("chat_http_responses_total{class=\"2xx\"} 1\n"));

@@ -17,6 +17,8 @@ pub struct Ctx<'a> {
     pub metrics: &'a Metrics,
     pub draining: bool,
     pub now: Instant,
+    /// The message store's counters, when messages are kept on disk.
+    pub store: Option<&'a chat_store::Stats>,
 }
 
 /// The page served at `/`.
@@ -98,9 +100,12 @@ pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
     match path {
         "/healthz" => return plain(200, "ok\n"),
         "/readyz" if ctx.draining => return plain(503, "draining\n"),
+        "/readyz" if ctx.store.is_some_and(|s| !s.healthy()) => {
+            return plain(503, "message store failing: new messages are not saved\n")
+        }
         "/readyz" => return plain(200, "ready\n"),
         "/metrics" => {
-            let text = ctx.metrics.render(ctx.now, ctx.draining);
+            let text = ctx.metrics.render(ctx.now, ctx.draining, ctx.store);
             return Route::respond(
                 head,
                 Response::new(200, text.as_bytes())
@@ -338,6 +343,7 @@ mod proptests {
                 metrics: &metrics,
                 draining,
                 now: Instant::now(),
+                store: None,
             };
             let path = request.path();
             match route(&request, &ctx) {
@@ -411,6 +417,7 @@ mod proptests {
                 metrics: &metrics,
                 draining,
                 now: Instant::now(),
+                store: None,
             };
             if let Route::Respond { bytes, body, status, .. } = route(&request, &ctx) {
                 let bytes = [bytes, body.map(Vec::from).unwrap_or_default()].concat();
@@ -443,6 +450,7 @@ mod tests {
             metrics: &metrics,
             draining: false,
             now: Instant::now(),
+            store: None,
         };
         let asset = assets.get(INDEX).expect("the page is embedded");
         for _ in 0..2 {

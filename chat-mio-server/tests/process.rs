@@ -36,11 +36,15 @@ struct Server {
 }
 
 impl Server {
-    /// Starts the binary with these arguments (plus `--bind 127.0.0.1:0` unless given).
+    /// Starts the binary with these arguments (plus `--bind 127.0.0.1:0` and `--store memory`
+    /// unless given: these tests are about the process, not the disk).
     fn start(args: &[&str]) -> Server {
         let mut command = Command::new(BINARY);
         if !args.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--store") {
+            command.args(["--store", "memory"]);
         }
         command.args(args);
         Server::spawn(command)
@@ -54,7 +58,7 @@ impl Server {
             .arg("-c")
             .arg(format!(r#"ulimit -n {nofile} && exec "$0" "$@""#))
             .arg(BINARY)
-            .args(["--bind", "127.0.0.1:0"])
+            .args(["--bind", "127.0.0.1:0", "--store", "memory"])
             .args(args);
         Server::spawn(command)
     }

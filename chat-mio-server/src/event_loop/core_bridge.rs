@@ -98,11 +98,15 @@ impl EventLoop {
                     self.close_client(key, reason, false);
                 }
             }
-            // Only with `Config::durable`, which this driver does not set (yet): storage is
-            // another change.
-            Output::Store(_) | Output::Fetch { .. } => {
-                debug_assert!(false, "storage output without Config::durable");
-            }
+            // Storage: handed to the storage thread (`storage.rs`); the loop never waits.
+            Output::Store(record) => self.store(record),
+            Output::Fetch {
+                ticket,
+                room,
+                before,
+                limit,
+                ..
+            } => self.fetch(ticket, room, before, limit),
         }
     }
 

@@ -86,7 +86,9 @@ impl EventLoop {
             drop(std::mem::replace(head, rest));
             // The core counts what only it can see.
             self.metrics.rate_limited = self.core.messages_rate_limited();
+            let store_stats = self.store.as_ref().map(|s| s.stats());
             let ctx = Ctx {
+                store: store_stats.as_deref(),
                 assets: &self.assets,
                 allowed_origins: &self.config.allowed_origins,
                 metrics: &self.metrics,

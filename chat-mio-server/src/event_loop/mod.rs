@@ -31,6 +31,7 @@ mod flush;
 pub mod handoff;
 mod http_requests;
 mod shutdown;
+mod storage;
 mod upgrade;
 mod ws_read;
 
@@ -54,6 +55,7 @@ use crate::metrics::Metrics;
 use crate::timer::Timers;
 pub use accept::connection_budget;
 use handoff::{Inbox, Left};
+pub use storage::restored_rooms;
 
 pub const LISTENER: Token = Token(usize::MAX);
 pub const WAKER: Token = Token(usize::MAX - 1);
@@ -70,6 +72,8 @@ const INBOX_BUDGET: usize = 256;
 pub enum Control {
     /// [`crate::ServerHandle::shutdown`]: begin the graceful drain.
     Shutdown,
+    /// The storage thread finished a write or a fetch.
+    Store(chat_store::Completion),
 }
 
 pub struct EventLoop {
@@ -87,6 +91,8 @@ pub struct EventLoop {
     /// beyond `max_connections`; past that they are dropped at once.
     pub refusal_headroom: usize,
     pub metrics: Metrics,
+    /// The message store's thread, when messages are kept on disk.
+    store: Option<chat_store::RunningStore>,
     inbox: Inbox<Control>,
     /// The inbox had more than a turn's budget.
     inbox_left: Left,
@@ -123,6 +129,7 @@ impl EventLoop {
         listener: TcpListener,
         config: Config,
         assets: Assets,
+        (core, store): (ChatServer, Option<chat_store::RunningStore>),
         inbox: Inbox<Control>,
         signals: Option<Signals>,
         (max_connections, refusal_headroom): (usize, usize),
@@ -135,13 +142,7 @@ impl EventLoop {
             poll,
             listener,
             conns: Slab::new(),
-            // The epoch (PROTOCOL.md) is the start time in milliseconds: it differs on every
-            // start, so message ids from before a restart are never mistaken for new ones.
-            core: ChatServer::new(
-                config
-                    .core()
-                    .with_epoch(u64::try_from(now.wall.timestamp_millis()).unwrap_or(1)),
-            ),
+            core,
             assets,
             ws_config: crate::connection::websocket_config(config.max_message_size),
             config,
@@ -149,6 +150,7 @@ impl EventLoop {
             max_connections,
             refusal_headroom,
             metrics: Metrics::new(now.instant),
+            store,
             inbox,
             inbox_left: Left::Nothing,
             timers: Timers::default(),
@@ -174,6 +176,7 @@ impl EventLoop {
         loop {
             if let Some(deadline) = self.drain_deadline {
                 if self.drained() || Instant::now() >= deadline {
+                    self.close_store();
                     log::info!("shutdown complete");
                     return Ok(());
                 }
@@ -250,6 +253,7 @@ impl EventLoop {
                         self.begin_drain();
                     }
                 }
+                Control::Store(completion) => self.store_completed(completion),
             }
         }
     }

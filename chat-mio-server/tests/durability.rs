@@ -1,0 +1,567 @@
+//! Durable history, end to end: the real binary, a real SQLite file in a fresh directory, real
+//! restarts (SIGTERM, then start again) and real crashes (`kill -9`), and the faults an operator
+//! meets (a data directory that is a file, a database another server holds, one from a newer
+//! version, a corrupt file, a disk that fills up while serving).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_chat-mio-server");
+const STARTUP: Duration = Duration::from_secs(20);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Client = WebSocket<TcpStream>;
+
+/// A directory of its own under the system's temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "chat-durability-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn data(&self) -> PathBuf {
+        self.0.join("data")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server process. Dropping it kills (SIGKILL) and reaps it if it still runs.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    output: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the binary on a free port with its database in `data`.
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let server = Server::try_start(data, extra);
+        match server {
+            Ok(server) => server,
+            Err((status, output)) => panic!("the server did not start ({status:?}):\n{output}"),
+        }
+    }
+
+    /// Starts the binary; `Err` with its exit status and output if it exits instead of serving.
+    fn try_start(data: &Path, extra: &[&str]) -> Result<Server, (Option<ExitStatus>, String)> {
+        let mut child = Command::new(BINARY)
+            .args(["--bind", "127.0.0.1:0", "--rate-limit", "0", "--data-dir"])
+            .arg(data)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the server binary");
+        let output = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().expect("piped stdout"), &output);
+        collect(child.stderr.take().expect("piped stderr"), &output);
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let text = output.lock().map(|o| o.clone()).unwrap_or_default();
+            if let Some(addr) = announced_addr(&text) {
+                return Ok(Server {
+                    child,
+                    addr,
+                    output,
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Let the readers take the last lines.
+                thread::sleep(Duration::from_millis(100));
+                let text = output.lock().map(|o| o.clone()).unwrap_or_default();
+                return Err((Some(status), text));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err((None, text));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) {
+        signal(self.pid(), "TERM");
+        let status = wait_child(&mut self.child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no exit after SIGTERM:\n{}", self.output()));
+        assert!(
+            status.success(),
+            "exit after SIGTERM: {status}\n{}",
+            self.output()
+        );
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    fn kill9(mut self) {
+        signal(self.pid(), "KILL");
+        let _ = wait_child(&mut self.child, Duration::from_secs(10));
+    }
+
+    fn join(&self, user: &str, room: &str, resume: Option<(u64, u64)>) -> Client {
+        let mut url = format!("ws://{}/ws/{user}?room={room}", self.addr);
+        if let Some((since, epoch)) = resume {
+            url.push_str(&format!("&since={since}&epoch={epoch}"));
+        }
+        let mut request = url.into_client_request().expect("a request");
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "chat.v2".parse().expect("a header value"),
+        );
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let (client, _) = tungstenite::client(request, stream).expect("upgrade");
+        client
+    }
+
+    fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::Write;
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics");
+        body.lines()
+            .find_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                (series == name).then(|| value.parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+fn collect(pipe: impl Read + Send + 'static, output: &Arc<Mutex<String>>) {
+    let output = Arc::clone(output);
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(mut out) = output.lock() {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    });
+}
+
+fn announced_addr(output: &str) -> Option<SocketAddr> {
+    output.lines().find_map(|line| {
+        let rest = line.strip_prefix("Open http://")?;
+        rest.split_whitespace()
+            .next()?
+            .trim_end_matches('/')
+            .parse()
+            .ok()
+    })
+}
+
+fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn recv(client: &mut Client) -> Value {
+    loop {
+        match client.read().expect("a frame") {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Reads frames until one of `kind` arrives; returns it and what came before.
+fn recv_until(client: &mut Client, kind: &str) -> (Value, Vec<Value>) {
+    let mut before = Vec::new();
+    loop {
+        let frame = recv(client);
+        if frame["type"] == kind {
+            return (frame, before);
+        }
+        before.push(frame);
+    }
+}
+
+fn send(client: &mut Client, command: Value) {
+    client
+        .send(Message::text(command.to_string()))
+        .expect("send a command");
+}
+
+/// The joining frames: welcome, an optional gap, history. Returns (welcome, gap, history).
+fn joined(client: &mut Client) -> (Value, Option<Value>, Value) {
+    let welcome = recv(client);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let next = recv(client);
+    let (gap, history) = if next["type"] == "gap" {
+        (Some(next), recv(client))
+    } else {
+        (None, next)
+    };
+    assert_eq!(history["type"], "history", "{history}");
+    (welcome, gap, history)
+}
+
+/// Sends `text` with a client_msg_id and waits for its ack; returns the ack.
+fn post(client: &mut Client, text: &str, key: &str) -> Value {
+    send(
+        client,
+        json!({"type": "message", "message": text, "client_msg_id": key}),
+    );
+    loop {
+        let frame = recv(client);
+        if frame["type"] == "ack" && frame["client_msg_id"] == key {
+            return frame;
+        }
+    }
+}
+
+/// (id, text) of the `message` objects of a history frame or page.
+fn ids_and_texts(messages: &Value) -> Vec<(u64, String)> {
+    messages
+        .as_array()
+        .expect("an array of messages")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().expect("an id"),
+                m["message"].as_str().expect("a text").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_clean_restart_keeps_history_ids_and_epoch_and_resumes_without_a_gap() {
+    let dir = TempDir::new("restart");
+    let server = Server::start(&dir.data(), &[]);
+    let mut alice = server.join("alice", "team", None);
+    let (welcome, _, _) = joined(&mut alice);
+    let epoch = welcome["epoch"].as_u64().expect("an epoch");
+    let mut ids = Vec::new();
+    for i in 1..=5 {
+        let ack = post(&mut alice, &format!("before restart {i}"), &format!("k{i}"));
+        assert_eq!(ack["stored"], true, "{ack}");
+        ids.push(ack["id"].as_u64().expect("an id"));
+    }
+    drop(alice);
+    server.stop();
+
+    let server = Server::start(&dir.data(), &[]);
+    // bob saw up to the second message before the restart.
+    let mut bob = server.join("bob", "team", Some((ids[1], epoch)));
+    let (welcome, gap, history) = joined(&mut bob);
+    assert_eq!(welcome["epoch"].as_u64(), Some(epoch), "the epoch changed");
+    assert!(gap.is_none(), "a gap after a clean restart: {gap:?}");
+    assert_eq!(history["resumed"], true, "{history}");
+    assert_eq!(
+        ids_and_texts(&history["messages"]),
+        (3..=5)
+            .map(|i| (ids[i - 1], format!("before restart {i}")))
+            .collect::<Vec<_>>(),
+        "exactly the missed messages"
+    );
+    // Ids continue where they stopped; a retry of a stored message gets its original id.
+    let mut alice = server.join("alice", "team", None);
+    joined(&mut alice);
+    let ack = post(&mut alice, "after restart", "k6");
+    assert_eq!(ack["id"].as_u64(), Some(ids[4] + 1), "{ack}");
+    let retry = post(&mut alice, "before restart 5", "k5");
+    assert_eq!(
+        retry["id"].as_u64(),
+        Some(ids[4]),
+        "a retry got a new id: {retry}"
+    );
+    let (live, _) = recv_until(&mut bob, "message");
+    assert_eq!(
+        live["message"], "after restart",
+        "the retry was broadcast again"
+    );
+    server.stop();
+}
+
+#[test]
+fn after_kill_9_every_acknowledged_message_is_there_once_and_the_epoch_is_new() {
+    let dir = TempDir::new("kill9");
+    let server = Server::start(&dir.data(), &["--history", "100"]);
+    let mut alice = server.join("alice", "flood", None);
+    let (welcome, _, _) = joined(&mut alice);
+    let old_epoch = welcome["epoch"].as_u64().expect("an epoch");
+    // A flood: 16 in flight at a time; the server is killed once 300 are acknowledged.
+    let mut acked = Vec::new();
+    let mut sent = 0u64;
+    while acked.len() < 300 {
+        while sent < acked.len() as u64 + 16 {
+            sent += 1;
+            send(
+                &mut alice,
+                json!({"type": "message", "message": format!("m{sent}"), "client_msg_id": format!("k{sent}")}),
+            );
+        }
+        let frame = recv(&mut alice);
+        if frame["type"] == "ack" {
+            assert_eq!(frame["stored"], true, "{frame}");
+            let key = frame["client_msg_id"].as_str().expect("a key");
+            acked.push((
+                frame["id"].as_u64().expect("an id"),
+                format!("m{}", &key[1..]),
+            ));
+        }
+    }
+    server.kill9();
+
+    let server = Server::start(&dir.data(), &["--history", "100"]);
+    let mut reader = server.join("reader", "flood", Some((0, old_epoch)));
+    let (welcome, gap, history) = joined(&mut reader);
+    assert_ne!(
+        welcome["epoch"].as_u64(),
+        Some(old_epoch),
+        "ids handed out before the crash may not have been stored: a new epoch is due"
+    );
+    assert!(
+        gap.is_some(),
+        "resuming across a crash must be an honest gap"
+    );
+    // Everything stored, newest page first, through scroll-back.
+    let mut stored: Vec<(u64, String)> = ids_and_texts(&history["messages"]);
+    let mut before = stored.first().map_or(u64::MAX, |(id, _)| *id);
+    loop {
+        send(
+            &mut reader,
+            json!({"type": "history_before", "before": before, "limit": 100}),
+        );
+        let (page, _) = recv_until(&mut reader, "history_page");
+        let messages = ids_and_texts(&page["messages"]);
+        let Some(&(first, _)) = messages.first() else {
+            break;
+        };
+        before = first;
+        stored.splice(0..0, messages);
+        if page["more"] != true {
+            break;
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (id, text) in &stored {
+        assert!(seen.insert(*id, text.clone()).is_none(), "id {id} twice");
+    }
+    for (id, text) in &acked {
+        assert_eq!(
+            seen.get(id),
+            Some(text),
+            "acknowledged message {id} ({text}) lost or changed"
+        );
+    }
+    // New messages get ids after every stored one: no (epoch, id) names two messages.
+    let mut alice = server.join("alice", "flood", None);
+    joined(&mut alice);
+    let ack = post(&mut alice, "after the crash", "after");
+    let max_stored = stored.iter().map(|(id, _)| *id).max().unwrap_or(0);
+    assert!(ack["id"].as_u64().expect("an id") > max_stored, "{ack}");
+    server.stop();
+}
+
+/// Starting must fail with a clear message and a non-zero status, without serving.
+fn refuses_to_start(data: &Path, extra: &[&str], expect_in_message: &[&str]) {
+    match Server::try_start(data, extra) {
+        Ok(server) => panic!("it started:\n{}", server.output()),
+        Err((status, output)) => {
+            let status =
+                status.unwrap_or_else(|| panic!("it neither served nor exited:\n{output}"));
+            assert!(!status.success(), "exit status {status}:\n{output}");
+            let lower = output.to_lowercase();
+            assert!(
+                expect_in_message.iter().any(|word| lower.contains(word)),
+                "the message names none of {expect_in_message:?}:\n{output}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_data_dir_that_is_a_regular_file_stops_the_start_with_a_clear_message() {
+    let dir = TempDir::new("file");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"I am a file").expect("write a file");
+    refuses_to_start(&file, &[], &["not a directory", "directory"]);
+}
+
+#[test]
+fn a_database_held_by_another_server_stops_the_second_one() {
+    let dir = TempDir::new("locked");
+    let first = Server::start(&dir.data(), &[]);
+    refuses_to_start(&dir.data(), &[], &["lock", "in use", "busy"]);
+    // The first one is unharmed.
+    let mut alice = first.join("alice", "general", None);
+    joined(&mut alice);
+    assert_eq!(post(&mut alice, "still here", "k1")["stored"], true);
+    drop(alice);
+    first.stop();
+}
+
+#[test]
+fn a_database_from_a_newer_version_or_a_corrupt_file_stops_the_start() {
+    let dir = TempDir::new("newer");
+    Server::start(&dir.data(), &[]).stop();
+    let db = dir.data().join("chat.db");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open the database");
+        conn.pragma_update(None, "user_version", 999)
+            .expect("set user_version");
+    }
+    refuses_to_start(&dir.data(), &[], &["newer", "version"]);
+
+    let dir = TempDir::new("corrupt");
+    Server::start(&dir.data(), &[]).stop();
+    let db = dir.data().join("chat.db");
+    let mut bytes = std::fs::read(&db).expect("read the database");
+    bytes.truncate(bytes.len() / 3);
+    for b in bytes.iter_mut().take(100) {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, &bytes).expect("corrupt the database");
+    refuses_to_start(
+        &dir.data(),
+        &[],
+        &["corrupt", "not a database", "malformed"],
+    );
+}
+
+#[test]
+fn a_full_disk_keeps_the_chat_going_says_not_stored_and_recovers() {
+    let dir = TempDir::new("full");
+    let server = Server::start(&dir.data(), &[]);
+    let mut alice = server.join("alice", "general", None);
+    joined(&mut alice);
+    let mut bob = server.join("bob", "general", None);
+    joined(&mut bob);
+    assert_eq!(post(&mut alice, "stored", "k0")["stored"], true);
+    let (live, _) = recv_until(&mut bob, "message");
+    assert_eq!(live["message"], "stored");
+
+    // The disk is "full": no file of the server may grow any more.
+    let status = Command::new("prlimit")
+        .args(["--pid", &server.pid().to_string(), "--fsize=1:unlimited"])
+        .status()
+        .expect("run prlimit");
+    assert!(status.success(), "prlimit");
+    let mut not_stored = 0;
+    for i in 1..=20 {
+        let text = format!("{i}: {}", "x".repeat(8000));
+        let ack = post(&mut alice, &text, &format!("full{i}"));
+        if ack["stored"] == false {
+            not_stored += 1;
+        }
+        // Live delivery goes on whatever the disk says.
+        let (live, _) = recv_until(&mut bob, "message");
+        assert!(
+            live["message"] == text.as_str(),
+            "bob got another message than number {i}"
+        );
+    }
+    assert!(not_stored > 0, "no ack said the message was not stored");
+    let (status, body) = server.http_get("/readyz");
+    assert_eq!(status, 503, "/readyz while writes fail: {body}");
+    assert!(server.metric("chat_store_errors_total") > 0.0);
+
+    // The disk has room again: writes resume.
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &server.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .expect("run prlimit");
+    assert!(status.success(), "prlimit");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    loop {
+        i += 1;
+        let ack = post(&mut alice, &format!("recovered {i}"), &format!("r{i}"));
+        if ack["stored"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes never resumed: {ack}");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = server.http_get("/readyz");
+    assert_eq!(status, 200);
+    drop((alice, bob));
+    server.stop();
+}
