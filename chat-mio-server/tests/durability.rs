@@ -565,3 +565,62 @@ fn a_full_disk_keeps_the_chat_going_says_not_stored_and_recovers() {
     drop((alice, bob));
     server.stop();
 }
+
+#[test]
+fn a_backup_taken_while_serving_restores_every_message() {
+    let dir = TempDir::new("backup");
+    let server = Server::start(&dir.data(), &[]);
+    let mut alice = server.join("alice", "general", None);
+    joined(&mut alice);
+    for i in 1..=30 {
+        assert_eq!(
+            post(&mut alice, &format!("saved {i}"), &format!("k{i}"))["stored"],
+            true
+        );
+    }
+    let copy = dir.path().join("copy.db");
+    let output = Command::new(BINARY)
+        .arg("backup")
+        .arg(&copy)
+        .arg("--data-dir")
+        .arg(dir.data())
+        .output()
+        .expect("run the backup");
+    assert!(
+        output.status.success(),
+        "backup: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The server kept serving through it.
+    assert_eq!(post(&mut alice, "after the backup", "k31")["stored"], true);
+    drop(alice);
+    server.stop();
+
+    // The copy, put in place of a data directory, serves the 30 messages from before it.
+    let restored = dir.path().join("restored");
+    std::fs::create_dir_all(&restored).expect("create a dir");
+    std::fs::copy(&copy, restored.join("chat.db")).expect("put the copy in place");
+    let server = Server::start(&restored, &[]);
+    let mut reader = server.join("reader", "general", None);
+    let (_, _, history) = joined(&mut reader);
+    assert_eq!(
+        ids_and_texts(&history["messages"])
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect::<Vec<_>>(),
+        (1..=30).map(|i| format!("saved {i}")).collect::<Vec<_>>()
+    );
+    server.stop();
+
+    // A backup of a directory with no database says so and fails.
+    let output = Command::new(BINARY)
+        .arg("backup")
+        .arg(dir.path().join("nothing.db"))
+        .arg("--data-dir")
+        .arg(dir.path().join("no-such-dir"))
+        .output()
+        .expect("run the backup");
+    assert!(!output.status.success(), "a backup of nothing succeeded");
+    assert!(!String::from_utf8_lossy(&output.stderr).is_empty());
+}
