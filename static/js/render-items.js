@@ -70,15 +70,21 @@ function markDelivered(item, id) {
   item.setAttribute("data-epoch", String(state.epoch));
 }
 
-/** A chat message from the server (with its id). */
-export function chatMessage(frame) {
+/** The item of a chat message from the server (with its id), not yet in the list. */
+export function chatMessageItem(frame) {
   const sender = asText(frame.client_id);
-  const own = isOwn(sender);
-  const item = bubble(own ? "message own" : "message", sender, asText(frame.message), frame.timestamp);
+  const item = bubble(isOwn(sender) ? "message own" : "message", sender,
+    asText(frame.message), frame.timestamp);
   if (isId(frame.id)) {
     markDelivered(item, frame.id);
   }
-  insert(item, own);
+  return item;
+}
+
+/** A chat message from the server (with its id), added at the end of the list. */
+export function chatMessage(frame) {
+  const item = chatMessageItem(frame);
+  insert(item, item.classList.contains("own"));
   return item;
 }
 
