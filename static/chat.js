@@ -17,7 +17,7 @@
  *   time.js     timestamps and day labels util.js     small helpers (storage, ids)
  *   render-status.js  status, forms, composer label, title
  *   render-list.js    the message list: insertion order, scrolling, day separators
- *   render-items.js   messages, pending/failed own messages, direct messages, notices
+ *   render-items.js   messages, pending/failed/not-saved own messages, direct messages, notices
  *   render-people.js  the user list and the typing line
  *   wire.js     send a command            outbox.js   own messages until acknowledged
  *   scrollback.js  older messages (history_before) above the list, at its top

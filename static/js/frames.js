@@ -9,7 +9,9 @@ import { TYPING_SHOW_MS } from "./config.js";
 import { setDmTarget } from "./dm.js";
 import { normalizeRoom, setUrlRoom } from "./names.js";
 import { outbox } from "./outbox.js";
-import { chatMessage, directMessage, failMessage, notice } from "./render-items.js";
+import {
+  chatMessage, directMessage, failMessage, markNotSaved, messageWithId, notice
+} from "./render-items.js";
 import { fitsWithoutScrolling, scrollToBottom } from "./render-list.js";
 import { renderTyping, renderUsers } from "./render-people.js";
 import { renderRoom, renderTitle } from "./render-status.js";
@@ -150,6 +152,12 @@ function handlersFor(hooks) {
       if (isId(f.id)) {
         outbox.settle(cmid, f.id, null);
         scrollback.noteShown(f.id);
+        // Delivered but not written to disk: say so, but it is not failed
+        // and is not sent again (a retry would get the same answer).
+        const item = f.stored === false ? messageWithId(f.id) : null;
+        if (item && item.classList.contains("own")) {
+          markNotSaved(item);
+        }
       }
     },
 
