@@ -6,9 +6,10 @@
  * Wire protocol (v2):
  *   - connect to ws(s)://<host>/ws/<encodeURIComponent(username)>?room=R[&since=ID&epoch=E]
  *     offering the subprotocol "chat.v2"
- *   - server -> client: JSON frames; welcome, gap, history, message, ack,
- *     connection, disconnection, typing, direct, error (unknown types are ignored)
- *   - client -> server: JSON commands {type: "message" | "typing" | "direct", ...}
+ *   - server -> client: JSON frames; welcome, gap, history, history_page, message,
+ *     ack, connection, disconnection, typing, direct, error (unknown types are ignored)
+ *   - client -> server: JSON commands
+ *     {type: "message" | "typing" | "direct" | "history_before", ...}
  *
  * Modules (static/js/, plain ES modules, no build step), one concern each:
  *   config.js   fixed settings            state.js    the page's state (plain data)
@@ -16,9 +17,10 @@
  *   time.js     timestamps and day labels util.js     small helpers (storage, ids)
  *   render-status.js  status, forms, composer label, title
  *   render-list.js    the message list: insertion order, scrolling, day separators
- *   render-items.js   messages, pending/failed own messages, direct messages, notices
+ *   render-items.js   messages, pending/failed/not-saved own messages, direct messages, notices
  *   render-people.js  the user list and the typing line
  *   wire.js     send a command            outbox.js   own messages until acknowledged
+ *   scrollback.js  older messages (history_before) above the list, at its top
  *   dm.js       direct-message mode       frames.js   one handler per server frame
  *   socket.js   connect, resume, reconnect with backoff
  *   ui.js       event wiring (clicks, keys, page events)

@@ -1,7 +1,10 @@
 //! An accessibility audit of the chat page in headless Chromium with axe-core (the WCAG 2.1
 //! A and AA rules), before and after connecting, in the light and the dark colour scheme.
 //! After connecting the page shows what a conversation shows: join notices, someone else's
-//! message, one's own, the typing line and the user list.
+//! message, one's own, the typing line and the user list. A second test audits scroll-back
+//! (a server that keeps messages in SQLite): the "Load older messages" row with its failure
+//! note, then older messages loaded up to "Beginning of the conversation", with an own
+//! message marked "Not saved".
 //!
 //! Any violation fails the test, listed with its impact, the elements and, for contrast,
 //! the colours and the ratio.
@@ -17,9 +20,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use browser_support::{
-    join, message_shown, notice_shown, skip_or_fail, BrowserTest, ColorScheme, Page,
+    join, js_string, message_shown, notice_shown, skip_or_fail, BrowserTest, ColorScheme, Page,
 };
-use serde_json::Value;
+use chat_mio_server::Config;
+use serde_json::{json, Value};
 
 /// The rule sets of WCAG 2.0 and 2.1, levels A and AA.
 const WCAG_TAGS: &str = "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']";
@@ -66,6 +70,104 @@ fn chat_page_has_no_accessibility_violations() {
     for scheme in [ColorScheme::Light, ColorScheme::Dark] {
         show_typing(&bob, &alice);
         report.extend(audit(&alice, &axe, scheme, "connected"));
+    }
+
+    assert!(
+        report.is_empty(),
+        "accessibility violations (axe-core, WCAG 2.1 A/AA):\n\n{}",
+        report.join("\n")
+    );
+    for page in [&alice, &bob] {
+        assert_eq!(
+            page.errors(),
+            Vec::<String>::new(),
+            "{} errors",
+            page.name()
+        );
+    }
+}
+
+#[test]
+fn scrolled_back_page_has_no_accessibility_violations() {
+    let Some(axe) = axe_source() else {
+        return;
+    };
+    let config = Config {
+        history: 12,
+        ..Config::default()
+    };
+    let Some(test) = BrowserTest::durable("a11y-scrollback", config) else {
+        return;
+    };
+    let alice = test.open("alice's page", "/");
+    let bob = test.open("bob's page", "/");
+    join(&alice, "alice");
+    for i in 1..=16 {
+        alice.type_into("#messageInput", &format!("earlier {i}"));
+        alice.press_enter();
+        alice.wait_until(
+            "alice's message is confirmed",
+            &format!(
+                "document.querySelectorAll('#messages .message.own[data-id]:not(.pending)').length === {i}"
+            ),
+        );
+    }
+    // More than fit on bob's screen: a history that fits would fetch older ones by itself.
+    join(&bob, "bob");
+    bob.wait_until(
+        "bob's page shows the history and the way to older messages",
+        "document.querySelectorAll('#messages .message[data-id]').length === 12
+         && !document.getElementById('load-older').hidden
+         && !document.getElementById('load-older').hasAttribute('aria-disabled')",
+    );
+
+    // A refused request (as a server whose disk cannot be read answers): the row says so.
+    // The error frame is handed to the page right after the click, before any answer.
+    let error = json!({ "type": "error", "client_id": "bob", "code": "store_unavailable",
+                        "message": "history is unavailable", "timestamp": "2026-11-21T20:53:01.012Z" });
+    bob.eval(&format!(
+        "document.getElementById('load-older').click();
+         window.Chat.handleFrame({})",
+        js_string(&error.to_string())
+    ));
+    assert_eq!(
+        bob.eval("!document.getElementById('history-note').hidden"),
+        Value::Bool(true),
+        "the failure note is shown"
+    );
+    let mut report = Vec::new();
+    for scheme in [ColorScheme::Light, ColorScheme::Dark] {
+        report.extend(audit(
+            &bob,
+            &axe,
+            scheme,
+            "older messages could not be loaded",
+        ));
+    }
+
+    bob.type_into("#messageInput", "mine");
+    bob.press_enter();
+    let own = "document.querySelector('#messages .message.own[data-id]:not(.pending)')";
+    bob.wait_until("bob's message is confirmed", &format!("{own} !== null"));
+    let ack = json!({ "type": "ack", "client_msg_id": "c-1", "stored": false,
+                      "id": bob.eval(&format!("Number({own}.dataset.id)")),
+                      "timestamp": "2026-11-21T20:53:01.012Z" });
+    bob.eval(&format!(
+        "window.Chat.handleFrame({})",
+        js_string(&ack.to_string())
+    ));
+    bob.wait_until(
+        "bob's message is marked not saved",
+        "document.querySelectorAll('#messages .save-note').length === 1",
+    );
+    bob.click("#load-older");
+    bob.wait_until(
+        "every older message is loaded, up to the beginning",
+        "document.querySelectorAll('#messages .message[data-id]').length === 17
+         && !document.getElementById('history-begin').hidden",
+    );
+    for scheme in [ColorScheme::Light, ColorScheme::Dark] {
+        report.extend(audit(&bob, &axe, scheme, "scrolled back to the beginning"));
     }
 
     assert!(

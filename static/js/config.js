@@ -8,6 +8,10 @@ export const STORAGE_KEY = "chat.username";
 export const APP_TITLE = "Chat";
 /** How close (px) to the bottom counts as "reading the newest messages". */
 export const STICK_TO_BOTTOM_PX = 80;
+/** How close (px) to the top of the list asks for older messages. */
+export const LOAD_OLDER_PX = 80;
+/** Older messages asked for per history_before (the server allows 1 to 100). */
+export const OLDER_PAGE_SIZE = 50;
 /** Reconnect backoff: base and cap of the jitter window. */
 export const RECONNECT_BASE_MS = 1000;
 export const RECONNECT_MAX_MS = 30000;

@@ -4,7 +4,8 @@ const IDS = [
   "status", "status-dot", "status-text", "retry-btn", "announcer",
   "room-name", "join-room", "users-toggle", "users-toggle-count",
   "username-section", "username-form", "username", "connect-btn", "username-error",
-  "chat-section", "messages", "typing", "composer", "messageInput", "messageInput-label",
+  "chat-section", "messages", "history-top", "load-older", "history-begin", "history-note",
+  "typing", "composer", "messageInput", "messageInput-label",
   "send-btn", "dm-bar", "dm-target", "dm-cancel",
   "sidebar", "room-form", "room-input", "room-btn", "room-error", "users", "user-count"
 ];

@@ -9,10 +9,13 @@ import { TYPING_SHOW_MS } from "./config.js";
 import { setDmTarget } from "./dm.js";
 import { normalizeRoom, setUrlRoom } from "./names.js";
 import { outbox } from "./outbox.js";
-import { chatMessage, directMessage, failMessage, notice } from "./render-items.js";
-import { scrollToBottom } from "./render-list.js";
+import {
+  chatMessage, directMessage, failMessage, markNotSaved, messageWithId, notice
+} from "./render-items.js";
+import { fitsWithoutScrolling, scrollToBottom } from "./render-list.js";
 import { renderTyping, renderUsers } from "./render-people.js";
 import { renderRoom, renderTitle } from "./render-status.js";
+import * as scrollback from "./scrollback.js";
 import { seenKey, state } from "./state.js";
 import { asText, isId } from "./util.js";
 
@@ -54,6 +57,7 @@ function acceptMessage(f) {
     if (f.id > state.lastId) {
       state.lastId = f.id;
     }
+    scrollback.noteShown(f.id);
     if (state.seen[seenKey(f.id)]) {
       return; // shown already: never render an id twice
     }
@@ -85,6 +89,7 @@ function adoptEpoch(epoch) {
     state.restartNoticeDue = true;
     state.restartEpochChanged = true;
     state.lastId = 0;
+    scrollback.epochChanged();
   }
   state.epoch = epoch;
 }
@@ -112,6 +117,7 @@ function handlersFor(hooks) {
         state.epoch = f.epoch;
         state.lastId = 0;
         state.restartEpochChanged = true;
+        scrollback.epochChanged();
       }
       showGapNotice(asText(f.message), f.timestamp);
     },
@@ -126,7 +132,14 @@ function handlersFor(hooks) {
       if (state.firstLoad) {
         state.firstLoad = false;
         scrollToBottom();
+        if (fitsWithoutScrolling()) {
+          scrollback.loadOlder(); // no scroll bar to reach the top with
+        }
       }
+    },
+
+    history_page(f) {
+      scrollback.pageArrived(f);
     },
 
     message(f) {
@@ -138,6 +151,13 @@ function handlersFor(hooks) {
       outbox.answered((c) => c.kind === "message" && c.cmid === cmid);
       if (isId(f.id)) {
         outbox.settle(cmid, f.id, null);
+        scrollback.noteShown(f.id);
+        // Delivered but not written to disk: say so, but it is not failed
+        // and is not sent again (a retry would get the same answer).
+        const item = f.stored === false ? messageWithId(f.id) : null;
+        if (item && item.classList.contains("own")) {
+          markNotSaved(item);
+        }
       }
     },
 
@@ -193,6 +213,9 @@ function handlersFor(hooks) {
     },
 
     error(f) {
+      if (scrollback.requestRefused(asText(f.code))) {
+        return; // the scroll-back row says so; the next scroll asks again
+      }
       // Commands are answered in order: an error answers the oldest command
       // still waiting for its ack / echo.
       const cmd = outbox.inflight.shift();

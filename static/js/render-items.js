@@ -1,6 +1,7 @@
 /**
  * The items of the message list: chat messages (own ones pending until
- * acknowledged, or failed with Retry / Discard), direct messages and notices.
+ * acknowledged, or failed with Retry / Discard, or marked "Not saved" when the
+ * server could not store them), direct messages and notices.
  * Server text always goes in through textContent, never as markup.
  *
  * Buttons inside items carry a `data-action` ("retry", "discard", "reply");
@@ -70,16 +71,52 @@ function markDelivered(item, id) {
   item.setAttribute("data-epoch", String(state.epoch));
 }
 
-/** A chat message from the server (with its id). */
-export function chatMessage(frame) {
+/** The item of a chat message from the server (with its id), not yet in the list. */
+export function chatMessageItem(frame) {
   const sender = asText(frame.client_id);
-  const own = isOwn(sender);
-  const item = bubble(own ? "message own" : "message", sender, asText(frame.message), frame.timestamp);
+  const item = bubble(isOwn(sender) ? "message own" : "message", sender,
+    asText(frame.message), frame.timestamp);
   if (isId(frame.id)) {
     markDelivered(item, frame.id);
   }
-  insert(item, own);
   return item;
+}
+
+/** A chat message from the server (with its id), added at the end of the list. */
+export function chatMessage(frame) {
+  const item = chatMessageItem(frame);
+  insert(item, item.classList.contains("own"));
+  return item;
+}
+
+/** The shown chat message with server id `id` (current epoch), or null. */
+export function messageWithId(id) {
+  const items = dom.messages.querySelectorAll(".message[data-id]:not(.direct)");
+  for (let i = 0; i < items.length; i++) {
+    if (items[i].getAttribute("data-id") === String(id) &&
+        items[i].getAttribute("data-epoch") === String(state.epoch)) {
+      return items[i];
+    }
+  }
+  return null;
+}
+
+/**
+ * Marks an own message the server delivered but could not store (ack with
+ * "stored": false). It is not failed and not sent again: everyone got it,
+ * but it may be missing after a server restart.
+ */
+export function markNotSaved(item) {
+  if (item.querySelector(".save-note")) {
+    return;
+  }
+  const why = "Delivered, but the server could not save it: it may be missing after the server restarts.";
+  item.classList.add("not-saved");
+  const note = element("p", "save-note");
+  note.title = why;
+  note.appendChild(element("span", "save-note-text", "Not saved"));
+  note.appendChild(element("span", "visually-hidden", " (" + why + ")"));
+  item.appendChild(note);
 }
 
 /** Replaces the delivery line's content by `text` and then `buttons`. */

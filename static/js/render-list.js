@@ -2,11 +2,13 @@
  * The message list as a whole: where an item goes, following the newest one,
  * and the day separators between items of different local days.
  *
- * Order: unconfirmed own messages stay at the very end; everything else goes
- * above them, so the list is in server order.
+ * Order: the scroll-back row (#history-top) is always first; unconfirmed own
+ * messages stay at the very end; everything else goes between, so the list is
+ * in server order. Older messages from scroll-back go right below the
+ * scroll-back row, with the reader's view kept where it was.
  */
 
-import { STICK_TO_BOTTOM_PX } from "./config.js";
+import { LOAD_OLDER_PX, STICK_TO_BOTTOM_PX } from "./config.js";
 import { dom } from "./dom.js";
 import { state } from "./state.js";
 import { dayLabel } from "./time.js";
@@ -14,6 +16,15 @@ import { dayLabel } from "./time.js";
 export function isNearBottom() {
   const m = dom.messages;
   return m.scrollHeight - m.scrollTop - m.clientHeight <= STICK_TO_BOTTOM_PX;
+}
+
+export function isNearTop() {
+  return dom.messages.scrollTop <= LOAD_OLDER_PX;
+}
+
+/** Whether the list has no scroll bar (all of it is visible). */
+export function fitsWithoutScrolling() {
+  return dom.messages.scrollHeight <= dom.messages.clientHeight;
 }
 
 export function scrollToBottom() {
@@ -49,8 +60,37 @@ export function settleInPlace(item) {
   fixSeparators(item);
 }
 
+/** Puts `nodes` (oldest first) above every item, right below the scroll-back row. */
+export function insertOlder(nodes) {
+  const first = dom["history-top"].nextElementSibling;
+  nodes.forEach((node) => {
+    dom.messages.insertBefore(node, first);
+  });
+  nodes.forEach(fixSeparators);
+}
+
+/**
+ * Runs `change` (which adds or resizes things above the reader's view) and
+ * then scrolls by what it added, so the item that was at the top of the list
+ * stays where the reader saw it. Done by hand (with overflow-anchor: none in
+ * the CSS) so it does not depend on the browser's own scroll anchoring.
+ */
+export function keepingView(change) {
+  const anchor = dom["history-top"].nextElementSibling;
+  const before = anchor ? anchor.getBoundingClientRect().top : 0;
+  change();
+  if (anchor && anchor.parentNode === dom.messages) {
+    dom.messages.scrollTop += anchor.getBoundingClientRect().top - before;
+  }
+  state.stickToBottom = isNearBottom();
+}
+
+/** Empties the list, keeping its scroll-back row. */
 export function clearMessages() {
-  dom.messages.textContent = "";
+  const top = dom["history-top"];
+  while (dom.messages.lastElementChild && dom.messages.lastElementChild !== top) {
+    dom.messages.lastElementChild.remove();
+  }
   state.stickToBottom = true;
 }
 

@@ -14,6 +14,7 @@ import { clearTyping, frameHandler } from "./frames.js";
 import { outbox } from "./outbox.js";
 import { notice } from "./render-items.js";
 import { announce, focusUsername, renderRoom, renderStatus, usernameError } from "./render-status.js";
+import * as scrollback from "./scrollback.js";
 import { state } from "./state.js";
 import { sendJson } from "./wire.js";
 
@@ -108,6 +109,7 @@ export const socket = {
     state.ws = null;
     state.ready = false;
     outbox.connectionLost();
+    scrollback.connectionLost();
     try {
       ws.close(1000, "client closing");
     } catch (e) {
@@ -122,6 +124,7 @@ export const socket = {
     const wasReady = state.ready;
     state.ready = false;
     outbox.connectionLost();
+    scrollback.connectionLost();
     clearTyping();
 
     if (state.sessionLive) {

@@ -54,8 +54,22 @@ export const state = {
   /** Chat messages and DMs that arrived while the tab was hidden. */
   unread: 0,
   /** Whether the message list follows the newest message. */
-  stickToBottom: true
+  stickToBottom: true,
+
+  /** Scroll-back (history_before) in this room; see scrollback.js. */
+  older: freshOlder()
 };
+
+/**
+ * oldestId: the lowest message id shown in this epoch (null: none yet);
+ * loading: the `before` of the history_before in flight (0: none);
+ * done: nothing older exists (the beginning is shown);
+ * off: scroll-back stopped for this view (the server's epoch changed under it);
+ * failed: the last request was refused (a scroll or click asks again).
+ */
+function freshOlder() {
+  return { oldestId: null, loading: 0, done: false, off: false, failed: false };
+}
 
 /** The key under which message `id` of the current epoch is remembered in `state.seen`. */
 export function seenKey(id) {
@@ -72,4 +86,5 @@ export function resetRoomState() {
   state.firstLoad = true;
   state.members = [];
   state.unread = 0;
+  state.older = freshOlder();
 }

@@ -15,6 +15,7 @@ import { renderTyping, renderUsers } from "./render-people.js";
 import {
   announce, renderRoom, renderStatus, renderTitle, roomError, usernameError
 } from "./render-status.js";
+import * as scrollback from "./scrollback.js";
 import { socket } from "./socket.js";
 import { resetRoomState, state } from "./state.js";
 import { isPlainEnter, storageGet, storageSet } from "./util.js";
@@ -51,6 +52,7 @@ export const ui = {
     clearTyping();
     ui.setDmTarget("", true);
     clearMessages();
+    scrollback.renderTop();
     renderUsers();
     renderTitle();
   },
@@ -223,8 +225,10 @@ export const ui = {
     wireLists();
     wirePage();
     followNewest();
+    wireScrollback();
 
     renderStatus();
+    scrollback.renderTop();
     renderUsers();
     renderTyping();
     // No auto-connect: joining announces you to the room, so it takes a
@@ -330,6 +334,14 @@ function wirePage() {
     if (state.reconnect.timer !== null) {
       socket.reconnectNow();
     }
+  });
+}
+
+/** Older messages: at the top of the list, or on "Load older messages" (keyboard, no wheel). */
+function wireScrollback() {
+  dom.messages.addEventListener("scroll", scrollback.onScroll, { passive: true });
+  dom["load-older"].addEventListener("click", () => {
+    scrollback.loadOlder();
   });
 }
 

@@ -1,26 +1,59 @@
 //! The one way a browser test starts its world: a chat server and a browser whose pages
 //! load from it. The test binary declares `mod common;` next to `mod browser_support;`.
 
+use std::path::{Path, PathBuf};
+
+use chat_mio_server::{Config, StoreKind};
+
 use crate::common::TestServer;
 
 use super::{chromium_or_skip, Browser, Page};
 
 /// A chat server and a headless Chromium. Fields drop in declaration order: the browser
 /// (and with it every page's WebSocket) goes away before the server, so the server never
-/// waits on a client that is being killed.
+/// waits on a client that is being killed; the server's data directory, if any, goes last.
 pub struct BrowserTest {
     pub browser: Browser,
     pub server: TestServer,
+    data_dir: Option<TempDir>,
 }
 
 impl BrowserTest {
     /// Starts a server with the default configuration and a browser; `None` when the test
     /// is skipped because Chromium is missing (see `chromium_or_skip`).
     pub fn start() -> Option<BrowserTest> {
+        Self::with_config(Config::default())
+    }
+
+    /// Starts a server with `config` (its bind address is replaced) and a browser.
+    pub fn with_config(config: Config) -> Option<BrowserTest> {
         let chromium = chromium_or_skip()?;
-        let server = TestServer::start();
+        let server = TestServer::with_config(config);
         let browser = Browser::launch(&chromium);
-        Some(BrowserTest { browser, server })
+        Some(BrowserTest {
+            browser,
+            server,
+            data_dir: None,
+        })
+    }
+
+    /// Starts a server that keeps messages in SQLite, in a fresh directory of its own under
+    /// the system's temp dir (removed when the test ends), with `config`'s other settings.
+    /// `name` tells the directories of concurrent tests apart.
+    pub fn durable(name: &str, config: Config) -> Option<BrowserTest> {
+        let chromium = chromium_or_skip()?;
+        let data_dir = TempDir::new(name);
+        let server = TestServer::with_config(Config {
+            store: StoreKind::Sqlite,
+            data_dir: data_dir.path().to_owned(),
+            ..config
+        });
+        let browser = Browser::launch(&chromium);
+        Some(BrowserTest {
+            browser,
+            server,
+            data_dir: Some(data_dir),
+        })
     }
 
     /// Opens `path` of the server (`/`, `/?room=lobby`) in a new tab of its own browser
@@ -40,4 +73,31 @@ impl BrowserTest {
 pub fn browser_or_skip() -> Option<Browser> {
     let chromium = chromium_or_skip()?;
     Some(Browser::launch(&chromium))
+}
+
+/// A directory of its own under the system's temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "chat-browser-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
