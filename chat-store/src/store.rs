@@ -66,7 +66,10 @@ impl Store {
         let stats = self.stats.clone();
         let thread = thread::Builder::new()
             .name("chat-store".into())
-            .spawn(move || worker::run(self, rx, notify))?;
+            .spawn(move || {
+                background_priority();
+                worker::run(self, rx, notify)
+            })?;
         Ok(RunningStore {
             tx,
             stats,
@@ -137,5 +140,20 @@ impl RunningStore {
             self.stats.dequeued();
             self.stats.write_failed();
         }
+    }
+}
+
+/// The nice value of the storage thread: below the loop that delivers messages live. On a
+/// machine whose cores are all busy the scheduler gives the loop (and the clients sharing the
+/// machine) the CPU first, and the store catches up in the gaps; acks, which wait for the
+/// store, may then lag, but live delivery never waits for the disk, not even for its CPU.
+const STORE_NICE: i32 = 10;
+
+/// Lowers this thread's scheduling priority to [`STORE_NICE`] (Linux: nice is per thread).
+/// Failing to is harmless: the thread then runs at the process's priority.
+fn background_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), STORE_NICE) {
+        log::warn!("the storage thread keeps the process's priority: {e}");
     }
 }
