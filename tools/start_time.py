@@ -6,7 +6,8 @@ usage: tools/start_time.py BINARY [RUNS]
 Builds the database once in a fresh temporary data directory: the server creates the schema
 (started and stopped cleanly), then this script inserts the messages in one transaction with
 Python's sqlite3 (the schema is chat-store's v1). Then it starts the server RUNS times (default
-5) and prints, for each start, the seconds until `/readyz` answers 200, then the median. The
+5) and prints, for each start, the seconds until `/readyz` answers 200 and the server's RSS
+then, and the median time. The
 server is stopped with SIGTERM after each run, so every start after the first is a clean one.
 """
 import os
@@ -94,7 +95,9 @@ def main():
         for run in range(runs):
             proc, took = start(binary, data, free_port())
             times.append(took)
-            print(f"start {run + 1}: serving after {took:.3f} s")
+            with open(f"/proc/{proc.pid}/status") as status:
+                rss = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
+            print(f"start {run + 1}: serving after {took:.3f} s, RSS {int(rss) / 1024:.1f} MiB")
             stop(proc)
         print(f"median: {statistics.median(times):.3f} s")
     finally:
