@@ -462,6 +462,16 @@ fn a_data_dir_that_is_a_regular_file_stops_the_start_with_a_clear_message() {
 }
 
 #[test]
+fn a_data_dir_that_cannot_be_created_stops_the_start_with_a_clear_message() {
+    // /proc refuses new directories even to root (chmod would not stop root).
+    refuses_to_start(
+        Path::new("/proc/self/chat-data"),
+        &[],
+        &["cannot", "directory", "permission", "denied"],
+    );
+}
+
+#[test]
 fn a_database_held_by_another_server_stops_the_second_one() {
     let dir = TempDir::new("locked");
     let first = Server::start(&dir.data(), &[]);
