@@ -42,10 +42,42 @@ impl Request {
     }
 
     /// The query part of the target (after `?`), if any.
-    #[allow(dead_code)] // used by later features (rooms, resume)
     pub fn query(&self) -> Option<&str> {
         self.target.split_once('?').map(|(_, q)| q)
     }
+
+    /// The target as it may appear in a log: the value of every query parameter that can hold
+    /// a secret (`token`, `access_token`, `key`, `password`, `api_key`) is replaced by `***`.
+    pub fn loggable_target(&self) -> String {
+        redact_query(&self.target)
+    }
+}
+
+/// Query parameters whose values are never logged.
+const SECRET_PARAMS: [&str; 5] = ["token", "access_token", "key", "password", "api_key"];
+
+/// `target` with the values of secret query parameters replaced by `***` (names compared
+/// case-insensitively, before and after percent-decoding of the name).
+pub fn redact_query(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            if SECRET_PARAMS
+                .iter()
+                .any(|secret| decoded.eq_ignore_ascii_case(secret))
+            {
+                format!("{name}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
 }
 
 /// Why a request head could not be accepted.
@@ -297,6 +329,28 @@ mod tests {
 
     fn parse_ok(raw: &str) -> (Request, usize) {
         parse(raw.as_bytes()).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn secrets_in_query_strings_never_reach_a_log() {
+        for (target, logged) in [
+            ("/ws/alice", "/ws/alice"),
+            ("/ws/alice?room=a", "/ws/alice?room=a"),
+            (
+                "/ws/alice?token=eyJ.abc.def&room=a",
+                "/ws/alice?token=***&room=a",
+            ),
+            ("/ws/alice?room=a&TOKEN=x", "/ws/alice?room=a&TOKEN=***"),
+            ("/ws/a?%74oken=x", "/ws/a?%74oken=***"),
+            (
+                "/ws/a?access_token=x&key=y&password=z&api_key=w",
+                "/ws/a?access_token=***&key=***&password=***&api_key=***",
+            ),
+            ("/ws/a?token", "/ws/a?token=***"),
+            ("/ws/a?tokens=x", "/ws/a?tokens=x"),
+        ] {
+            assert_eq!(redact_query(target), logged, "{target}");
+        }
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl EventLoop {
                         "{}: {} {} -> {status}",
                         conn.peer,
                         request.method,
-                        request.target
+                        request.loggable_target()
                     );
                     self.metrics.http_response(status);
                     conn.queue_response(bytes, body, !keep_alive);
