@@ -51,6 +51,16 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Most connections one client address may hold at once; more are answered 429; 0 = no
+    /// limit
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+
+    /// Address of a reverse proxy whose X-Forwarded-For names the client (repeatable); from
+    /// any other peer X-Forwarded-For is ignored
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Largest text message a client may send, in bytes (larger: close 1009)
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub max_message_size: usize,

@@ -156,6 +156,9 @@ pub struct Conn {
     pub registered: Interest,
     /// When this connection must give up waiting (request head, idle keep-alive, closing).
     pub deadline: Option<Instant>,
+    /// The client address this connection is counted under (`--max-connections-per-ip`):
+    /// its peer's from accept, or, behind a trusted proxy, the forwarded one from the upgrade.
+    pub counted_ip: Option<std::net::IpAddr>,
     /// The flush round that last scheduled this connection (`event_loop/flush.rs`): it is in
     /// the round's list of connections to flush when this equals the loop's current round.
     pub flush_round: u64,
@@ -173,6 +176,7 @@ impl Conn {
             out: WriteQueue::default(),
             registered: Interest::READABLE,
             deadline: None,
+            counted_ip: None,
             flush_round: 0,
         }
     }

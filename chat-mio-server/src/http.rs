@@ -31,6 +31,8 @@ pub struct Request {
     pub if_none_match: Option<String>,
     pub host: Option<String>,
     pub origin: Option<String>,
+    /// Every `X-Forwarded-For` value, joined with commas in order.
+    pub forwarded_for: Option<String>,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub has_body: bool,
 }
@@ -121,6 +123,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
         if_none_match: None,
         host: None,
         origin: None,
+        forwarded_for: None,
         has_body: false,
     };
     for header in req.headers.iter() {
@@ -156,6 +159,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
             request.host = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("origin") {
             request.origin = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            request.forwarded_for = Some(match request.forwarded_for.take() {
+                Some(before) => format!("{before}, {value}"),
+                None => value.to_owned(),
+            });
         } else if name.eq_ignore_ascii_case("if-none-match") {
             request.if_none_match = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("content-length") {

@@ -30,6 +30,7 @@
 
 mod assets;
 mod batch;
+mod client_addr;
 mod config;
 mod connection;
 mod event_loop;

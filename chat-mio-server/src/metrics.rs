@@ -20,6 +20,7 @@ pub struct Metrics {
     pub bytes_out: u64,
     pub rate_limited: u64,
     pub refused_full: u64,
+    pub refused_per_ip: u64,
     /// Loop turns whose writes were shared with a second thread.
     pub split_flushes: u64,
     closes: [u64; CloseReason::ALL.len()],
@@ -41,6 +42,7 @@ impl Metrics {
             bytes_out: 0,
             rate_limited: 0,
             refused_full: 0,
+            refused_per_ip: 0,
             split_flushes: 0,
             closes: [0; CloseReason::ALL.len()],
             http_responses: [0; 5],
@@ -104,6 +106,12 @@ impl Metrics {
             "counter",
             "Connections answered 503 because the server was full.",
             &[("", v(self.refused_full))],
+        );
+        metric(
+            "chat_connections_refused_per_ip_total",
+            "counter",
+            "Connections answered 429 because their address held --max-connections-per-ip.",
+            &[("", v(self.refused_per_ip))],
         );
         metric(
             "chat_messages_received_total",

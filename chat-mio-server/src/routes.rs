@@ -254,6 +254,7 @@ mod proptests {
                         if_none_match,
                         host,
                         origin,
+                        forwarded_for: None,
                         has_body,
                     }
                 },
@@ -288,6 +289,7 @@ mod proptests {
             if_none_match: None,
             host: Some("127.0.0.1:8000".to_owned()),
             origin,
+            forwarded_for: None,
             has_body: false,
         })
     }

@@ -10,6 +10,16 @@ use super::EventLoop;
 use crate::connection::Conn;
 use crate::http::Response;
 
+/// The answer to a client address that holds `--max-connections-per-ip` connections already.
+pub(super) fn too_many_from_this_address() -> Response<'static> {
+    Response::text(
+        429,
+        "too many connections from your address, try again later\n",
+    )
+    .header("Retry-After", "10")
+    .keep_alive(false)
+}
+
 /// After `accept` fails (EMFILE, ENFILE, ...), wait this long before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -55,9 +65,23 @@ impl EventLoop {
                 log::error!("{peer}: cannot register connection: {e}");
                 continue;
             }
-            entry.insert(Conn::new(stream, peer));
+            let conn = entry.insert(Conn::new(stream, peer));
             self.metrics.open_connections += 1;
-            if full {
+            // A trusted proxy's connections are counted under the address it forwards for,
+            // once the request says which (`upgrade.rs`).
+            let over_ip_limit = !full
+                && !self.clients.is_trusted_proxy(peer.ip())
+                && if self.clients.admit(peer.ip()) {
+                    conn.counted_ip = Some(peer.ip());
+                    false
+                } else {
+                    true
+                };
+            if over_ip_limit {
+                self.metrics.refused_per_ip += 1;
+                log::warn!("{peer}: refused, too many connections from this address");
+                self.respond(key, &too_many_from_this_address());
+            } else if full {
                 self.metrics.refused_full += 1;
                 log::warn!("{peer}: refused, {} connections open", self.max_connections);
                 self.respond(

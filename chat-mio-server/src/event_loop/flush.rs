@@ -119,6 +119,9 @@ impl EventLoop {
         for key in std::mem::take(&mut self.gone) {
             let mut conn = self.conns.remove(key);
             self.metrics.open_connections -= 1;
+            if let Some(ip) = conn.counted_ip {
+                self.clients.release(ip);
+            }
             if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
                 log::debug!("{}: deregister: {e}", conn.peer);
             }

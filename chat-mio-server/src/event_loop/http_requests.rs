@@ -124,7 +124,7 @@ impl EventLoop {
                     self.set_deadline(key, timeout);
                 }
                 Route::Upgrade(accepted) => {
-                    self.upgrade(key, accepted);
+                    self.upgrade(key, accepted, request.forwarded_for.as_deref());
                     return;
                 }
             }

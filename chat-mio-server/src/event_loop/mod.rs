@@ -49,6 +49,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::assets::Assets;
 use crate::batch::{Batch, Span};
+use crate::client_addr::ClientAddrs;
 use crate::config::Config;
 use crate::connection::{Conn, Linger, State};
 use crate::metrics::Metrics;
@@ -91,6 +92,8 @@ pub struct EventLoop {
     /// beyond `max_connections`; past that they are dropped at once.
     pub refusal_headroom: usize,
     pub metrics: Metrics,
+    /// Open connections per client address.
+    clients: ClientAddrs,
     /// The message store's thread, when messages are kept on disk.
     store: Option<chat_store::RunningStore>,
     inbox: Inbox<Control>,
@@ -145,6 +148,10 @@ impl EventLoop {
             core,
             assets,
             ws_config: crate::connection::websocket_config(config.max_message_size),
+            clients: ClientAddrs::new(
+                config.trusted_proxies.clone(),
+                config.max_connections_per_ip,
+            ),
             config,
             signals,
             max_connections,

@@ -8,7 +8,22 @@ use crate::connection::State;
 use crate::handshake::Accepted;
 
 impl EventLoop {
-    pub(super) fn upgrade(&mut self, key: usize, accepted: Accepted) {
+    pub(super) fn upgrade(&mut self, key: usize, accepted: Accepted, forwarded_for: Option<&str>) {
+        let conn = &mut self.conns[key];
+        let client_ip = self.clients.client_ip(conn.peer.ip(), forwarded_for);
+        if conn.counted_ip.is_none() {
+            // A trusted proxy's connection: counted under the client it forwards for.
+            if !self.clients.admit(client_ip) {
+                self.metrics.refused_per_ip += 1;
+                log::warn!(
+                    "{client_ip} (via {}): refused, too many connections from this address",
+                    conn.peer
+                );
+                self.respond(key, &super::accept::too_many_from_this_address());
+                return;
+            }
+            conn.counted_ip = Some(client_ip);
+        }
         let conn = &mut self.conns[key];
         let State::Http { head, .. } = &mut conn.state else {
             return;
@@ -18,7 +33,15 @@ impl EventLoop {
         let (response, _) = accepted.response().encode();
         conn.queue_response(response, None, false);
         let client = ClientId(key as u64);
-        log::info!("{} ({}) connected", accepted.user, conn.peer);
+        if client_ip == conn.peer.ip() {
+            log::info!("{} ({}) connected", accepted.user, conn.peer);
+        } else {
+            log::info!(
+                "{} ({client_ip} via {}) connected",
+                accepted.user,
+                conn.peer
+            );
+        }
         conn.upgrade(client, accepted.user.clone(), leftover, self.ws_config);
         conn.deadline = None;
         self.metrics.http_response(101);
