@@ -227,6 +227,9 @@ proptest! {
                 | Input::Disconnect { client } => conns.contains_key(client),
                 Input::Timeout => true,
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
+                Input::Expires { .. } | Input::TokenVerified { .. } => {
+                    unreachable!("no token authentication here")
+                }
             };
 
             // poll_timeout is never later than the model's earliest deadline (earlier is fine).
@@ -263,6 +266,9 @@ proptest! {
                 | Input::Disconnect { client } => Some(*client),
                 Input::Timeout => None,
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
+                Input::Expires { .. } | Input::TokenVerified { .. } => {
+                    unreachable!("no token authentication here")
+                }
             };
             if let Step::Connect { id, user, room, v2, .. } = &step {
                 let refused = out == vec![Output::Close {
@@ -300,6 +306,10 @@ proptest! {
                     Output::Close { client, .. } => *client,
                     Output::Store(_) | Output::Fetch { .. } => {
                         prop_assert!(false, "storage output without Config::durable: {:?}", o);
+                        unreachable!()
+                    }
+                    Output::VerifyToken { .. } => {
+                        prop_assert!(false, "token output without Config::token_auth: {:?}", o);
                         unreachable!()
                     }
                 };
@@ -440,6 +450,7 @@ proptest! {
                             }
                             Output::Ping { .. } => prop_assert!(false, "a Text produced a ping"),
                             Output::Store(_) | Output::Fetch { .. } => prop_assert!(false, "not durable"),
+                            Output::VerifyToken { .. } => prop_assert!(false, "no token authentication"),
                         }
                     }
                 }
@@ -471,6 +482,9 @@ proptest! {
                     prop_assert!(h.server.poll_timeout().is_none_or(|t| t > now));
                 }
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
+                Input::Expires { .. } | Input::TokenVerified { .. } => {
+                    unreachable!("no token authentication here")
+                }
             }
             prop_assert_eq!(h.server.client_count(), conns.len());
             // The members the server reports are the model's, room by room.

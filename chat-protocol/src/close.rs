@@ -1,8 +1,9 @@
 //! Why a connection is closed: the one table of close codes, reason texts and metric labels.
 //!
-//! The core gives three of these reasons in [`Output::Close`](crate::Output::Close)
+//! The core gives four of these reasons in [`Output::Close`](crate::Output::Close)
 //! ([`RateLimited`](CloseReason::RateLimited), [`Idle`](CloseReason::Idle),
-//! [`TooManyRooms`](CloseReason::TooManyRooms)); the others are found by a driver while it reads
+//! [`TooManyRooms`](CloseReason::TooManyRooms), [`TokenExpired`](CloseReason::TokenExpired));
+//! the others are found by a driver while it reads
 //! frames, queues them or shuts down. Every driver sends the same close frame and counts the
 //! same label for the same reason, so they live here, once.
 
@@ -32,11 +33,15 @@ pub enum CloseReason {
     Unsupported,
     /// The driver: the server is shutting down.
     Shutdown,
+    /// The client's signed token expired and no fresh one came (`refresh`). Given by the core
+    /// at the token's `exp`. 4001: an application code (RFC 6455 section 7.4.2), so a client
+    /// can tell "log in again" from every other close.
+    TokenExpired,
 }
 
 impl CloseReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::SlowConsumer,
         CloseReason::RateLimited,
         CloseReason::TooBig,
@@ -46,6 +51,7 @@ impl CloseReason {
         CloseReason::Unsupported,
         CloseReason::Shutdown,
         CloseReason::TooManyRooms,
+        CloseReason::TokenExpired,
     ];
 
     /// The close code (RFC 6455 section 7.4.1), the close frame's reason text (well under a
@@ -65,6 +71,7 @@ impl CloseReason {
                 "unsupported_data",
             ),
             CloseReason::Shutdown => (1001, "server shutting down", "shutdown"),
+            CloseReason::TokenExpired => (4001, "token expired", "token_expired"),
         }
     }
 
@@ -97,7 +104,10 @@ mod tests {
         assert_eq!(labels.len(), CloseReason::ALL.len());
         for reason in CloseReason::ALL {
             assert!(reason.text().len() <= 123, "{reason:?}");
-            assert!((1000..=1015).contains(&reason.code()), "{reason:?}");
+            assert!(
+                (1000..=1015).contains(&reason.code()) || (4000..=4999).contains(&reason.code()),
+                "{reason:?}"
+            );
         }
     }
 }

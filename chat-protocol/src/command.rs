@@ -34,6 +34,17 @@ pub(crate) enum Command<'a> {
     /// Scroll-back: at most `limit` (1 to [`MAX_PAGE`]) messages of the room with ids below
     /// `before` (at least 1).
     HistoryBefore { before: u64, limit: usize },
+    /// A fresh signed token for this connection (token authentication).
+    Refresh { token: String },
+}
+
+/// The longest token a `refresh` may carry, in bytes.
+const MAX_TOKEN: usize = 8 * 1024;
+
+/// The fields of a `refresh` command, and only those.
+#[derive(Deserialize)]
+struct RefreshFields {
+    token: Option<String>,
 }
 
 /// The first look at a command: only its `type`. Every other field is skipped unread, so
@@ -124,6 +135,17 @@ pub(crate) fn parse(text: &str) -> Result<Command<'static>, String> {
                     .ok_or(format!("limit must be 1 to {MAX_PAGE}"))?,
             };
             Ok(Command::HistoryBefore { before, limit })
+        }
+        "refresh" => {
+            let fields: RefreshFields = serde_json::from_str(text).map_err(malformed)?;
+            match fields.token {
+                Some(token) if !token.is_empty() && token.len() <= MAX_TOKEN => {
+                    Ok(Command::Refresh { token })
+                }
+                _ => Err(format!(
+                    r#"a "refresh" command needs "token", a string of 1 to {MAX_TOKEN} bytes"#
+                )),
+            }
         }
         other => Err(bounded(format!("unknown command type {other:?}"))),
     }

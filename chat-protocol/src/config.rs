@@ -61,6 +61,10 @@ pub struct Config {
     /// [`Output::Fetch`](crate::Output::Fetch). `false` keeps everything in memory, and no
     /// storage output or input ever occurs. Default `false`.
     pub durable: bool,
+    /// Clients authenticate with signed tokens that expire ([`Input::Expires`](crate::Input)):
+    /// a v2 client may send a fresh one with `refresh`. Without it `refresh` is a
+    /// `bad_command`. Default false.
+    pub token_auth: bool,
 }
 
 impl Default for Config {
@@ -77,6 +81,7 @@ impl Default for Config {
             max_rooms: 1000,
             typing_interval: Duration::from_secs(2),
             durable: false,
+            token_auth: false,
         }
     }
 }
@@ -135,6 +140,13 @@ impl Config {
     #[must_use]
     pub fn with_durable(mut self, durable: bool) -> Self {
         self.durable = durable;
+        self
+    }
+
+    /// Sets [`token_auth`](Self::token_auth).
+    #[must_use]
+    pub fn with_token_auth(mut self, token_auth: bool) -> Self {
+        self.token_auth = token_auth;
         self
     }
 }

@@ -19,6 +19,9 @@ pub enum ErrorCode {
     /// [`MAX_FETCHES_IN_FLIGHT`](crate::MAX_FETCHES_IN_FLIGHT) of them waiting for storage: it
     /// is not answered. The client may ask again once a `history_page` (or an error) came.
     TooManyFetches,
+    /// A `refresh` brought a token that is not valid (or is another user's): the connection
+    /// keeps its old token until it expires.
+    BadToken,
 }
 
 impl ErrorCode {
@@ -30,6 +33,7 @@ impl ErrorCode {
             ErrorCode::UnknownRecipient => "unknown_recipient",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::TooManyFetches => "too_many_fetches",
+            ErrorCode::BadToken => "bad_token",
         }
     }
 }

@@ -84,6 +84,9 @@ pub(crate) enum Frame<'a> {
         room: &'a str,
         timestamp: Stamp,
     },
+    /// A `refresh` was accepted: the connection's token is the new one.
+    #[serde(rename = "token_refreshed")]
+    TokenRefreshed { timestamp: Stamp },
     Ack {
         client_msg_id: &'a str,
         id: u64,

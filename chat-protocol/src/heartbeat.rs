@@ -18,6 +18,8 @@ pub(crate) enum Due {
     Ping,
     /// Heard nothing for the idle timeout: close it.
     Idle,
+    /// Its credentials (a signed token) expired and were not refreshed: close it.
+    Expired,
 }
 
 impl Heartbeat {
@@ -35,6 +37,8 @@ impl Heartbeat {
 pub(crate) struct Liveness {
     last_seen: Instant,
     last_ping: Option<Instant>,
+    /// When the client's credentials stop being valid ([`Input::Expires`](crate::Input)).
+    expires: Option<Instant>,
 }
 
 impl Liveness {
@@ -43,7 +47,13 @@ impl Liveness {
         Liveness {
             last_seen: now,
             last_ping: None,
+            expires: None,
         }
+    }
+
+    /// The client's credentials stop being valid at `at` (replacing any earlier expiry).
+    pub(crate) fn expires(&mut self, at: Instant) {
+        self.expires = Some(at);
     }
 
     /// The client sent something at `now`. O(1): the deadline only moves later, so the timer
@@ -73,15 +83,18 @@ impl Liveness {
 
     /// The client's next deadline, or `None` when nothing will ever be due.
     pub(crate) fn deadline(&self, hb: &Heartbeat) -> Option<Instant> {
-        match (self.ping_at(hb), self.idle_at(hb)) {
-            (Some(p), Some(i)) => Some(p.min(i)),
-            (p, i) => p.or(i),
-        }
+        [self.ping_at(hb), self.idle_at(hb), self.expires]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// What is due at `now`, if anything. Closing wins over pinging.
+    /// What is due at `now`, if anything. Closing wins over pinging; an expired token over
+    /// idleness.
     pub(crate) fn due(&self, now: Instant, hb: &Heartbeat) -> Option<Due> {
-        if self.idle_at(hb).is_some_and(|t| t <= now) {
+        if self.expires.is_some_and(|t| t <= now) {
+            Some(Due::Expired)
+        } else if self.idle_at(hb).is_some_and(|t| t <= now) {
             Some(Due::Idle)
         } else if self.ping_at(hb).is_some_and(|t| t <= now) {
             Some(Due::Ping)

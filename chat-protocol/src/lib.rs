@@ -363,6 +363,34 @@ pub enum Input {
         /// dropped.
         result: Result<Vec<RestoredMessage>, StoreFailed>,
     },
+    /// The client's credentials (a signed token) stop being valid at `at`. Given by a driver
+    /// that authenticates with tokens, right after [`Input::Connect`], and never otherwise.
+    /// Unless a `refresh` moves it ([`Input::TokenVerified`]), the client is closed with
+    /// [`CloseReason::TokenExpired`] then.
+    Expires {
+        /// Whose credentials.
+        client: ClientId,
+        /// When they stop being valid.
+        at: Instant,
+    },
+    /// The answer to an [`Output::VerifyToken`]: the token is valid for `user` until
+    /// `expires`, or not valid at all (`Err` with a short, client-safe reason). Every
+    /// VerifyToken must be answered once, even if the client left.
+    TokenVerified {
+        /// The VerifyToken's ticket.
+        ticket: StoreTicket,
+        /// The token's user and expiry, or why it is refused.
+        result: Result<VerifiedToken, String>,
+    },
+}
+
+/// What a valid token says ([`Input::TokenVerified`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The user it names (`sub`): it must be the connection's user.
+    pub user: String,
+    /// When it stops being valid.
+    pub expires: Instant,
 }
 
 /// Something the driver must do.
@@ -409,6 +437,17 @@ pub enum Output {
         before: u64,
         /// At most this many (1 to 100).
         limit: usize,
+    },
+    /// Check this token (a v2 client's `refresh`, with [`Config::token_auth`]) and answer with
+    /// [`Input::TokenVerified`]. Cryptography is the driver's (the core has none in its
+    /// dependency graph); it may check on another thread and answer late.
+    VerifyToken {
+        /// The connection that sent it (informational: the core addresses the answer).
+        client: ClientId,
+        /// The ticket to answer with.
+        ticket: StoreTicket,
+        /// The token as the client sent it. A secret: never log it.
+        token: String,
     },
 }
 

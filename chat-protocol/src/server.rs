@@ -21,7 +21,7 @@ use crate::store::{
 use crate::timer::Timers;
 use crate::{
     ClientId, CloseReason, Config, Error, ErrorCode, Event, EventKind, Input, Now, Output, Payload,
-    Protocol, RateLimit, Resume, RoomName,
+    Protocol, RateLimit, Resume, RoomName, VerifiedToken,
 };
 
 /// One connected client.
@@ -56,6 +56,7 @@ struct Settings {
     history: usize,
     typing_interval: Duration,
     durable: bool,
+    token_auth: bool,
 }
 
 /// The chat server's state: every connected client, every room, their deadlines, and the
@@ -91,6 +92,7 @@ impl ChatServer {
                 history: config.history,
                 typing_interval: config.typing_interval,
                 durable: config.durable,
+                token_auth: config.token_auth,
             },
             clients: BTreeMap::new(),
             rooms: Rooms::new(config.max_rooms, config.history),
@@ -154,7 +156,72 @@ impl ChatServer {
                 self.fetched(now, ticket, result);
                 Ok(())
             }
+            Input::Expires { client, at } => self.expires(client, at),
+            Input::TokenVerified { ticket, result } => {
+                self.token_verified(now, ticket, result);
+                Ok(())
+            }
         }
+    }
+
+    /// The client's token stops being valid at `at`.
+    fn expires(&mut self, client: ClientId, at: Instant) -> Result<(), Error> {
+        let c = self
+            .clients
+            .get_mut(&client)
+            .ok_or(Error::UnknownClient(client))?;
+        let before = c.liveness.deadline(&self.settings.heartbeat);
+        c.liveness.expires(at);
+        // A later deadline is found by the entry already queued (it fires early and is pushed
+        // back); only an earlier one needs an entry of its own.
+        if before.is_none_or(|b| at < b) {
+            self.timers.push(at, client, c.serial);
+        }
+        Ok(())
+    }
+
+    /// The driver checked a `refresh` token: valid for this connection's user, its expiry
+    /// moves and the client hears `token_refreshed`; otherwise a `bad_token` error (the old
+    /// token still holds until it expires).
+    fn token_verified(
+        &mut self,
+        now: Now,
+        ticket: StoreTicket,
+        result: Result<VerifiedToken, String>,
+    ) {
+        let Some((client, serial)) = self.pending.verifications.remove(&ticket) else {
+            return;
+        };
+        let Some(c) = self
+            .clients
+            .get(&client)
+            .filter(|c| c.serial == serial && !c.closing)
+        else {
+            return;
+        };
+        let user = Arc::clone(&c.user);
+        let refused = match result {
+            Ok(token) if token.user == *user => {
+                self.expires(client, token.expires)
+                    .expect("the client was found just above");
+                let payload = Frame::TokenRefreshed {
+                    timestamp: Stamp(now.wall),
+                }
+                .encode();
+                self.outputs.push_back(Output::Send {
+                    to: client,
+                    payload,
+                });
+                return;
+            }
+            Ok(_) => "the token is for another user".to_owned(),
+            Err(reason) => command::bounded(reason),
+        };
+        let payload = error_frame(Protocol::V2, &user, &refused, ErrorCode::BadToken, now.wall);
+        self.outputs.push_back(Output::Send {
+            to: client,
+            payload,
+        });
     }
 
     /// The next thing the driver must do, or `None` when there is nothing left. Call it until it
@@ -361,6 +428,45 @@ impl ChatServer {
             .get_mut(room_name)
             .expect("a room is kept while someone is in it");
 
+        if let Command::Refresh { token } = command {
+            let refused = if !s.token_auth {
+                Some((
+                    ErrorCode::BadCommand,
+                    "this server does not use tokens: there is nothing to refresh",
+                ))
+            } else if self
+                .pending
+                .verifications
+                .values()
+                .any(|w| *w == (client, sender.serial))
+            {
+                Some((ErrorCode::BadToken, "a refresh is already being checked"))
+            } else {
+                None
+            };
+            match refused {
+                Some((code, why)) => {
+                    let payload = error_frame(Protocol::V2, &sender.user, why, code, now.wall);
+                    out.push_back(Output::Send {
+                        to: client,
+                        payload,
+                    });
+                }
+                None => {
+                    let ticket = self.pending.ticket();
+                    self.pending
+                        .verifications
+                        .insert(ticket, (client, sender.serial));
+                    out.push_back(Output::VerifyToken {
+                        client,
+                        ticket,
+                        token,
+                    });
+                }
+            }
+            return Ok(());
+        }
+
         if let Command::HistoryBefore { before, limit } = command {
             let asker = Asker {
                 id: client,
@@ -438,7 +544,9 @@ impl ChatServer {
                 }
             }
             Command::Direct { to, text } => from.direct(out, pending, room, to, text),
-            Command::HistoryBefore { .. } => unreachable!("answered above"),
+            Command::HistoryBefore { .. } | Command::Refresh { .. } => {
+                unreachable!("answered above")
+            }
         }
         Ok(())
     }
@@ -625,14 +733,18 @@ impl ChatServer {
                 continue;
             }
             match client.liveness.due(now.instant, heartbeat) {
-                Some(Due::Idle) => {
+                Some(due @ (Due::Idle | Due::Expired)) => {
                     client.closing = true;
                     if let Some(room) = client.room.as_ref().and_then(|r| self.rooms.get_mut(r)) {
                         room.mute(id, &client.user, client.protocol);
                     }
                     self.outputs.push_back(Output::Close {
                         client: id,
-                        reason: CloseReason::Idle,
+                        reason: if due == Due::Expired {
+                            CloseReason::TokenExpired
+                        } else {
+                            CloseReason::Idle
+                        },
                     });
                     continue;
                 }

@@ -147,6 +147,9 @@ pub(crate) struct Pending {
     next_ticket: u64,
     pub(crate) acks: BTreeMap<StoreTicket, PendingAck>,
     pub(crate) fetches: BTreeMap<StoreTicket, PendingFetch>,
+    /// `refresh` tokens handed to the driver to check ([`Output::VerifyToken`]): at most one
+    /// per connection.
+    pub(crate) verifications: BTreeMap<StoreTicket, Waiter>,
 }
 
 impl Pending {

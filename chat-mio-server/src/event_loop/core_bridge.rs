@@ -107,6 +107,7 @@ impl EventLoop {
                 limit,
                 ..
             } => self.fetch(ticket, room, before, limit),
+            Output::VerifyToken { ticket, token, .. } => self.verify_token(ticket, token),
         }
     }
 

@@ -26,6 +26,7 @@
 //! `Input::Disconnect` exactly once per client, however the connection ended.
 
 mod accept;
+mod auth;
 mod core_bridge;
 mod flush;
 pub mod handoff;
