@@ -1,8 +1,8 @@
 //! Passwords: argon2id hashes in PHC string format, computed on worker threads.
 //!
-//! Parameters ([`PARAMS`]): argon2id, m = 19 MiB, t = 2, p = 1, 32-byte output, 16-byte salt
-//! from the OS RNG: OWASP's first recommended configuration, and the `argon2` crate's defaults.
-//! About 20 ms of one core per hash or verification in a release build (BENCHMARKS.md,
+//! Parameters ([`M_COST_KIB`], [`T_COST`], [`P_COST`]): argon2id, m = 19 MiB, t = 2, p = 1,
+//! 32-byte output, 16-byte salt from the OS RNG: OWASP's first recommended configuration, and the `argon2` crate's defaults.
+//! About 18 ms of one core per hash or verification in a release build (BENCHMARKS.md,
 //! "Authentication costs"): slow enough to make an offline guess expensive, and 19 MiB per
 //! worker thread is affordable on a small server.
 //!
@@ -39,8 +39,8 @@ const MAX_VERIFY_T_COST: u32 = 10;
 const MAX_VERIFY_P_COST: u32 = 4;
 
 /// Requests a [`Hasher`] holds waiting for a thread, by default. Past that (plus one request
-/// being worked on per thread), a request is refused at once with [`Busy`]: at ~20 ms a
-/// verification, 64 queued requests are about 1.3 s of work for one thread.
+/// being worked on per thread), a request is refused at once with [`Busy`]: at ~18 ms a
+/// verification, 64 queued requests are about 1.1 s of work for one thread.
 pub const QUEUE_BOUND: usize = 64;
 
 /// A hash of a random password nobody knows, with the same parameters as [`hash_password`]
