@@ -16,6 +16,15 @@ pub enum StoreKind {
     Memory,
 }
 
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    // Anyone may take any name (the tutorial's way).
+    Open,
+    // A signed token (JWT) from the operator's app: its `sub` is the user name.
+    Token,
+}
+
 /// How hard each commit is pushed to the disk (SQLite's `PRAGMA synchronous`, in WAL mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SyncLevel {
@@ -50,6 +59,20 @@ pub struct Config {
     /// Most connections served at once; more are answered 503 (capped by the open-files limit)
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// How clients prove who they are: open (any name, as in the tutorial) or token (a JWT
+    /// signed by your app: ?token= or Authorization: Bearer; see README, Security)
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = AuthMode::Open)]
+    pub auth: AuthMode,
+
+    /// File with the HS256 secret (32 bytes or more) that checks tokens; the environment
+    /// variable CHAT_JWT_SECRET may hold it instead
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM public key (RSA, EC P-256 or Ed25519) that checks RS256, ES256 or EdDSA tokens
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
 
     /// Most connections one client address may hold at once; more are answered 429; 0 = no
     /// limit

@@ -7,7 +7,7 @@ use chat_protocol::{Protocol, Resume, RoomName};
 use percent_encoding::percent_decode_str;
 use tungstenite::handshake::derive_accept_key;
 
-use crate::http::{Request, Response};
+use crate::http::{Credential, Request, Response};
 
 /// Longest client id, in Unicode scalar values, after percent-decoding and trimming.
 pub const MAX_CLIENT_ID_CHARS: usize = 32;
@@ -53,6 +53,10 @@ pub struct Accepted {
     pub protocol: Protocol,
     /// `?since=&epoch=`: where a reconnecting client left off.
     pub resume: Option<Resume>,
+    /// The token the client presented: `?token=` (browsers cannot set headers on a
+    /// WebSocket) or `Authorization: Bearer` (which wins when both are there). Checked by the
+    /// loop when the server authenticates with tokens; ignored otherwise.
+    pub token: Option<Credential>,
 }
 
 impl Accepted {
@@ -120,7 +124,7 @@ pub fn accept(
         ));
     }
     let user = client_id(raw_id).map_err(|why| Refusal::new(400, format!("{why}\n")))?;
-    let (room, resume) = query(request.query().unwrap_or(""))
+    let (room, resume, query_token) = query(request.query().unwrap_or(""))
         .map_err(|why| Refusal::new(400, format!("{why}\n")))?;
     Ok(Accepted {
         user,
@@ -130,6 +134,7 @@ pub fn accept(
         // speaks the tutorial protocol.
         protocol: Protocol::negotiate(request.sec_websocket_protocol.as_deref()),
         resume,
+        token: request.bearer.clone().or(query_token),
     })
 }
 
@@ -140,8 +145,8 @@ pub fn accept(
 /// and a browser cannot read why an upgrade failed, so a bad hint must not lock it out: a
 /// `since` that is not a whole number (negative, fractional, too large, not a number) is
 /// ignored as if absent, and an `epoch` that is not one is no epoch (PROTOCOL.md, "Details").
-fn query(query: &str) -> Result<(RoomName, Option<Resume>), String> {
-    let (mut room, mut since, mut epoch) = (None, None, None);
+fn query(query: &str) -> Result<(RoomName, Option<Resume>, Option<Credential>), String> {
+    let (mut room, mut since, mut epoch, mut token) = (None, None, None, None);
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "room" if room.is_none() => {
@@ -149,6 +154,7 @@ fn query(query: &str) -> Result<(RoomName, Option<Resume>), String> {
             }
             "since" if since.is_none() => since = Some(value.parse::<u64>().ok()),
             "epoch" if epoch.is_none() => epoch = Some(value.parse::<u64>().ok()),
+            "token" if token.is_none() => token = Some(Credential::new(&value)),
             _ => {}
         }
     }
@@ -158,7 +164,7 @@ fn query(query: &str) -> Result<(RoomName, Option<Resume>), String> {
         Some(epoch) => Resume { epoch, since },
         None => Resume::without_epoch(since),
     });
-    Ok((room.unwrap_or_default(), resume))
+    Ok((room.unwrap_or_default(), resume, token))
 }
 
 /// The scheme this server is reached by, which a same-origin page's `Origin` must carry:
@@ -423,7 +429,11 @@ mod tests {
             ),
         ];
         for (q, want) in cases {
-            assert_eq!(query(q), want, "{q:?}");
+            assert_eq!(
+                query(q).map(|(room, resume, _)| (room, resume)),
+                want,
+                "{q:?}"
+            );
         }
         for bad in ["room=", "room=a%20b", "room=../x", "room=../x&since=4"] {
             assert!(query(bad).is_err(), "{bad:?} must be refused");

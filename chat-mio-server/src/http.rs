@@ -31,6 +31,8 @@ pub struct Request {
     pub if_none_match: Option<String>,
     pub host: Option<String>,
     pub origin: Option<String>,
+    /// The token of an `Authorization: Bearer` header.
+    pub bearer: Option<Credential>,
     /// Every `X-Forwarded-For` value, joined with commas in order.
     pub forwarded_for: Option<String>,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
@@ -52,6 +54,28 @@ impl Request {
     /// a secret (`token`, `access_token`, `key`, `password`, `api_key`) is replaced by `***`.
     pub fn loggable_target(&self) -> String {
         redact_query(&self.target)
+    }
+}
+
+/// A secret a client presented (a token): its `Debug` never shows it, so it cannot reach a
+/// log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    pub fn new(secret: &str) -> Self {
+        Credential(secret.to_owned())
+    }
+
+    /// The secret itself, for the one place that checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(***)")
     }
 }
 
@@ -124,6 +148,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
         host: None,
         origin: None,
         forwarded_for: None,
+        bearer: None,
         has_body: false,
     };
     for header in req.headers.iter() {
@@ -159,6 +184,14 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
             request.host = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("origin") {
             request.origin = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            let scheme_len = "bearer ".len();
+            if value.len() > scheme_len
+                && value.is_char_boundary(scheme_len)
+                && value[..scheme_len].eq_ignore_ascii_case("bearer ")
+            {
+                request.bearer = Some(Credential::new(value[scheme_len..].trim()));
+            }
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             request.forwarded_for = Some(match request.forwarded_for.take() {
                 Some(before) => format!("{before}, {value}"),

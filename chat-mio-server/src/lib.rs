@@ -53,7 +53,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 pub use assets::Assets;
-pub use config::{Config, StoreKind, SyncLevel};
+pub use config::{AuthMode, Config, StoreKind, SyncLevel};
 use event_loop::handoff::{self, Handoff};
 use event_loop::{Control, EventLoop, LISTENER, SIGNALS, WAKER};
 
@@ -88,6 +88,7 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (control, inbox) = handoff::channel(Arc::clone(&waker));
+        let tokens = token_verifier(&config)?;
         let core_and_store = open_store(&config, &control)?;
         let signals = if config.handle_signals {
             let mut signals = Signals::new([SIGINT, SIGTERM])?;
@@ -104,6 +105,7 @@ impl Server {
                 config,
                 assets,
                 core_and_store,
+                tokens,
                 inbox,
                 signals,
                 event_loop::connection_budget(config_max_connections),
@@ -132,6 +134,52 @@ impl Server {
     }
 }
 
+/// The token checker of `--auth token`, from `--jwt-secret-file` (or `CHAT_JWT_SECRET`) and
+/// `--jwt-public-key`. A missing, weak or unreadable key stops the start with a clear message
+/// (never the key itself).
+fn token_verifier(config: &Config) -> io::Result<Option<chat_auth::TokenVerifier>> {
+    if config.auth != AuthMode::Token {
+        return Ok(None);
+    }
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{what} {}: {e}", path.display())))
+    };
+    let hs256_secret = match (&config.jwt_secret_file, std::env::var_os("CHAT_JWT_SECRET")) {
+        (Some(path), _) => {
+            let mut secret = read("--jwt-secret-file", path)?;
+            // A file written with `echo` ends with a newline that is not part of the secret.
+            while secret.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                secret.pop();
+            }
+            Some(secret)
+        }
+        (None, Some(secret)) => Some(secret.into_encoded_bytes()),
+        (None, None) => None,
+    };
+    let public_key_pem = match &config.jwt_public_key {
+        Some(path) => Some(read("--jwt-public-key", path)?),
+        None => None,
+    };
+    let verifier = chat_auth::TokenVerifier::new(chat_auth::TokenKeys {
+        hs256_secret,
+        public_key_pem,
+    })
+    .map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "--auth token: {e} (give --jwt-secret-file, CHAT_JWT_SECRET or --jwt-public-key)"
+            ),
+        )
+    })?;
+    log::info!(
+        "clients authenticate with signed tokens ({})",
+        verifier.algorithms().join(", ")
+    );
+    Ok(Some(verifier))
+}
+
 /// The chat core, and the storage thread when messages are kept on disk: the store is opened
 /// before anything is served (its faults stop the start with a clear message), the core gets
 /// back the rooms and the epoch it had, and the thread hands its results to the loop through
@@ -143,7 +191,9 @@ fn open_store(
     // The epoch (PROTOCOL.md) of a run that keeps nothing, or that cannot keep the stored one:
     // the start time in milliseconds, which differs on every start.
     let fresh_epoch = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(1);
-    let core_config = config.core();
+    let core_config = config
+        .core()
+        .with_token_auth(config.auth == AuthMode::Token);
     if config.store == StoreKind::Memory {
         return Ok((ChatServer::new(core_config.with_epoch(fresh_epoch)), None));
     }

@@ -255,6 +255,7 @@ mod proptests {
                         host,
                         origin,
                         forwarded_for: None,
+                        bearer: None,
                         has_body,
                     }
                 },
@@ -290,6 +291,7 @@ mod proptests {
             host: Some("127.0.0.1:8000".to_owned()),
             origin,
             forwarded_for: None,
+            bearer: None,
             has_body: false,
         })
     }

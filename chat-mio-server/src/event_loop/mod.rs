@@ -95,6 +95,8 @@ pub struct EventLoop {
     pub metrics: Metrics,
     /// Open connections per client address.
     clients: ClientAddrs,
+    /// The token checker, when clients authenticate with signed tokens.
+    tokens: Option<chat_auth::TokenVerifier>,
     /// The message store's thread, when messages are kept on disk.
     store: Option<chat_store::RunningStore>,
     inbox: Inbox<Control>,
@@ -134,6 +136,7 @@ impl EventLoop {
         config: Config,
         assets: Assets,
         (core, store): (ChatServer, Option<chat_store::RunningStore>),
+        tokens: Option<chat_auth::TokenVerifier>,
         inbox: Inbox<Control>,
         signals: Option<Signals>,
         (max_connections, refusal_headroom): (usize, usize),
@@ -159,6 +162,7 @@ impl EventLoop {
             refusal_headroom,
             metrics: Metrics::new(now.instant),
             store,
+            tokens,
             inbox,
             inbox_left: Left::Nothing,
             timers: Timers::default(),

@@ -9,6 +9,29 @@ use crate::handshake::Accepted;
 
 impl EventLoop {
     pub(super) fn upgrade(&mut self, key: usize, accepted: Accepted, forwarded_for: Option<&str>) {
+        let expires = match self.authenticate(
+            accepted.token.as_ref(),
+            &accepted.user,
+            accepted.room.as_str(),
+        ) {
+            Ok(identity) => identity.map(|(_, expires)| expires),
+            Err((status, reason)) => {
+                let response = crate::http::Response::text(status, &reason).keep_alive(false);
+                let response = if status == 401 {
+                    response.header("WWW-Authenticate", "Bearer")
+                } else {
+                    response
+                };
+                log::info!(
+                    "{} refused as {:?}: {}",
+                    self.conns[key].peer,
+                    accepted.user,
+                    reason.trim_end()
+                );
+                self.respond(key, &response);
+                return;
+            }
+        };
         let conn = &mut self.conns[key];
         let client_ip = self.clients.client_ip(conn.peer.ip(), forwarded_for);
         if conn.counted_ip.is_none() {
@@ -55,6 +78,9 @@ impl EventLoop {
             protocol: accepted.protocol,
             resume: accepted.resume,
         });
+        if let Some(at) = expires {
+            self.feed(Input::Expires { client, at });
+        }
         // Frames that came with the request head are in tungstenite's buffer already; the
         // socket may hold more.
         self.read_ws(key);
