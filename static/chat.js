@@ -1,7 +1,8 @@
 /*
  * Browser client for the chat server, speaking the v2 protocol (PROTOCOL.md).
  * The entry point: loaded by index.html as <script type="module">, it starts
- * the page and exposes `window.Chat` for debugging from the console.
+ * the page and exposes `window.Chat` for debugging from the console (and
+ * `Chat.setToken(token)` for an app that hands the page a fresh signed token).
  *
  * Wire protocol (v2):
  *   - connect to ws(s)://<host>/ws/<encodeURIComponent(username)>?room=R[&since=ID&epoch=E]
@@ -33,7 +34,7 @@ import * as items from "./js/render-items.js";
 import * as list from "./js/render-list.js";
 import * as people from "./js/render-people.js";
 import * as status from "./js/render-status.js";
-import { handleFrame, socket } from "./js/socket.js";
+import { handleFrame, setToken, socket } from "./js/socket.js";
 import { state } from "./js/state.js";
 import { ui } from "./js/ui.js";
 
@@ -44,6 +45,7 @@ window.Chat = {
   socket: socket,
   ui: ui,
   handleFrame: handleFrame,
+  setToken: setToken,
   validateUsername: validateUsername,
   normalizeRoom: normalizeRoom
 };

@@ -18,10 +18,46 @@ import * as scrollback from "./scrollback.js";
 import { state } from "./state.js";
 import { sendJson } from "./wire.js";
 
+/**
+ * The signed token of a server started with --auth token, given to the page by
+ * the app that embeds or links it: in the fragment (`#token=...`, which is never
+ * sent to any server nor kept in logs) or the query (`?token=...`). Taken once,
+ * then removed from the address bar so it does not end up in bookmarks.
+ */
+let token = (function takeToken() {
+  const fromHash = new URLSearchParams(window.location.hash.replace(/^#/, "")).get("token");
+  const query = new URLSearchParams(window.location.search);
+  const found = fromHash || query.get("token");
+  if (found && window.history && window.history.replaceState) {
+    query.delete("token");
+    const rest = query.toString();
+    window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
+  }
+  return found || null;
+})();
+
+/**
+ * A fresh token from the embedding app: used by the next connection, and sent
+ * at once as a `refresh` on a live one, so it is not closed when the old one
+ * expires.
+ */
+export function setToken(fresh) {
+  token = fresh;
+  if (state.ready && state.ws) {
+    sendJson({ type: "refresh", token: fresh });
+  }
+}
+
+/** Close code of a connection whose token expired (PROTOCOL.md). */
+const TOKEN_EXPIRED = 4001;
+
 function socketUrl() {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
   let url = scheme + "//" + window.location.host + "/ws/" + encodeURIComponent(state.username) +
     "?room=" + encodeURIComponent(state.room);
+  if (token) {
+    url += "&token=" + encodeURIComponent(token);
+  }
   if (state.epoch !== null && state.lastId > 0) {
     url += "&since=" + encodeURIComponent(String(state.lastId)) +
       "&epoch=" + encodeURIComponent(String(state.epoch));
@@ -126,6 +162,15 @@ export const socket = {
     outbox.connectionLost();
     scrollback.connectionLost();
     clearTyping();
+
+    if (ev && ev.code === TOKEN_EXPIRED) {
+      // Reconnecting with the same token would only be refused: the app must give a new one.
+      state.sessionLive = false;
+      state.status = "disconnected";
+      renderStatus();
+      notice("error", "Your session expired: reload the page to sign in again.", null);
+      return;
+    }
 
     if (state.sessionLive) {
       // Had a working connection in this session: keep trying, forever,
