@@ -15,13 +15,7 @@ use http_client::Http;
 /// An upgrade request for `/ws/{id}` with `extra` header lines; returns the connection (kept
 /// open while the caller holds it) and the status of the answer.
 fn upgrade(server: &TestServer, id: &str, extra: &str) -> (Http, u16, Option<String>) {
-    let mut http = Http::connect(server.addr);
-    http.send(format!(
-        "GET /ws/{id} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",
-        server.addr
-    ));
-    let response = http.response(false);
+    let (http, response) = http_client::upgrade(server.addr, id, extra);
     let retry_after = response.header("Retry-After").map(str::to_owned);
     (http, response.status, retry_after)
 }

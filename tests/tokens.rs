@@ -16,7 +16,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chat_mio_server::{AuthMode, Config};
 use common::TestServer;
-use http_client::Http;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
@@ -83,13 +82,7 @@ fn claims(sub: &str, exp_in: i64) -> Value {
 
 /// An upgrade of `/ws/{path}` with `extra` header lines: the status, the headers and the body.
 fn upgrade(server: &TestServer, path: &str, extra: &str) -> (u16, Option<String>, String) {
-    let mut http = Http::connect(server.addr);
-    http.send(format!(
-        "GET /ws/{path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",
-        server.addr
-    ));
-    let response = http.response(false);
+    let (_, response) = http_client::upgrade(server.addr, path, extra);
     let challenge = response.header("WWW-Authenticate").map(str::to_owned);
     let body = response.body_text().to_owned();
     (response.status, challenge, body)

@@ -198,3 +198,16 @@ pub fn assert_page_served(addr: SocketAddr) {
     assert_eq!(page.status, 200, "GET / after a hostile request: {page:?}");
     assert!(page.body_text().contains(PAGE_MARKER), "{page:?}");
 }
+
+/// A WebSocket upgrade request for `/ws/{path}` (used as given) with `extra` header lines
+/// (each ending in `\r\n`), on a fresh connection: the connection (still open after a `101`)
+/// and the server's answer.
+pub fn upgrade(addr: SocketAddr, path: &str, extra: &str) -> (Http, Response) {
+    let mut http = Http::connect(addr);
+    http.send(format!(
+        "GET /ws/{path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ));
+    let response = http.response(false);
+    (http, response)
+}
