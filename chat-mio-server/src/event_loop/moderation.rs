@@ -59,19 +59,53 @@ impl EventLoop {
         }
     }
 
-    /// Why `user` may not connect now (the body of a 403), if banned. An ended ban is
-    /// forgotten here.
+    /// Why `user` may not connect now (the body of a 403), if banned.
     pub(super) fn banned(&mut self, user: &str) -> Option<String> {
-        let ban = self.bans.get(user)?;
-        if ban.until <= self.now.wall {
-            self.bans.remove(user);
-            return None;
-        }
-        let until = ban.until.format("%Y-%m-%dT%H:%M:%SZ");
-        Some(if ban.reason.is_empty() {
-            format!("{user:?} is banned until {until}\n")
-        } else {
-            format!("{user:?} is banned until {until}: {}\n", ban.reason)
-        })
+        refusal(&mut self.bans, user, self.now.wall)
+    }
+}
+
+/// Why `user` may not connect at `now`, if a ban holds; an ended ban is forgotten here.
+fn refusal(bans: &mut Bans, user: &str, now: DateTime<Utc>) -> Option<String> {
+    let ban = bans.get(user)?;
+    if ban.until <= now {
+        bans.remove(user);
+        return None;
+    }
+    let until = ban.until.format("%Y-%m-%dT%H:%M:%SZ");
+    Some(if ban.reason.is_empty() {
+        format!("{user:?} is banned until {until}\n")
+    } else {
+        format!("{user:?} is banned until {until}: {}\n", ban.reason)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_ban_refuses_until_it_ends_then_is_forgotten() {
+        let start = DateTime::<Utc>::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut bans = Bans::new();
+        bans.insert(
+            "bob".into(),
+            Ban {
+                until: start + Duration::from_secs(60),
+                reason: "spam".into(),
+            },
+        );
+        assert_eq!(refusal(&mut bans, "alice", start), None);
+        assert_eq!(
+            refusal(&mut bans, "bob", start + Duration::from_secs(59)).as_deref(),
+            Some("\"bob\" is banned until 2027-01-15T08:01:00Z: spam\n")
+        );
+        assert_eq!(
+            refusal(&mut bans, "bob", start + Duration::from_secs(60)),
+            None
+        );
+        assert!(bans.is_empty(), "an ended ban is dropped");
     }
 }
