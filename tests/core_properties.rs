@@ -227,7 +227,7 @@ proptest! {
                 | Input::Disconnect { client } => conns.contains_key(client),
                 Input::Timeout => true,
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
-                Input::Expires { .. } | Input::TokenVerified { .. } => {
+                Input::Expires { .. } | Input::TokenVerified { .. } | Input::Grant { .. } => {
                     unreachable!("no token authentication here")
                 }
             };
@@ -266,7 +266,7 @@ proptest! {
                 | Input::Disconnect { client } => Some(*client),
                 Input::Timeout => None,
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
-                Input::Expires { .. } | Input::TokenVerified { .. } => {
+                Input::Expires { .. } | Input::TokenVerified { .. } | Input::Grant { .. } => {
                     unreachable!("no token authentication here")
                 }
             };
@@ -310,6 +310,10 @@ proptest! {
                     }
                     Output::VerifyToken { .. } => {
                         prop_assert!(false, "token output without Config::token_auth: {:?}", o);
+                        unreachable!()
+                    }
+                    Output::CloseWith { .. } | Output::Ban { .. } | Output::DeleteStored { .. } => {
+                        prop_assert!(false, "moderation output without an admin: {:?}", o);
                         unreachable!()
                     }
                 };
@@ -451,6 +455,9 @@ proptest! {
                             Output::Ping { .. } => prop_assert!(false, "a Text produced a ping"),
                             Output::Store(_) | Output::Fetch { .. } => prop_assert!(false, "not durable"),
                             Output::VerifyToken { .. } => prop_assert!(false, "no token authentication"),
+                            Output::CloseWith { .. } | Output::Ban { .. } | Output::DeleteStored { .. } => {
+                                prop_assert!(false, "no admin here")
+                            }
                         }
                     }
                 }
@@ -482,7 +489,7 @@ proptest! {
                     prop_assert!(h.server.poll_timeout().is_none_or(|t| t > now));
                 }
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
-                Input::Expires { .. } | Input::TokenVerified { .. } => {
+                Input::Expires { .. } | Input::TokenVerified { .. } | Input::Grant { .. } => {
                     unreachable!("no token authentication here")
                 }
             }
@@ -584,6 +591,7 @@ proptest! {
                     text: "old".into(),
                     client_msg_id: Some(format!("c-{}", id % 4)),
                     timestamp: harness::start_wall(),
+                    deleted: false,
                 }).collect(),
             }], 0);
         }
@@ -640,6 +648,7 @@ proptest! {
                             text: "from disk".into(),
                             client_msg_id: None,
                             timestamp: harness::start_wall(),
+                            deleted: false,
                         }).collect())
                     } else {
                         Err(chat_protocol::StoreFailed { reason: "io".into() })

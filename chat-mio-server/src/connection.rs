@@ -358,7 +358,12 @@ impl Conn {
     /// [`Closing`](State::Closing). Frames not yet started are dropped first when
     /// `drop_queued` (a slow consumer would otherwise get its whole backlog before the close).
     /// Returns the client that ended, if this was a live WebSocket.
-    pub fn close_ws(&mut self, reason: Option<CloseReason>, drop_queued: bool) -> Option<Departed> {
+    pub fn close_ws(
+        &mut self,
+        reason: Option<CloseReason>,
+        text: Option<&str>,
+        drop_queued: bool,
+    ) -> Option<Departed> {
         let State::WebSocket {
             client,
             mut session,
@@ -379,7 +384,7 @@ impl Conn {
         if let Some(reason) = reason {
             let frame = CloseFrame {
                 code: CloseCode::from(reason.code()),
-                reason: reason.text().into(),
+                reason: text.unwrap_or(reason.text()).to_owned().into(),
             };
             // Queues the close frame (or the reply to the peer's close) behind whole frames.
             let _ = session.ctx.close(&mut io, Some(frame));

@@ -187,7 +187,11 @@ fn token_verifier(config: &Config) -> io::Result<Option<chat_auth::TokenVerifier
 fn open_store(
     config: &Config,
     control: &Handoff<Control>,
-) -> io::Result<(ChatServer, Option<chat_store::RunningStore>)> {
+) -> io::Result<(
+    ChatServer,
+    Option<chat_store::RunningStore>,
+    event_loop::Bans,
+)> {
     // The epoch (PROTOCOL.md) of a run that keeps nothing, or that cannot keep the stored one:
     // the start time in milliseconds, which differs on every start.
     let fresh_epoch = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(1);
@@ -195,7 +199,12 @@ fn open_store(
         .core()
         .with_token_auth(config.auth == AuthMode::Token);
     if config.store == StoreKind::Memory {
-        return Ok((ChatServer::new(core_config.with_epoch(fresh_epoch)), None));
+        // Bans live in memory only: a restart forgets them.
+        return Ok((
+            ChatServer::new(core_config.with_epoch(fresh_epoch)),
+            None,
+            event_loop::Bans::default(),
+        ));
     }
     // A file that may grow no more (a size limit, `ulimit -f`) must fail the write (the store
     // reports it and chat goes on) rather than kill the process with SIGXFSZ.
@@ -242,12 +251,16 @@ fn open_store(
         event_loop::restored_rooms(opened.rooms),
         opened.retired_last_id,
     );
+    if !opened.bans.is_empty() {
+        log::info!("{} bans in force loaded", opened.bans.len());
+    }
+    let bans = event_loop::loaded_bans(opened.bans);
     let control = control.clone();
     let store = opened.store.start(move |completion| {
         // The loop is gone only after the store was shut down: nothing is lost here.
         let _ = control.send(Control::Store(completion));
     })?;
-    Ok((core, Some(store)))
+    Ok((core, Some(store), bans))
 }
 
 /// Stops a running [`Server`] from any thread.

@@ -634,3 +634,142 @@ fn a_backup_taken_while_serving_restores_every_message() {
     assert!(!output.status.success(), "a backup of nothing succeeded");
     assert!(!String::from_utf8_lossy(&output.stderr).is_empty());
 }
+
+const MOD_SECRET: &[u8] = b"an HS256 secret of at least thirty-two bytes, for tests";
+
+/// A signed token for `sub`, valid for an hour, an admin's if `admin`.
+fn mod_token(sub: &str, admin: bool) -> String {
+    let mut claims = json!({"sub": sub, "exp": chrono::Utc::now().timestamp() + 3600});
+    if admin {
+        claims["role"] = json!("admin");
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(MOD_SECRET),
+    )
+    .expect("sign a test token")
+}
+
+/// A v2 client of `user` in room `team`, with a token.
+fn join_with_token(server: &Server, user: &str, admin: bool) -> Client {
+    let url = format!(
+        "ws://{}/ws/{user}?room=team&token={}",
+        server.addr,
+        mod_token(user, admin)
+    );
+    let mut request = url.into_client_request().expect("a request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "chat.v2".parse().expect("a header value"),
+    );
+    let stream = TcpStream::connect(server.addr).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    tungstenite::client(request, stream).expect("upgrade").0
+}
+
+/// An upgrade request of `/ws/{path}` written by hand: the status and the body.
+fn raw_upgrade(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    write!(
+        stream,
+        "GET /ws/{path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("write");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_ban_survives_a_restart_and_a_deleted_text_is_gone_from_the_database_file() {
+    let dir = TempDir::new("moderation");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, MOD_SECRET).expect("write the secret");
+    let secret = secret.to_str().expect("a UTF-8 temp path").to_owned();
+    let args = ["--auth", "token", "--jwt-secret-file", secret.as_str()];
+    let server = Server::start(&dir.data(), &args);
+
+    let mut admin = join_with_token(&server, "root", true);
+    joined(&mut admin);
+    let mut bob = join_with_token(&server, "bob", false);
+    joined(&mut bob);
+    let keep = post(&mut bob, "an ordinary line", "k1");
+    let secret_text = "my-bank-pin-is-8361-do-not-keep";
+    let ack = post(&mut bob, secret_text, "k2");
+    assert_eq!(ack["stored"], true, "{ack}");
+    let id = ack["id"].as_u64().expect("an id");
+    send(&mut admin, json!({"type": "delete", "id": id}));
+    let (deleted, _) = recv_until(&mut admin, "deleted");
+    assert_eq!(deleted["id"], id);
+    send(
+        &mut admin,
+        json!({"type": "ban", "user": "bob", "minutes": 60, "reason": "leaking secrets"}),
+    );
+    // bob is closed with 4004.
+    let close = loop {
+        match bob.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(_) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(4004));
+    drop(bob);
+    drop(admin);
+    server.stop();
+
+    // The text is in none of the store's files after a clean stop.
+    for entry in std::fs::read_dir(dir.data()).expect("the data dir") {
+        let path = entry.expect("an entry").path();
+        let bytes = std::fs::read(&path).expect("read a store file");
+        assert!(
+            !bytes
+                .windows(secret_text.len())
+                .any(|w| w == secret_text.as_bytes()),
+            "the deleted text is still in {}",
+            path.display()
+        );
+    }
+
+    let server = Server::start(&dir.data(), &args);
+    let (status, body) = raw_upgrade(
+        server.addr,
+        &format!("bob?token={}", mod_token("bob", false)),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("\"bob\" is banned until") && body.contains("leaking secrets"),
+        "{body}"
+    );
+    // A later joiner sees the message deleted, the other one as it was.
+    let mut carol = join_with_token(&server, "carol", false);
+    let (_, _, history) = joined(&mut carol);
+    let messages = history["messages"].as_array().expect("messages");
+    let by_id = |want: u64| {
+        messages
+            .iter()
+            .find(|m| m["id"].as_u64() == Some(want))
+            .unwrap_or_else(|| panic!("no message {want} in {history}"))
+    };
+    assert_eq!(
+        by_id(keep["id"].as_u64().expect("an id"))["message"],
+        "an ordinary line"
+    );
+    assert_eq!(by_id(id)["message"], "");
+    assert_eq!(by_id(id)["deleted"], true);
+    server.stop();
+}

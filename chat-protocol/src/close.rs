@@ -2,10 +2,15 @@
 //!
 //! The core gives four of these reasons in [`Output::Close`](crate::Output::Close)
 //! ([`RateLimited`](CloseReason::RateLimited), [`Idle`](CloseReason::Idle),
-//! [`TooManyRooms`](CloseReason::TooManyRooms), [`TokenExpired`](CloseReason::TokenExpired));
-//! the others are found by a driver while it reads
-//! frames, queues them or shuts down. Every driver sends the same close frame and counts the
-//! same label for the same reason, so they live here, once.
+//! [`TooManyRooms`](CloseReason::TooManyRooms), [`TokenExpired`](CloseReason::TokenExpired)),
+//! and two in [`Output::CloseWith`](crate::Output::CloseWith), whose text carries an admin's
+//! words ([`Kicked`](CloseReason::Kicked), [`Banned`](CloseReason::Banned)); the others are
+//! found by a driver while it reads frames, queues them or shuts down. Every driver sends the
+//! same close code and counts the same label for the same reason, so they live here, once.
+
+/// The most bytes of a close frame's reason text (RFC 6455 section 5.5: a control frame's
+/// payload is at most 125 bytes, two of which are the code).
+pub const MAX_CLOSE_TEXT: usize = 123;
 
 /// Why the server closes a WebSocket connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,11 +42,21 @@ pub enum CloseReason {
     /// at the token's `exp`. 4001: an application code (RFC 6455 section 7.4.2), so a client
     /// can tell "log in again" from every other close.
     TokenExpired,
+    /// An admin kicked the user (a v2 `kick`): every connection of that user is closed. Given
+    /// by the core in [`Output::CloseWith`](crate::Output::CloseWith), with the admin's reason
+    /// in the text. 4003: an application code, so a client can show why and not reconnect
+    /// blindly.
+    Kicked,
+    /// An admin banned the user (a v2 `ban`): closed like a kick, and refused at the upgrade
+    /// until the ban ends. Given by the core in
+    /// [`Output::CloseWith`](crate::Output::CloseWith), with the ban's end and reason in the
+    /// text. 4004.
+    Banned,
 }
 
 impl CloseReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::SlowConsumer,
         CloseReason::RateLimited,
         CloseReason::TooBig,
@@ -52,6 +67,8 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::TooManyRooms,
         CloseReason::TokenExpired,
+        CloseReason::Kicked,
+        CloseReason::Banned,
     ];
 
     /// The close code (RFC 6455 section 7.4.1), the close frame's reason text (well under a
@@ -72,16 +89,20 @@ impl CloseReason {
             ),
             CloseReason::Shutdown => (1001, "server shutting down", "shutdown"),
             CloseReason::TokenExpired => (4001, "token expired", "token_expired"),
+            CloseReason::Kicked => (4003, "kicked by an admin", "kicked"),
+            CloseReason::Banned => (4004, "banned by an admin", "banned"),
         }
     }
 
     /// The WebSocket close code: 1008 (policy violation), 1001 (going away), 1009 (too big),
-    /// 1002 (protocol error), 1007 (invalid payload) or 1003 (unsupported data).
+    /// 1002 (protocol error), 1007 (invalid payload), 1003 (unsupported data), or one of the
+    /// application codes 4001 (token expired), 4003 (kicked), 4004 (banned).
     pub const fn code(self) -> u16 {
         self.row().0
     }
 
-    /// The close frame's reason text.
+    /// The close frame's reason text (for [`Kicked`](Self::Kicked) and
+    /// [`Banned`](Self::Banned), the fixed start of the text the core gives).
     pub const fn text(self) -> &'static str {
         self.row().1
     }
@@ -92,9 +113,30 @@ impl CloseReason {
     }
 }
 
+/// `text` cut to [`MAX_CLOSE_TEXT`] bytes at a character boundary, so that it fits a close
+/// frame whatever an admin typed.
+pub(crate) fn close_text(mut text: String) -> String {
+    if text.len() > MAX_CLOSE_TEXT {
+        let mut end = MAX_CLOSE_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    use super::CloseReason;
+    use super::{close_text, CloseReason, MAX_CLOSE_TEXT};
+
+    #[test]
+    fn close_texts_fit_a_close_frame_and_keep_whole_characters() {
+        assert_eq!(close_text("short".into()), "short");
+        let cut = close_text("é".repeat(100));
+        assert_eq!(cut.len(), 122, "61 two-byte characters, not half of one");
+        assert!(close_text("x".repeat(500)).len() == MAX_CLOSE_TEXT);
+    }
 
     #[test]
     fn all_lists_every_reason_once_and_labels_are_distinct() {

@@ -36,6 +36,50 @@ pub(crate) enum Command<'a> {
     HistoryBefore { before: u64, limit: usize },
     /// A fresh signed token for this connection (token authentication).
     Refresh { token: String },
+    /// Admins only: close every connection of `user`.
+    Kick { user: String, reason: String },
+    /// Admins only: close every connection of `user`, and keep it out for `minutes`.
+    Ban {
+        user: String,
+        minutes: u64,
+        reason: String,
+    },
+    /// Admins only: delete the message `id` of the admin's room.
+    Delete { id: u64 },
+}
+
+impl Command<'_> {
+    /// Whether only an admin may send it.
+    pub(crate) fn is_moderation(&self) -> bool {
+        matches!(
+            self,
+            Command::Kick { .. } | Command::Ban { .. } | Command::Delete { .. }
+        )
+    }
+}
+
+/// The longest user name a `kick` or `ban` may name, in bytes.
+const MAX_USER: usize = 256;
+
+/// The most bytes of a `kick` or `ban` reason that are kept (a longer one is cut, marked
+/// with `…`): it is stored with a ban and shown in close frames and refusals.
+pub(crate) const MAX_REASON: usize = 200;
+
+/// The longest ban, in minutes: a year.
+pub(crate) const MAX_BAN_MINUTES: u64 = 365 * 24 * 60;
+
+/// The fields of a `kick` or `ban` command, and only those.
+#[derive(Deserialize)]
+struct ModerationFields {
+    user: Option<String>,
+    minutes: Option<u64>,
+    reason: Option<String>,
+}
+
+/// The fields of a `delete` command, and only those.
+#[derive(Deserialize)]
+struct DeleteFields {
+    id: Option<u64>,
 }
 
 /// The longest token a `refresh` may carry, in bytes.
@@ -147,14 +191,51 @@ pub(crate) fn parse(text: &str) -> Result<Command<'static>, String> {
                 )),
             }
         }
+        "kick" | "ban" => {
+            let fields: ModerationFields = serde_json::from_str(text).map_err(malformed)?;
+            let user = fields
+                .user
+                .filter(|u| !u.is_empty() && u.len() <= MAX_USER)
+                .ok_or(format!(
+                    r#"a "{kind}" command needs "user", a string of 1 to {MAX_USER} bytes"#
+                ))?;
+            let reason = cut(fields.reason.unwrap_or_default(), MAX_REASON);
+            if kind == "kick" {
+                return Ok(Command::Kick { user, reason });
+            }
+            let minutes = fields
+                .minutes
+                .filter(|m| (1..=MAX_BAN_MINUTES).contains(m))
+                .ok_or(format!(
+                    r#"a "ban" command needs "minutes", an integer from 1 to {MAX_BAN_MINUTES}"#
+                ))?;
+            Ok(Command::Ban {
+                user,
+                minutes,
+                reason,
+            })
+        }
+        "delete" => {
+            let fields: DeleteFields = serde_json::from_str(text).map_err(malformed)?;
+            let id = fields
+                .id
+                .filter(|&id| id > 0)
+                .ok_or(r#"a "delete" command needs "id", a positive integer"#)?;
+            Ok(Command::Delete { id })
+        }
         other => Err(bounded(format!("unknown command type {other:?}"))),
     }
 }
 
 /// `s` cut to [`MAX_EXPLANATION`] bytes at a character boundary, marked with `…` when cut.
-pub(crate) fn bounded(mut s: String) -> String {
-    if s.len() > MAX_EXPLANATION {
-        let mut end = MAX_EXPLANATION;
+pub(crate) fn bounded(s: String) -> String {
+    cut(s, MAX_EXPLANATION)
+}
+
+/// `s` cut to `max` bytes at a character boundary, marked with `…` when cut.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
         while !s.is_char_boundary(end) {
             end -= 1;
         }
@@ -311,6 +392,56 @@ mod tests {
             (
                 r#"{"type":"history_before","before":7,"limit":101}"#,
                 Err("limit must be 1 to 100".into()),
+            ),
+            (
+                r#"{"type":"kick","user":"bob","reason":"spam"}"#,
+                Ok(Command::Kick {
+                    user: "bob".into(),
+                    reason: "spam".into(),
+                }),
+            ),
+            (
+                r#"{"type":"kick","user":"bob"}"#,
+                Ok(Command::Kick {
+                    user: "bob".into(),
+                    reason: String::new(),
+                }),
+            ),
+            (
+                r#"{"type":"kick","user":""}"#,
+                Err(r#"a "kick" command needs "user", a string of 1 to 256 bytes"#.into()),
+            ),
+            (
+                r#"{"type":"ban","user":"bob","minutes":60,"reason":"flood"}"#,
+                Ok(Command::Ban {
+                    user: "bob".into(),
+                    minutes: 60,
+                    reason: "flood".into(),
+                }),
+            ),
+            (
+                r#"{"type":"ban","user":"bob"}"#,
+                Err(r#"a "ban" command needs "minutes", an integer from 1 to 525600"#.into()),
+            ),
+            (
+                r#"{"type":"ban","user":"bob","minutes":0}"#,
+                Err(r#"a "ban" command needs "minutes", an integer from 1 to 525600"#.into()),
+            ),
+            (
+                r#"{"type":"ban","user":"bob","minutes":525601}"#,
+                Err(r#"a "ban" command needs "minutes", an integer from 1 to 525600"#.into()),
+            ),
+            (
+                r#"{"type":"delete","id":42}"#,
+                Ok(Command::Delete { id: 42 }),
+            ),
+            (
+                r#"{"type":"delete","id":0}"#,
+                Err(r#"a "delete" command needs "id", a positive integer"#.into()),
+            ),
+            (
+                r#"{"type":"delete"}"#,
+                Err(r#"a "delete" command needs "id", a positive integer"#.into()),
             ),
             (
                 r#"{"type":"typing","message":5"#,

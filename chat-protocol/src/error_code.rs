@@ -22,6 +22,14 @@ pub enum ErrorCode {
     /// A `refresh` brought a token that is not valid (or is another user's): the connection
     /// keeps its old token until it expires.
     BadToken,
+    /// A `kick`, `ban` or `delete` from a connection that is not an admin's
+    /// ([`Input::Grant`](crate::Input::Grant)): nothing was done.
+    Forbidden,
+    /// A `delete` named an id that is not a message of the admin's room (never sent, or no
+    /// longer held in memory when nothing is stored).
+    UnknownMessage,
+    /// A `kick` named a user with no connection on this server.
+    UnknownUser,
 }
 
 impl ErrorCode {
@@ -34,6 +42,9 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::TooManyFetches => "too_many_fetches",
             ErrorCode::BadToken => "bad_token",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::UnknownMessage => "unknown_message",
+            ErrorCode::UnknownUser => "unknown_user",
         }
     }
 }
@@ -50,6 +61,10 @@ mod tests {
             ErrorCode::UnknownRecipient,
             ErrorCode::StoreUnavailable,
             ErrorCode::TooManyFetches,
+            ErrorCode::BadToken,
+            ErrorCode::Forbidden,
+            ErrorCode::UnknownMessage,
+            ErrorCode::UnknownUser,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).expect("a unit variant serializes"),

@@ -59,6 +59,15 @@ pub(crate) enum Frame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<&'a str>,
         timestamp: Stamp,
+        /// Only when an admin deleted it (then `message` is empty).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        deleted: bool,
+    },
+    /// An admin deleted the message `id` of `room`.
+    Deleted {
+        room: &'a str,
+        id: u64,
+        timestamp: Stamp,
     },
     Disconnection {
         client_id: &'a str,
@@ -116,6 +125,7 @@ impl<'a> Frame<'a> {
             message: m.text.as_str(),
             client_msg_id: m.client_msg_id.as_deref(),
             timestamp: Stamp(m.timestamp),
+            deleted: m.deleted,
         }
     }
 
@@ -125,9 +135,10 @@ impl<'a> Frame<'a> {
             id: m.id,
             room,
             client_id: &m.user,
-            message: &m.text,
+            message: if m.deleted { "" } else { &m.text },
             client_msg_id: m.client_msg_id.as_deref(),
             timestamp: Stamp(m.timestamp),
+            deleted: m.deleted,
         }
     }
 

@@ -19,6 +19,16 @@ pub(crate) struct Stored {
     pub(crate) timestamp: DateTime<Utc>,
     /// Where it stands with storage (always [`Durability::Volatile`] when not durable).
     pub(crate) durability: Durability,
+    /// An admin deleted it: `text` is empty, and frames say `"deleted":true`.
+    pub(crate) deleted: bool,
+}
+
+impl Stored {
+    /// Drops the text for good (an admin's `delete`); id, sender and time stay.
+    pub(crate) fn delete(&mut self) {
+        self.text = Payload::from("");
+        self.deleted = true;
+    }
 }
 
 /// The held messages, oldest first, as the `messages` of a `history` frame.
@@ -76,10 +86,11 @@ impl History {
             history.push(Stored {
                 id: m.id,
                 user: m.user.into(),
-                text: Payload::from(m.text),
+                text: Payload::from(if m.deleted { String::new() } else { m.text }),
                 client_msg_id: m.client_msg_id.map(String::into_boxed_str),
                 timestamp: m.timestamp,
                 durability,
+                deleted: m.deleted,
             });
         }
         history
@@ -211,6 +222,7 @@ mod tests {
             client_msg_id: key.map(Box::from),
             timestamp: DateTime::<Utc>::UNIX_EPOCH,
             durability: Durability::Volatile,
+            deleted: false,
         }
     }
 
@@ -265,6 +277,7 @@ mod tests {
             text: format!("m{id}"),
             client_msg_id: (id == 9).then(|| "k".into()),
             timestamp: DateTime::<Utc>::UNIX_EPOCH,
+            deleted: false,
         };
         let held = |h: &History| h.all().map(|m| m.id).collect::<Vec<_>>();
         let cases: &[(usize, u64, &[u64], &[u64])] = &[

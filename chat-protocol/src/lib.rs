@@ -22,7 +22,8 @@
 //!    handshake ([`Input::Connect`]), a text frame arrived ([`Input::Text`]), a ping or pong
 //!    arrived ([`Input::Activity`]), a connection ended ([`Input::Disconnect`]), a deadline
 //!    passed ([`Input::Timeout`]), storage answered ([`Input::Stored`], [`Input::Fetched`];
-//!    durable mode only, see "Durability").
+//!    durable mode only, see "Durability"). A driver that authenticates follows a Connect with
+//!    [`Input::Expires`] and, for an admin, [`Input::Grant`] (see "Moderation").
 //! 2. After **every** input, drain [`ChatServer::poll_output`] until it returns `None`. Outputs
 //!    address clients by the [`ClientId`] the driver chose, and only clients that are connected
 //!    at the time the output is drained.
@@ -144,10 +145,34 @@
 //! Storage's answers are data, not trusted invariants: restored messages that are not
 //! consecutive up to `last_id`, or fetched ones outside the request, are dropped, never a panic.
 //!
+//! # Moderation
+//!
+//! A driver that knows who is an admin says so with [`Input::Grant`] right after
+//! [`Input::Connect`]. An admin's v2 connection may then send (anyone else gets an `error`
+//! frame with [`ErrorCode::Forbidden`], and nothing happens):
+//!
+//! - `kick`: every connection of the named user, in every room, gets an [`Output::CloseWith`]
+//!   with [`CloseReason::Kicked`] (4003) and the admin's reason in the text. A user with no
+//!   connection is an [`ErrorCode::UnknownUser`] error.
+//! - `ban`: an [`Output::Ban`] (the driver refuses the user's upgrades until it ends and, when
+//!   durable, stores it), then the user's connections are closed as by a kick, with
+//!   [`CloseReason::Banned`] (4004). The core keeps no bans; a user with no connection is
+//!   banned all the same.
+//! - `delete`: the message of that id in the admin's room is marked deleted in memory (its
+//!   text dropped, its id kept, so ids stay consecutive and resume still works): `history`
+//!   frames and pages show it as `"deleted":true` with an empty `message`. Every v2
+//!   connection in the room gets a `deleted` frame (v1 connections hear nothing), and, when
+//!   durable, the driver an [`Output::DeleteStored`]. An id the room never gave, or (not
+//!   durable) one no longer held, is an [`ErrorCode::UnknownMessage`] error; deleting a
+//!   message twice announces it twice.
+//!
+//! Moderation commands are not charged to the rate limit. Close texts are cut to
+//! [`MAX_CLOSE_TEXT`] bytes at a character boundary.
+//!
 //! # Closing
 //!
-//! After an [`Output::Close`] the client is no longer addressed (no [`Output::Send`], no
-//! [`Output::Ping`], no second Close) and what it still sends is dropped; it stays connected, in
+//! After an [`Output::Close`] (or [`Output::CloseWith`]) the client is no longer addressed
+//! (no [`Output::Send`], no [`Output::Ping`], no second Close) and what it still sends is dropped; it stays connected, in
 //! [`client_count`](ChatServer::client_count), until the driver reports [`Input::Disconnect`],
 //! which is announced to the others as for any departure. The one exception is a client refused
 //! at connect with [`CloseReason::TooManyRooms`]: it never joined a room, so its Disconnect
@@ -203,7 +228,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-pub use close::CloseReason;
+pub use close::{CloseReason, MAX_CLOSE_TEXT};
 pub use config::{Config, RateLimit};
 pub use error_code::ErrorCode;
 pub use event::{Event, EventKind};
@@ -373,6 +398,18 @@ pub enum Input {
         /// When they stop being valid.
         at: Instant,
     },
+    /// The connection is an admin's (`admin: true`), or no longer is (`false`). Given by a
+    /// driver that knows (a signed token with `"role":"admin"`), right after
+    /// [`Input::Connect`] (or after a `refresh` whose token says otherwise); a connection is
+    /// not an admin until told. Only an admin's `kick`, `ban` and `delete` commands are
+    /// carried out (see "Moderation"); anyone else's get an `error` with
+    /// [`ErrorCode::Forbidden`].
+    Grant {
+        /// Whose connection.
+        client: ClientId,
+        /// Whether it may moderate.
+        admin: bool,
+    },
     /// The answer to an [`Output::VerifyToken`]: the token is valid for `user` until
     /// `expires`, or not valid at all (`Err` with a short, client-safe reason). Every
     /// VerifyToken must be answered once, even if the client left.
@@ -418,6 +455,37 @@ pub enum Output {
         client: ClientId,
         /// Why, which gives the close frame's code and text.
         reason: CloseReason,
+    },
+    /// Like [`Output::Close`], but the close frame's text is `text` (at most
+    /// [`MAX_CLOSE_TEXT`] bytes) instead of `reason.text()`: a kick or ban carries the
+    /// admin's reason to the user. Code and label are still `reason`'s.
+    CloseWith {
+        /// The client to close.
+        client: ClientId,
+        /// Why ([`CloseReason::Kicked`] or [`CloseReason::Banned`]): the close code and label.
+        reason: CloseReason,
+        /// The close frame's text, which starts with `reason.text()`.
+        text: String,
+    },
+    /// An admin banned `user` until `until` (wall clock, from [`Now::wall`]): the driver
+    /// refuses that user's upgrades until then, and keeps the ban where it keeps state
+    /// (storage, when durable). The user's connections are closed by [`Output::CloseWith`]s
+    /// in the same drain. A later ban of the same user replaces it. The core keeps no bans.
+    Ban {
+        /// The banned user.
+        user: String,
+        /// When the ban ends.
+        until: DateTime<Utc>,
+        /// The admin's reason (at most 200 bytes; may be empty).
+        reason: String,
+    },
+    /// Durable mode only: an admin deleted the message `id` of `room`; remove its text from
+    /// storage (its id stays, marked deleted, so ids remain consecutive). Not answered.
+    DeleteStored {
+        /// The message's room.
+        room: RoomName,
+        /// Its id in the room.
+        id: u64,
     },
     /// Durable mode only: make this message durable, then report its ticket in an
     /// [`Input::Stored`] (success or failure, batched as storage likes). Every Store must be

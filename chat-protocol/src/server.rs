@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::close::close_text;
 use crate::command::{self, Command};
 use crate::frame::{Frame, Messages, Stamp};
 use crate::heartbeat::{Due, Heartbeat, Liveness};
@@ -42,6 +43,8 @@ struct Client {
     closing: bool,
     /// Its `history_before` requests waiting for storage ([`Output::Fetch`] not answered).
     fetches: usize,
+    /// The driver said it may moderate ([`Input::Grant`]).
+    admin: bool,
 }
 
 /// What the server needs of its [`Config`], worked out once.
@@ -157,6 +160,13 @@ impl ChatServer {
                 Ok(())
             }
             Input::Expires { client, at } => self.expires(client, at),
+            Input::Grant { client, admin } => {
+                self.clients
+                    .get_mut(&client)
+                    .ok_or(Error::UnknownClient(client))?
+                    .admin = admin;
+                Ok(())
+            }
             Input::TokenVerified { ticket, result } => {
                 self.token_verified(now, ticket, result);
                 Ok(())
@@ -323,6 +333,7 @@ impl ChatServer {
                     liveness,
                     closing: true,
                     fetches: 0,
+                    admin: false,
                 },
             );
             self.outputs.push_back(Output::Close {
@@ -376,6 +387,7 @@ impl ChatServer {
                 liveness,
                 closing: false,
                 fetches: 0,
+                admin: false,
             },
         );
         Ok(())
@@ -418,6 +430,13 @@ impl ChatServer {
                 }
             },
         };
+
+        if command.is_moderation() {
+            let user = Arc::clone(&sender.user);
+            let admin = sender.admin;
+            self.moderate(now, client, user, admin, command);
+            return Ok(());
+        }
 
         let room_name = sender
             .room
@@ -544,11 +563,135 @@ impl ChatServer {
                 }
             }
             Command::Direct { to, text } => from.direct(out, pending, room, to, text),
-            Command::HistoryBefore { .. } | Command::Refresh { .. } => {
+            Command::HistoryBefore { .. }
+            | Command::Refresh { .. }
+            | Command::Kick { .. }
+            | Command::Ban { .. }
+            | Command::Delete { .. } => {
                 unreachable!("answered above")
             }
         }
         Ok(())
+    }
+
+    /// A `kick`, `ban` or `delete` from `client` (of `user`): carried out for an admin,
+    /// refused with `forbidden` for anyone else.
+    fn moderate(
+        &mut self,
+        now: Now,
+        client: ClientId,
+        user: Arc<str>,
+        admin: bool,
+        command: Command<'_>,
+    ) {
+        let refuse = |out: &mut VecDeque<Output>, message: &str, code| {
+            let payload = error_frame(Protocol::V2, &user, message, code, now.wall);
+            out.push_back(Output::Send {
+                to: client,
+                payload,
+            });
+        };
+        if !admin {
+            refuse(
+                &mut self.outputs,
+                "only an admin may kick, ban or delete messages",
+                ErrorCode::Forbidden,
+            );
+            return;
+        }
+        match command {
+            Command::Kick {
+                user: target,
+                reason,
+            } => {
+                let text = with_reason(CloseReason::Kicked.text().to_owned(), &reason);
+                if self.dismiss(&target, CloseReason::Kicked, &text) == 0 {
+                    let message =
+                        command::bounded(format!("no connection of user {target:?} to kick"));
+                    refuse(&mut self.outputs, &message, ErrorCode::UnknownUser);
+                }
+            }
+            Command::Ban {
+                user: target,
+                minutes,
+                reason,
+            } => {
+                let until = now.wall + Duration::from_secs(minutes * 60);
+                let text = with_reason(
+                    format!(
+                        "{} until {}",
+                        CloseReason::Banned.text(),
+                        until.format("%Y-%m-%dT%H:%MZ")
+                    ),
+                    &reason,
+                );
+                self.outputs.push_back(Output::Ban {
+                    user: target.clone(),
+                    until,
+                    reason,
+                });
+                self.dismiss(&target, CloseReason::Banned, &text);
+            }
+            Command::Delete { id } => {
+                let Some(name) = self.clients.get(&client).and_then(|c| c.room.clone()) else {
+                    return;
+                };
+                let Some(room) = self.rooms.get_mut(&name) else {
+                    return;
+                };
+                let h = &mut room.history;
+                // Storage may hold what memory no longer does.
+                let known = match h.get_mut(id) {
+                    Some(m) => {
+                        m.delete();
+                        true
+                    }
+                    None => self.settings.durable && id <= h.last_id(),
+                };
+                if !known {
+                    let message = format!("there is no message {id} in this room to delete");
+                    refuse(&mut self.outputs, &message, ErrorCode::UnknownMessage);
+                    return;
+                }
+                let v2 = room.has(Protocol::V2).then(|| {
+                    Frame::Deleted {
+                        room: name.as_str(),
+                        id,
+                        timestamp: Stamp(now.wall),
+                    }
+                    .encode()
+                });
+                room.broadcast(&mut self.outputs, None, v2.as_ref());
+                if self.settings.durable {
+                    self.outputs
+                        .push_back(Output::DeleteStored { room: name, id });
+                }
+            }
+            _ => debug_assert!(false, "only moderation commands come here"),
+        }
+    }
+
+    /// Closes every connection of `user` that is not closing already, in [`ClientId`] order,
+    /// with `reason` and `text`. Returns how many.
+    fn dismiss(&mut self, user: &str, reason: CloseReason, text: &str) -> usize {
+        let mut closed = 0;
+        for (&id, c) in self
+            .clients
+            .iter_mut()
+            .filter(|(_, c)| *c.user == *user && !c.closing)
+        {
+            c.closing = true;
+            if let Some(room) = c.room.as_ref().and_then(|r| self.rooms.get_mut(r)) {
+                room.mute(id, &c.user, c.protocol);
+            }
+            self.outputs.push_back(Output::CloseWith {
+                client: id,
+                reason,
+                text: text.to_owned(),
+            });
+            closed += 1;
+        }
+        closed
     }
 
     fn activity(&mut self, now: Now, client: ClientId) -> Result<(), Error> {
@@ -664,9 +807,17 @@ impl ChatServer {
         ticket: StoreTicket,
         result: Result<Vec<RestoredMessage>, StoreFailed>,
     ) {
-        let Some(fetch) = self.pending.fetches.remove(&ticket) else {
+        let Some(mut fetch) = self.pending.fetches.remove(&ticket) else {
             return;
         };
+        // The held part was copied when asked for: a `delete` since then must show.
+        if let Some(room) = self.rooms.get(&fetch.room) {
+            for m in &mut fetch.held {
+                if room.history.get(m.id).is_some_and(|now| now.deleted) {
+                    m.delete();
+                }
+            }
+        }
         let (client, serial) = fetch.waiter;
         let Some(c) = self.clients.get_mut(&client).filter(|c| c.serial == serial) else {
             return;
@@ -963,6 +1114,15 @@ fn page(
     .encode()
 }
 
+/// A close text: `start`, then `: reason` when there is one, cut to fit a close frame.
+fn with_reason(start: String, reason: &str) -> String {
+    if reason.is_empty() {
+        close_text(start)
+    } else {
+        close_text(format!("{start}: {reason}"))
+    }
+}
+
 /// An error frame for one client, in its protocol's shape.
 fn error_frame(
     protocol: Protocol,
@@ -1045,6 +1205,7 @@ impl Sender<'_> {
             client_msg_id: client_msg_id.map(String::into_boxed_str),
             timestamp: self.wall,
             durability,
+            deleted: false,
         };
         let v1 = room.has(Protocol::V1).then(|| {
             Event::new(

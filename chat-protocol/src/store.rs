@@ -73,6 +73,9 @@ pub struct RestoredMessage {
     pub client_msg_id: Option<String>,
     /// When the server received it.
     pub timestamp: DateTime<Utc>,
+    /// An admin deleted it ([`Output::DeleteStored`](crate::Output::DeleteStored)): its text
+    /// is gone (whatever `text` holds is not shown).
+    pub deleted: bool,
 }
 
 /// A room as storage loaded it at start, for [`ChatServer::restore`](crate::ChatServer::restore).

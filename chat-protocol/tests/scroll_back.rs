@@ -30,6 +30,7 @@ fn restored(id: u64) -> RestoredMessage {
         text: format!("m{id}"),
         client_msg_id: (id % 10 == 0).then(|| format!("c-{id}")),
         timestamp: then(),
+        deleted: false,
     }
 }
 

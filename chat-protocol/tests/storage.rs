@@ -298,6 +298,7 @@ fn restored(id: u64, user: &str, key: Option<&str>) -> RestoredMessage {
         text: format!("m{id}"),
         client_msg_id: key.map(Into::into),
         timestamp: at(0) - Duration::from_secs(3600),
+        deleted: false,
     }
 }
 

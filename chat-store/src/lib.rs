@@ -21,10 +21,12 @@
 //!
 //!  event loop                       append(ticket, Message) ─┐
 //!                                   fetch_before(ticket, ..) ─┤ unbounded channel, never blocks
+//!                                   ban(Ban), delete_text(..) ─┤
 //!                                                             ▼
 //!  storage thread   wait for work; take everything queued (≤ 10 000 appends, ≤ 8 MiB of text)
 //!                   ├─ one transaction for all the appends (group commit)
 //!                   ├─ notify(Completion::Stored { tickets, result })   once per transaction
+//!                   ├─ bans and deletions, in one transaction after it    (no completion)
 //!                   ├─ notify(Completion::Fetched { ticket, result })   per fetch, after the commit
 //!                   └─ when idle or between batches: one retention step (≤ 2 000 rows)
 //!
@@ -91,6 +93,19 @@
 //! a length that matches the page count), which catches files that are not databases and
 //! truncated copies. After an unclean end it also runs `PRAGMA quick_check` (about 0.25 s per
 //! million messages); after a clean shutdown it trusts the file, to keep the start fast.
+//!
+//! # Moderation
+//!
+//! [`RunningStore::ban`] keeps a ban (one per user, the latest wins) that [`open`] gives back
+//! in [`Opened::bans`] while it lasts. [`RunningStore::delete_text`] empties a room message's
+//! text and marks it `deleted` (the row stays, so the loaded history keeps consecutive ids);
+//! loaded and fetched messages carry the flag. The text must be gone from the *file*, not
+//! just unreachable: the connection runs with `PRAGMA secure_delete = ON`, so SQLite zeroes
+//! the bytes it frees (the old cell on the page) instead of leaving them in free space. Until a
+//! checkpoint the old page may still be in the `-wal` file; a clean
+//! [`RunningStore::shutdown`] checkpoints and truncates it. Both are applied after the
+//! batch's appends (a delete never comes before its message's append) and answer nothing: a
+//! failure is counted in [`Stats::errors_total`].
 //!
 //! # Retention
 //!
@@ -219,6 +234,20 @@ pub struct Message {
     pub timestamp_ms: i64,
     /// `Some(recipient)` for a direct message (id 0: stored, never part of a room's history).
     pub to: Option<String>,
+    /// An admin deleted it ([`RunningStore::delete_text`]): `text` is empty. Always `false`
+    /// in an append.
+    pub deleted: bool,
+}
+
+/// A user kept out until `until_ms` ([`RunningStore::ban`], [`Opened::bans`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// The banned user.
+    pub user: String,
+    /// When the ban ends, in milliseconds since the Unix epoch.
+    pub until_ms: i64,
+    /// The admin's reason (may be empty).
+    pub reason: String,
 }
 
 /// A room as [`open`] loads it.
@@ -245,6 +274,8 @@ pub struct Opened {
     /// The largest `last_id` of the stored rooms that were not loaded (0 if none): a room that
     /// comes back later should start its ids above it.
     pub retired_last_id: u64,
+    /// The bans not ended at `open` (ended ones are deleted then), by user name.
+    pub bans: Vec<Ban>,
     /// The opened database, ready for [`Store::start`].
     pub store: Store,
 }

@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -42,6 +42,9 @@ pub fn open(options: Options) -> Result<Opened, OpenError> {
     // The epoch decision must be on disk before any id of this run is: always FULL here.
     conn.pragma_update(None, "synchronous", Synchronous::Full.pragma())
         .map_err(sqlite)?;
+    // Deleted text (moderation, retention) is zeroed in the file, not left in free space.
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(sqlite)?;
     // Bound the WAL file that checkpoints leave behind.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(sqlite)?;
@@ -71,6 +74,10 @@ pub fn open(options: Options) -> Result<Opened, OpenError> {
         .map_err(sqlite)?;
 
     let (rooms, retired_last_id, room_names) = load_rooms(&conn, &options).map_err(sqlite)?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let bans = sql::live_bans(&conn, now_ms).map_err(sqlite)?;
     let stats = Arc::new(Stats::default());
     stats.refresh_db_bytes(&path);
     let store = Store {
@@ -91,6 +98,7 @@ pub fn open(options: Options) -> Result<Opened, OpenError> {
         epoch_is_new,
         rooms,
         retired_last_id,
+        bans,
         store,
     })
 }
@@ -278,6 +286,7 @@ mod tests {
                 client_msg_id: None,
                 timestamp_ms: 0,
                 to: None,
+                deleted: false,
             })
             .collect()
     }

@@ -36,6 +36,15 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX messages_room_id ON messages (room, id);
      CREATE INDEX messages_timestamp ON messages (timestamp_ms);",
+    // v2. Moderation: a deleted message keeps its row (ids stay consecutive for the loaded
+    // history) with its text emptied and `deleted` set; `bans` holds one ban per user, the
+    // latest, until `until_ms` (milliseconds since 1970).
+    "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE bans (
+         user TEXT PRIMARY KEY,
+         until_ms INTEGER NOT NULL,
+         reason TEXT NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// Brings the database to [`LATEST`], or says why it cannot.

@@ -20,12 +20,39 @@ pub(crate) const UPSERT_ROOM: &str =
      last_seq = max(last_seq, excluded.last_seq)";
 
 /// A room's messages with `id < ?2` (room messages only), newest first, at most `?3`.
-pub(crate) const ROOM_BEFORE: &str = "SELECT epoch, id, user, text, client_msg_id, timestamp_ms \
-     FROM messages WHERE room = ?1 AND id < ?2 AND recipient IS NULL ORDER BY id DESC LIMIT ?3";
+pub(crate) const ROOM_BEFORE: &str = "SELECT epoch, id, user, text, client_msg_id, timestamp_ms, \
+     deleted FROM messages WHERE room = ?1 AND id < ?2 AND recipient IS NULL ORDER BY id DESC LIMIT ?3";
+
+/// Empties the text of a room's message `?2` of room `?1` and marks it deleted. With
+/// `secure_delete` on (see `open.rs`) the old text's bytes are zeroed in the page, not just
+/// unlinked.
+pub(crate) const DELETE_TEXT: &str = "UPDATE messages SET text = '', client_msg_id = NULL, \
+     deleted = 1 WHERE room = ?1 AND id = ?2 AND recipient IS NULL";
+
+/// Records a ban (a later one of the same user replaces it): `user, until_ms, reason`.
+pub(crate) const UPSERT_BAN: &str =
+    "INSERT INTO bans (user, until_ms, reason) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (user) DO UPDATE SET until_ms = excluded.until_ms, reason = excluded.reason";
 
 /// The meta table's keys.
 pub(crate) const META_EPOCH: &str = "epoch";
 pub(crate) const META_CLEAN: &str = "clean_shutdown";
+
+/// The bans still in force at `now_ms`, by user; the ended ones are deleted.
+pub(crate) fn live_bans(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<crate::Ban>> {
+    conn.execute("DELETE FROM bans WHERE until_ms <= ?1", [now_ms])?;
+    let mut query = conn.prepare("SELECT user, until_ms, reason FROM bans ORDER BY user")?;
+    let bans = query
+        .query_map([], |row| {
+            Ok(crate::Ban {
+                user: row.get(0)?,
+                until_ms: row.get(1)?,
+                reason: row.get(2)?,
+            })
+        })?
+        .collect();
+    bans
+}
 
 pub(crate) fn insert(conn: &Connection, message: &Message) -> rusqlite::Result<i64> {
     let mut insert = conn.prepare_cached(INSERT_MESSAGE)?;
@@ -53,6 +80,7 @@ pub(crate) fn room_message(room: &str, row: &Row<'_>) -> rusqlite::Result<Messag
         client_msg_id: row.get(4)?,
         timestamp_ms: row.get(5)?,
         to: None,
+        deleted: row.get::<_, i64>(6)? != 0,
     })
 }
 

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use rusqlite::Connection;
 
 use crate::stats::Stats;
-use crate::{worker, Completion, Message, Retention};
+use crate::{worker, Ban, Completion, Message, Retention};
 
 /// An opened database, owned by the caller until [`start`](Store::start) hands it to the
 /// storage thread. Dropping it closes the database without marking it clean (the next start
@@ -39,6 +39,11 @@ pub(crate) enum Request {
         limit: usize,
     },
     MaxDbBytes(Option<u64>),
+    Ban(Ban),
+    DeleteText {
+        room: String,
+        id: u64,
+    },
     Shutdown,
 }
 
@@ -106,6 +111,20 @@ impl RunningStore {
             before,
             limit,
         });
+    }
+
+    /// Keeps `ban` (replacing an earlier ban of the same user); [`open`](crate::open) gives
+    /// it back in [`Opened::bans`](crate::Opened::bans) until it ends. Applied after the appends
+    /// queued before it; not answered. Never blocks.
+    pub fn ban(&self, ban: Ban) {
+        self.send(Request::Ban(ban));
+    }
+
+    /// Empties the text (and `client_msg_id`) of the room message `id` of `room` and marks it
+    /// deleted; the bytes are zeroed in the database file (see the crate docs). Applied after
+    /// the appends queued before it; not answered. Never blocks.
+    pub fn delete_text(&self, room: String, id: u64) {
+        self.send(Request::DeleteText { room, id });
     }
 
     /// Caps the database at about `bytes` (SQLite's `max_page_count`); a commit that would grow

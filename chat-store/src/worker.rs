@@ -41,6 +41,8 @@ struct Batch {
     appends: Vec<(u64, Message)>,
     bytes: usize,
     fetches: Vec<Fetch>,
+    /// Bans and deletions, applied after the appends.
+    moderation: Vec<Request>,
     shutdown: bool,
 }
 
@@ -117,6 +119,7 @@ pub(crate) fn run<F: Fn(Completion)>(
                 }
             }
             worker.commit(batch.appends, &notify);
+            worker.moderate(batch.moderation);
             for fetch in batch.fetches {
                 worker.fetch(fetch, &notify);
             }
@@ -158,6 +161,9 @@ impl Worker {
                 if self.set_max_db_bytes(bytes).is_err() {
                     self.stats.error();
                 }
+            }
+            request @ (Request::Ban(_) | Request::DeleteText { .. }) => {
+                batch.moderation.push(request);
             }
             Request::Shutdown => batch.shutdown = true,
         }
@@ -212,6 +218,38 @@ impl Worker {
             }
         }
         tx.commit()
+    }
+
+    /// Bans and deletions, in one transaction; a failure is counted (nobody waits for them).
+    fn moderate(&mut self, requests: Vec<Request>) {
+        if requests.is_empty() {
+            return;
+        }
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for request in &requests {
+                match request {
+                    Request::Ban(ban) => {
+                        tx.prepare_cached(sql::UPSERT_BAN)?.execute(params![
+                            ban.user,
+                            ban.until_ms,
+                            ban.reason
+                        ])?;
+                    }
+                    Request::DeleteText { room, id } => {
+                        tx.prepare_cached(sql::DELETE_TEXT)?
+                            .execute(params![room, *id as i64])?;
+                    }
+                    _ => {}
+                }
+            }
+            tx.commit()
+        })();
+        if result.is_err() {
+            self.stats.error();
+        }
     }
 
     fn fetch<F: Fn(Completion)>(&self, fetch: Fetch, notify: &F) {

@@ -248,15 +248,17 @@ fn a_database_from_a_newer_version_is_refused() {
             e,
             OpenError::TooNew {
                 found: 99,
-                supported: 1,
+                supported: chat_store::SCHEMA_VERSION,
                 ..
             }
         ),
         "{e:?}"
     );
     assert!(
-        e.to_string()
-            .contains("schema version 99, newer than this server's 1"),
+        e.to_string().contains(&format!(
+            "schema version 99, newer than this server's {}",
+            chat_store::SCHEMA_VERSION
+        )),
         "{e}"
     );
 }

@@ -39,17 +39,29 @@ impl EventLoop {
     /// Sends a close frame for `reason` and ends the client. `drop_queued`: frames it has not
     /// started to receive are dropped (a slow consumer would never get to the close frame).
     pub(super) fn close_client(&mut self, key: usize, reason: CloseReason, drop_queued: bool) {
+        self.close_client_with(key, reason, None, drop_queued);
+    }
+
+    /// [`close_client`](Self::close_client) with a close text of the core's (a kick's or a
+    /// ban's reason) instead of `reason.text()`.
+    fn close_client_with(
+        &mut self,
+        key: usize,
+        reason: CloseReason,
+        text: Option<&str>,
+        drop_queued: bool,
+    ) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Some(session) = conn.close_ws(Some(reason), drop_queued) else {
+        let Some(session) = conn.close_ws(Some(reason), text, drop_queued) else {
             return;
         };
         log::info!(
             "{} ({}) closed by the server: {}",
             session.user,
             conn.peer,
-            reason.text()
+            text.unwrap_or(reason.text())
         );
         self.metrics.closed(reason);
         self.set_deadline(key, CLOSE_LINGER);
@@ -98,6 +110,27 @@ impl EventLoop {
                     self.close_client(key, reason, false);
                 }
             }
+            Output::CloseWith {
+                client,
+                reason,
+                text,
+            } => {
+                let key = client.0 as usize;
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.client() == Some(client))
+                {
+                    self.close_client_with(key, reason, Some(&text), false);
+                }
+            }
+            // Moderation that outlives the connection: `moderation.rs`.
+            Output::Ban {
+                user,
+                until,
+                reason,
+            } => self.ban(user, until, reason),
+            Output::DeleteStored { room, id } => self.delete_stored(room, id),
             // Storage: handed to the storage thread (`storage.rs`); the loop never waits.
             Output::Store(record) => self.store(record),
             Output::Fetch {

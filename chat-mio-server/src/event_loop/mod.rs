@@ -7,6 +7,7 @@
 //! | accepting connections, the connection limit, EMFILE back-off | `accept.rs` |
 //! | reading request heads and answering them | `http_requests.rs` |
 //! | switching a connection to WebSocket after the `101` | `upgrade.rs` |
+//! | bans (refused upgrades) and deleted messages' text | `moderation.rs` |
 //! | reading WebSocket frames, the read budget, read errors to close codes | `ws_read.rs` |
 //! | the bridge to the core: inputs in, outputs to queued frames | `core_bridge.rs` |
 //! | the turn's frames and flushing: seal, write, interest, removal | `flush.rs` |
@@ -31,6 +32,7 @@ mod core_bridge;
 mod flush;
 pub mod handoff;
 mod http_requests;
+mod moderation;
 mod shutdown;
 mod storage;
 mod upgrade;
@@ -57,6 +59,7 @@ use crate::metrics::Metrics;
 use crate::timer::Timers;
 pub use accept::connection_budget;
 use handoff::{Inbox, Left};
+pub use moderation::{loaded_bans, Bans};
 pub use storage::restored_rooms;
 
 pub const LISTENER: Token = Token(usize::MAX);
@@ -99,6 +102,8 @@ pub struct EventLoop {
     tokens: Option<chat_auth::TokenVerifier>,
     /// The message store's thread, when messages are kept on disk.
     store: Option<chat_store::RunningStore>,
+    /// The bans in force (`moderation.rs`).
+    bans: Bans,
     inbox: Inbox<Control>,
     /// The inbox had more than a turn's budget.
     inbox_left: Left,
@@ -135,7 +140,7 @@ impl EventLoop {
         listener: TcpListener,
         config: Config,
         assets: Assets,
-        (core, store): (ChatServer, Option<chat_store::RunningStore>),
+        (core, store, bans): (ChatServer, Option<chat_store::RunningStore>, Bans),
         tokens: Option<chat_auth::TokenVerifier>,
         inbox: Inbox<Control>,
         signals: Option<Signals>,
@@ -162,6 +167,7 @@ impl EventLoop {
             refusal_headroom,
             metrics: Metrics::new(now.instant),
             store,
+            bans,
             tokens,
             inbox,
             inbox_left: Left::Nothing,

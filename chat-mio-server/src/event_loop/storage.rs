@@ -18,6 +18,7 @@ pub fn to_store(record: Record) -> chat_store::Message {
         client_msg_id: record.client_msg_id.map(String::from),
         timestamp_ms: record.timestamp.timestamp_millis(),
         to: record.to.map(String::from),
+        deleted: false,
     }
 }
 
@@ -29,12 +30,13 @@ pub fn from_store(message: chat_store::Message) -> RestoredMessage {
         text: message.text,
         client_msg_id: message.client_msg_id,
         timestamp: timestamp(message.timestamp_ms),
+        deleted: message.deleted,
     }
 }
 
 /// Milliseconds since 1970 as a time; an impossible value (a damaged row) becomes 1970 rather
 /// than a panic.
-fn timestamp(ms: i64) -> DateTime<Utc> {
+pub(super) fn timestamp(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
         .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)

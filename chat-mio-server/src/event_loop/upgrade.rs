@@ -9,12 +9,25 @@ use crate::handshake::Accepted;
 
 impl EventLoop {
     pub(super) fn upgrade(&mut self, key: usize, accepted: Accepted, forwarded_for: Option<&str>) {
-        let expires = match self.authenticate(
-            accepted.token.as_ref(),
-            &accepted.user,
-            accepted.room.as_str(),
-        ) {
-            Ok(identity) => identity.map(|(_, expires)| expires),
+        let identity = self
+            .authenticate(
+                accepted.token.as_ref(),
+                &accepted.user,
+                accepted.room.as_str(),
+            )
+            .and_then(|identity| match identity {
+                // Token mode: a banned user is refused until the ban ends.
+                Some(_) => match self.banned(&accepted.user) {
+                    Some(why) => Err((403, why)),
+                    None => Ok(identity),
+                },
+                None => Ok(None),
+            });
+        let (expires, admin) = match identity {
+            Ok(identity) => (
+                identity.as_ref().map(|(_, expires)| *expires),
+                identity.is_some_and(|(identity, _)| identity.admin),
+            ),
             Err((status, reason)) => {
                 let response = crate::http::Response::text(status, &reason).keep_alive(false);
                 let response = if status == 401 {
@@ -80,6 +93,12 @@ impl EventLoop {
         });
         if let Some(at) = expires {
             self.feed(Input::Expires { client, at });
+        }
+        if admin {
+            self.feed(Input::Grant {
+                client,
+                admin: true,
+            });
         }
         // Frames that came with the request head are in tungstenite's buffer already; the
         // socket may hold more.

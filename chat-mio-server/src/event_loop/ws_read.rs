@@ -56,7 +56,7 @@ impl EventLoop {
                 Ok(Some(Message::Close(_))) => {
                     // tungstenite queued the reply; send it and end.
                     let conn = &mut self.conns[key];
-                    if let Some(session) = conn.close_ws(None, false) {
+                    if let Some(session) = conn.close_ws(None, None, false) {
                         log::info!("{} ({}) disconnected", session.user, conn.peer);
                         self.set_deadline(key, CLOSE_LINGER);
                         self.mark_dirty(key);

@@ -89,6 +89,14 @@ impl Harness {
         });
     }
 
+    /// The driver says this connection is an admin's.
+    pub fn grant_admin(&mut self, id: u64) {
+        self.input(Input::Grant {
+            client: ClientId(id),
+            admin: true,
+        });
+    }
+
     /// A ping or pong from the client.
     pub fn activity(&mut self, id: u64) {
         self.input(Input::Activity {
@@ -278,6 +286,21 @@ pub mod v2 {
         }
         fields.push(("timestamp", q(ts)));
         object(&fields)
+    }
+
+    /// A message an admin deleted: empty text, `"deleted":true` after the timestamp.
+    pub fn message_deleted(id: u64, room: &str, user: &str, ts: &str) -> String {
+        let m = message(id, room, user, "", None, ts);
+        format!(r#"{},"deleted":true}}"#, &m[..m.len() - 1])
+    }
+
+    pub fn deleted(room: &str, id: u64, ts: &str) -> String {
+        object(&[
+            ("type", q("deleted")),
+            ("room", q(room)),
+            ("id", id.to_string()),
+            ("timestamp", q(ts)),
+        ])
     }
 
     pub fn error(user: &str, message: &str, code: &str, ts: &str) -> String {

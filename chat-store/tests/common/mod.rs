@@ -61,6 +61,7 @@ pub fn message(room: &str, epoch: u64, id: u64, text: &str) -> Message {
         client_msg_id: Some(format!("c{id}")),
         timestamp_ms: 1_700_000_000_000 + id as i64,
         to: None,
+        deleted: false,
     }
 }
 
