@@ -10,7 +10,7 @@ import { setDmTarget } from "./dm.js";
 import { normalizeRoom, setUrlRoom } from "./names.js";
 import { outbox } from "./outbox.js";
 import {
-  chatMessage, directMessage, failMessage, markNotSaved, messageWithId, notice
+  chatMessage, directMessage, failMessage, markDeleted, markNotSaved, messageWithId, notice
 } from "./render-items.js";
 import { fitsWithoutScrolling, scrollToBottom } from "./render-list.js";
 import { renderTyping, renderUsers } from "./render-people.js";
@@ -140,6 +140,14 @@ function handlersFor(hooks) {
 
     history_page(f) {
       scrollback.pageArrived(f);
+    },
+
+    /** An admin deleted a message: its text goes, for everyone, wherever it is shown. */
+    deleted(f) {
+      const item = isId(f.id) && f.room === state.room ? messageWithId(f.id) : null;
+      if (item) {
+        markDeleted(item);
+      }
     },
 
     message(f) {

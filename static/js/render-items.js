@@ -79,7 +79,39 @@ export function chatMessageItem(frame) {
   if (isId(frame.id)) {
     markDelivered(item, frame.id);
   }
+  if (frame.deleted === true) {
+    markDeleted(item);
+  } else {
+    addModActions(item);
+  }
   return item;
+}
+
+/** Shows `item` as a message an admin deleted: its text is gone, for everyone. */
+export function markDeleted(item) {
+  item.classList.add("deleted");
+  const text = item.querySelector(".text");
+  if (text) {
+    text.textContent = "This message was deleted.";
+  }
+  item.querySelectorAll(".mod-actions, .save-note").forEach((el) => el.remove());
+}
+
+/**
+ * An admin's Delete button under a message (only on pages whose token says
+ * admin; the server checks again). Handled by ui.js through data-action.
+ */
+function addModActions(item) {
+  if (!state.admin || !item.hasAttribute("data-id")) {
+    return;
+  }
+  const actions = element("p", "mod-actions");
+  const del = element("button", "btn-link", "Delete");
+  del.type = "button";
+  del.setAttribute("data-action", "delete");
+  del.setAttribute("aria-label", "Delete this message for everyone");
+  actions.appendChild(del);
+  item.appendChild(actions);
 }
 
 /** A chat message from the server (with its id), added at the end of the list. */

@@ -88,6 +88,21 @@ function userItem(name) {
     btn.appendChild(avatar(name));
     btn.appendChild(span("user-name", name));
     li.appendChild(btn);
+    if (state.admin) {
+      li.appendChild(modButton("kick", "Kick", "Remove " + name + " from the chat"));
+      li.appendChild(modButton("ban", "Ban 1 h", "Ban " + name + " for an hour"));
+    }
   }
   return li;
+}
+
+/** An admin's action on a user (ui.js handles it through data-mod; the server checks again). */
+function modButton(action, text, label) {
+  const btn = document.createElement("button");
+  btn.type = "button";
+  btn.className = "btn-link mod-btn";
+  btn.setAttribute("data-mod", action);
+  btn.setAttribute("aria-label", label);
+  btn.textContent = text;
+  return btn;
 }

@@ -36,6 +36,17 @@ let token = (function takeToken() {
   return found || null;
 })();
 
+/** Whether a token's payload says `role: "admin"` (read, not verified: only to show buttons). */
+function tokenSaysAdmin(t) {
+  try {
+    const payload = t.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(window.atob(payload)).role === "admin";
+  } catch (e) {
+    return false;
+  }
+}
+state.admin = token ? tokenSaysAdmin(token) : false;
+
 /**
  * A fresh token from the embedding app: used by the next connection, and sent
  * at once as a `refresh` on a live one, so it is not closed when the old one
@@ -43,13 +54,16 @@ let token = (function takeToken() {
  */
 export function setToken(fresh) {
   token = fresh;
+  state.admin = tokenSaysAdmin(fresh);
   if (state.ready && state.ws) {
     sendJson({ type: "refresh", token: fresh });
   }
 }
 
-/** Close code of a connection whose token expired (PROTOCOL.md). */
+/** Close codes after which reconnecting is up to the person, not automatic (PROTOCOL.md). */
 const TOKEN_EXPIRED = 4001;
+const KICKED = 4003;
+const BANNED = 4004;
 
 function socketUrl() {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
@@ -163,12 +177,21 @@ export const socket = {
     scrollback.connectionLost();
     clearTyping();
 
-    if (ev && ev.code === TOKEN_EXPIRED) {
-      // Reconnecting with the same token would only be refused: the app must give a new one.
+    const ended = ev && {
+      [TOKEN_EXPIRED]: "Your session expired: reload the page to sign in again.",
+      [KICKED]: "You were removed from the chat by an admin",
+      [BANNED]: "You were banned from the chat by an admin"
+    }[ev.code];
+    if (ended) {
+      // Reconnecting by itself would undo a kick, or only be refused: the person decides.
       state.sessionLive = false;
       state.status = "disconnected";
       renderStatus();
-      notice("error", "Your session expired: reload the page to sign in again.", null);
+      // A kick or a ban carries the admin's words in its close reason ("kicked by an admin: ...").
+      const text = ev.code !== TOKEN_EXPIRED && ev.reason
+        ? ev.reason.charAt(0).toUpperCase() + ev.reason.slice(1) + "."
+        : ended + (ev.code === TOKEN_EXPIRED ? "" : ".");
+      notice("error", text, null);
       return;
     }
 

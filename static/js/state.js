@@ -12,6 +12,9 @@ export const state = {
   username: "",
   /** The room this page is in (also in the page URL as ?room=). */
   room: DEFAULT_ROOM,
+  /** The page's token (--auth token) says admin: moderation buttons are shown
+   *  (the server checks the token itself; this only decides what to offer). */
+  admin: false,
   /** The live WebSocket, or null. */
   ws: null,
   /** True once the current connection got its welcome. */

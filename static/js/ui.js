@@ -157,6 +157,13 @@ export const ui = {
       return;
     }
     const action = button.getAttribute("data-action");
+    if (action === "delete") {
+      const id = Number(item.getAttribute("data-id"));
+      if (Number.isSafeInteger(id) && window.confirm("Delete this message for everyone?")) {
+        socket.sendJson({ type: "delete", id: id });
+      }
+      return;
+    }
     if (action === "reply") {
       ui.setDmTarget(item.getAttribute("data-from") || "");
       return;
@@ -175,6 +182,21 @@ export const ui = {
 
   /** A click on someone in the user list starts a direct message to them. */
   onUserPick(ev) {
+    const mod = ev.target instanceof Element ? ev.target.closest("button[data-mod]") : null;
+    const target = mod ? mod.closest("li[data-user]") : null;
+    if (mod && target && dom.users.contains(target)) {
+      const user = target.getAttribute("data-user");
+      const action = mod.getAttribute("data-mod");
+      const reason = window.prompt((action === "ban" ? "Ban " : "Kick ") + user + ": reason (shown to them)", "");
+      if (reason !== null) {
+        const command = { type: action, user: user, reason: reason };
+        if (action === "ban") {
+          command.minutes = 60;
+        }
+        socket.sendJson(command);
+      }
+      return;
+    }
     const button = ev.target instanceof Element ? ev.target.closest("button.user-btn") : null;
     const li = button ? button.closest("li[data-user]") : null;
     if (li && dom.users.contains(li)) {
