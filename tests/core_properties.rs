@@ -230,6 +230,9 @@ proptest! {
                 Input::Expires { .. } | Input::TokenVerified { .. } | Input::Grant { .. } => {
                     unreachable!("no token authentication here")
                 }
+                Input::Publish { .. } | Input::Kick { .. } | Input::Ban { .. } => {
+                    unreachable!("no server API here")
+                }
             };
 
             // poll_timeout is never later than the model's earliest deadline (earlier is fine).
@@ -268,6 +271,9 @@ proptest! {
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
                 Input::Expires { .. } | Input::TokenVerified { .. } | Input::Grant { .. } => {
                     unreachable!("no token authentication here")
+                }
+                Input::Publish { .. } | Input::Kick { .. } | Input::Ban { .. } => {
+                    unreachable!("no server API here")
                 }
             };
             if let Step::Connect { id, user, room, v2, .. } = &step {
@@ -314,6 +320,10 @@ proptest! {
                     }
                     Output::CloseWith { .. } | Output::Ban { .. } | Output::DeleteStored { .. } => {
                         prop_assert!(false, "moderation output without an admin: {:?}", o);
+                        unreachable!()
+                    }
+                    Output::Published { .. } | Output::Dismissed { .. } => {
+                        prop_assert!(false, "server API answer without its input: {:?}", o);
                         unreachable!()
                     }
                 };
@@ -458,6 +468,9 @@ proptest! {
                             Output::CloseWith { .. } | Output::Ban { .. } | Output::DeleteStored { .. } => {
                                 prop_assert!(false, "no admin here")
                             }
+                            Output::Published { .. } | Output::Dismissed { .. } => {
+                                prop_assert!(false, "no server API here")
+                            }
                         }
                     }
                 }
@@ -491,6 +504,9 @@ proptest! {
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
                 Input::Expires { .. } | Input::TokenVerified { .. } | Input::Grant { .. } => {
                     unreachable!("no token authentication here")
+                }
+                Input::Publish { .. } | Input::Kick { .. } | Input::Ban { .. } => {
+                    unreachable!("no server API here")
                 }
             }
             prop_assert_eq!(h.server.client_count(), conns.len());

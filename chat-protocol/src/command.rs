@@ -233,7 +233,7 @@ pub(crate) fn bounded(s: String) -> String {
 }
 
 /// `s` cut to `max` bytes at a character boundary, marked with `…` when cut.
-fn cut(mut s: String, max: usize) -> String {
+pub(crate) fn cut(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut end = max;
         while !s.is_char_boundary(end) {

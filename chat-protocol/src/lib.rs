@@ -10,11 +10,13 @@
 //!
 //! ```text
 //!  socket events ──► Input ──► ChatServer::handle_input(now, input)
-//!  storage answers ──► Input::Stored / Input::Fetched ──┘   │
+//!  storage answers ──► Input::Stored / Input::Fetched ──┤   │
+//!  backend (server API) ──► Input::Publish / Kick / Ban ┘   │
 //!        ┌──────────────────────────────────────────────────┘
 //!        ▼
 //!  while let Some(output) = poll_output()   ──► write a frame / ping / close a socket
 //!                                           ──► Store / Fetch: hand to storage, off the loop
+//!                                           ──► Published / Dismissed: answer the backend
 //!  poll_timeout()                           ──► when to call handle_input(now, Input::Timeout)
 //! ```
 //!
@@ -23,7 +25,10 @@
 //!    arrived ([`Input::Activity`]), a connection ended ([`Input::Disconnect`]), a deadline
 //!    passed ([`Input::Timeout`]), storage answered ([`Input::Stored`], [`Input::Fetched`];
 //!    durable mode only, see "Durability"). A driver that authenticates follows a Connect with
-//!    [`Input::Expires`] and, for an admin, [`Input::Grant`] (see "Moderation").
+//!    [`Input::Expires`] and, for an admin, [`Input::Grant`] (see "Moderation"). A backend's
+//!    request to the server API is an input too ([`Input::Publish`], [`Input::Kick`],
+//!    [`Input::Ban`]; see "Server API for backends"); its answer is the last output of the
+//!    drain that follows.
 //! 2. After **every** input, drain [`ChatServer::poll_output`] until it returns `None`. Outputs
 //!    address clients by the [`ClientId`] the driver chose, and only clients that are connected
 //!    at the time the output is drained.
@@ -40,6 +45,7 @@
 //!
 //! ```text
 //!  server.rs   ChatServer: clients by ClientId, inputs → decisions → outputs
+//!   ├─ backend.rs  the server API's types: PublishRefused, RoomInfo, the system's name
 //!   ├─ rooms.rs    the rooms by name; forgets empty ones when max_rooms is reached
 //!   │   └─ room.rs     one room: who hears broadcasts (per protocol), presence per user
 //!   │       └─ history.rs  the last `history` messages, ids, client_msg_id lookup
@@ -169,6 +175,33 @@
 //! Moderation commands are not charged to the rate limit. Close texts are cut to
 //! [`MAX_CLOSE_TEXT`] bytes at a character boundary.
 //!
+//! # Server API for backends
+//!
+//! A driver that serves an API to the app's backend (not to chat clients) feeds its requests
+//! as inputs, through the same [`ChatServer::handle_input`], and drains as after any input.
+//! Each is answered by exactly one output, the **last** of that drain, so a driver that feeds
+//! one request and drains has its answer without matching tickets:
+//!
+//! - [`Input::Publish`] posts a message into a room, as the system or as a named user, exactly
+//!   as a member's message (the room's next id, broadcast, history, and an [`Output::Store`]
+//!   when durable, with no `client_msg_id`, so no ack waits). A room not in memory is made, as
+//!   a first connection would make it, and stays, empty, until a new room needs its place.
+//!   Answer: [`Output::Published`] with the message's id, or a [`PublishRefused`]: no room can
+//!   be made (every room of [`Config::max_rooms`] has someone in it) or the user name is not
+//!   one a client could have. Not an `Err`: the driver broke no contract, it passes the
+//!   refusal on.
+//! - The **system** speaks as [`SYSTEM_USER`], the empty name: a client id is 1 to
+//!   [`MAX_USER_CHARS`] characters, so no client can ever speak as the system, and a client
+//!   needs no new frame to show it (v1: `{"type":"message","client_id":"",...}`, the
+//!   tutorial's four fields; v2: the usual `message` frame with `"client_id":""`). A named
+//!   user must be a name a client could connect with; it need not be connected.
+//! - [`Input::Kick`] and [`Input::Ban`] do exactly what an admin's `kick` and `ban` commands
+//!   do (see "Moderation"), without an admin connection. Answer: [`Output::Dismissed`] with
+//!   how many connections were closed (0 for a user with none open; a ban holds all the
+//!   same).
+//! - [`ChatServer::rooms`] lists the rooms in memory, by name, with their members and last id.
+//!   It only reads.
+//!
 //! # Closing
 //!
 //! After an [`Output::Close`] (or [`Output::CloseWith`]) the client is no longer addressed
@@ -206,6 +239,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backend;
 mod close;
 mod command;
 mod config;
@@ -228,6 +262,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+pub use backend::{PublishRefused, RoomInfo, MAX_USER_CHARS, SYSTEM_USER};
 pub use close::{CloseReason, MAX_CLOSE_TEXT};
 pub use config::{Config, RateLimit};
 pub use error_code::ErrorCode;
@@ -419,6 +454,45 @@ pub enum Input {
         /// The token's user and expiry, or why it is refused.
         result: Result<VerifiedToken, String>,
     },
+    /// The backend (the server API, not a client) posts `text` into `room`, as the system
+    /// (`user: None`, shown as [`SYSTEM_USER`]) or as a named user (`Some`, a name a client
+    /// could have: see [`PublishRefused::BadUser`]). The message gets the room's next id, is
+    /// broadcast to the room like a member's, held in its history and, when durable, handed to
+    /// storage (an [`Output::Store`] with no `client_msg_id`: nobody waits for an ack). A room
+    /// not in memory is made, as a first connection would make it, and stays, empty, until
+    /// forgotten. Answered by exactly one [`Output::Published`], the last output of the drain.
+    Publish {
+        /// The room to post into.
+        room: RoomName,
+        /// The sender: `None` for the system, `Some(name)` for a user.
+        user: Option<String>,
+        /// The message, as clients will see it.
+        text: String,
+    },
+    /// The backend kicks `user`: exactly an admin's `kick` (every connection of the user, in
+    /// every room, gets an [`Output::CloseWith`] with [`CloseReason::Kicked`] and `reason`),
+    /// without an admin connection. Answered by one [`Output::Dismissed`], the last output of
+    /// the drain, with how many connections were closed (0: the user had none).
+    Kick {
+        /// The user to kick.
+        user: String,
+        /// Shown to the user in the close frame (cut to 200 bytes; may be empty).
+        reason: String,
+    },
+    /// The backend bans `user` for `minutes` (1 to a year; others are brought into that range):
+    /// exactly an admin's `ban` (an [`Output::Ban`], then the user's connections closed with
+    /// [`CloseReason::Banned`]), without an admin connection. Answered by one
+    /// [`Output::Dismissed`], the last output of the drain; a user with no connection is
+    /// banned all the same.
+    Ban {
+        /// The user to ban.
+        user: String,
+        /// For how long.
+        minutes: u32,
+        /// Shown to the user in the close frame and kept with the ban (cut to 200 bytes; may
+        /// be empty).
+        reason: String,
+    },
 }
 
 /// What a valid token says ([`Input::TokenVerified`]).
@@ -467,7 +541,8 @@ pub enum Output {
         /// The close frame's text, which starts with `reason.text()`.
         text: String,
     },
-    /// An admin banned `user` until `until` (wall clock, from [`Now::wall`]): the driver
+    /// An admin (or the backend, [`Input::Ban`]) banned `user` until `until` (wall clock,
+    /// from [`Now::wall`]): the driver
     /// refuses that user's upgrades until then, and keeps the ban where it keeps state
     /// (storage, when durable). The user's connections are closed by [`Output::CloseWith`]s
     /// in the same drain. A later ban of the same user replaces it. The core keeps no bans.
@@ -516,6 +591,28 @@ pub enum Output {
         ticket: StoreTicket,
         /// The token as the client sent it. A secret: never log it.
         token: String,
+    },
+    /// The answer to an [`Input::Publish`], for the backend that asked: the new message's id
+    /// in `room`, or why nothing was published. Exactly one per Publish, the last output of
+    /// the drain that follows it (after the broadcast and the [`Output::Store`]).
+    Published {
+        /// The Publish's room.
+        room: RoomName,
+        /// The message's id, or why it was refused.
+        result: Result<u64, PublishRefused>,
+    },
+    /// The answer to an [`Input::Kick`] (`reason` [`CloseReason::Kicked`]) or an
+    /// [`Input::Ban`] ([`CloseReason::Banned`]), for the backend that asked: how many of
+    /// `user`'s connections were closed by it (their [`Output::CloseWith`]s came before it in
+    /// the same drain). Exactly one per Kick or Ban, the last output of the drain. Never given
+    /// for an admin's `kick` or `ban` command.
+    Dismissed {
+        /// The Kick's or Ban's user.
+        user: String,
+        /// Which it was.
+        reason: CloseReason,
+        /// How many connections were closed; 0 if the user had none open.
+        connections: usize,
     },
 }
 

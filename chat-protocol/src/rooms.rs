@@ -53,24 +53,49 @@ impl Rooms {
     /// if need be, forgetting the room empty the longest when `max` rooms exist. `None` when
     /// it does not exist and every existing room has someone in it.
     pub(crate) fn enter(&mut self, name: &RoomName) -> Option<&mut Room> {
-        if !self.map.contains_key(name) {
-            if self.map.len() >= self.max {
-                let (_, oldest) = self.vacant.pop_first()?;
-                if let Some(gone) = self.map.remove(&oldest) {
-                    self.retired_last_id = self.retired_last_id.max(gone.history.last_id());
-                }
-            }
-            let history = History::new(self.history, self.retired_last_id);
-            self.map.insert(name.clone(), Room::new(history));
-        }
+        self.make(name)?;
         let room = self
             .map
             .get_mut(name)
-            .expect("inserted above if it was missing");
+            .expect("made above if it was missing");
         if let Some(since) = room.vacant_since.take() {
             self.vacant.remove(&since);
         }
         Some(room)
+    }
+
+    /// The room `name`, for a message from the backend: made if need be as by
+    /// [`enter`](Self::enter), but nobody joins it, so a room made here is vacant (the newest)
+    /// and a vacant room stays so. `None` when it does not exist and every existing room has
+    /// someone in it.
+    pub(crate) fn open(&mut self, name: &RoomName) -> Option<&mut Room> {
+        if self.make(name)? {
+            self.left(name);
+        }
+        self.map.get_mut(name)
+    }
+
+    /// Makes the room `name` if it does not exist, forgetting the room empty the longest when
+    /// `max` rooms exist. `Some(true)` if it was made, `Some(false)` if it existed, `None`
+    /// when it cannot be made.
+    fn make(&mut self, name: &RoomName) -> Option<bool> {
+        if self.map.contains_key(name) {
+            return Some(false);
+        }
+        if self.map.len() >= self.max {
+            let (_, oldest) = self.vacant.pop_first()?;
+            if let Some(gone) = self.map.remove(&oldest) {
+                self.retired_last_id = self.retired_last_id.max(gone.history.last_id());
+            }
+        }
+        let history = History::new(self.history, self.retired_last_id);
+        self.map.insert(name.clone(), Room::new(history));
+        Some(true)
+    }
+
+    /// Every room, by name.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&RoomName, &Room)> + '_ {
+        self.map.iter()
     }
 
     /// Adds the rooms storage loaded, as vacant rooms in the order given (the first is the

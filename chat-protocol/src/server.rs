@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::{is_valid_user, PublishRefused, RoomInfo, SYSTEM_USER};
 use crate::close::close_text;
 use crate::command::{self, Command};
 use crate::frame::{Frame, Messages, Stamp};
@@ -171,6 +172,22 @@ impl ChatServer {
                 self.token_verified(now, ticket, result);
                 Ok(())
             }
+            Input::Publish { room, user, text } => {
+                self.publish(now, room, user, text);
+                Ok(())
+            }
+            Input::Kick { user, reason } => {
+                self.backend_dismiss(now, user, CloseReason::Kicked, 0, reason);
+                Ok(())
+            }
+            Input::Ban {
+                user,
+                minutes,
+                reason,
+            } => {
+                self.backend_dismiss(now, user, CloseReason::Banned, minutes, reason);
+                Ok(())
+            }
         }
     }
 
@@ -300,6 +317,19 @@ impl ChatServer {
     /// does not exist.
     pub fn members(&self, room: &RoomName) -> impl Iterator<Item = &str> + '_ {
         self.rooms.get(room).into_iter().flat_map(Room::members)
+    }
+
+    /// Every room in memory (those nobody is in, kept for their history, included), sorted by
+    /// name: its members and its last message id. For the server API; no outputs.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        self.rooms
+            .iter()
+            .map(|(name, room)| RoomInfo {
+                name: name.clone(),
+                members: room.members().map(str::to_owned).collect(),
+                last_id: room.history.last_id(),
+            })
+            .collect()
     }
 
     fn connect(
@@ -604,8 +634,7 @@ impl ChatServer {
                 user: target,
                 reason,
             } => {
-                let text = with_reason(CloseReason::Kicked.text().to_owned(), &reason);
-                if self.dismiss(&target, CloseReason::Kicked, &text) == 0 {
+                if self.kick(&target, &reason) == 0 {
                     let message =
                         command::bounded(format!("no connection of user {target:?} to kick"));
                     refuse(&mut self.outputs, &message, ErrorCode::UnknownUser);
@@ -616,21 +645,7 @@ impl ChatServer {
                 minutes,
                 reason,
             } => {
-                let until = now.wall + Duration::from_secs(minutes * 60);
-                let text = with_reason(
-                    format!(
-                        "{} until {}",
-                        CloseReason::Banned.text(),
-                        until.format("%Y-%m-%dT%H:%MZ")
-                    ),
-                    &reason,
-                );
-                self.outputs.push_back(Output::Ban {
-                    user: target.clone(),
-                    until,
-                    reason,
-                });
-                self.dismiss(&target, CloseReason::Banned, &text);
+                self.ban(now, target, minutes, reason);
             }
             Command::Delete { id } => {
                 let Some(name) = self.clients.get(&client).and_then(|c| c.room.clone()) else {
@@ -669,6 +684,101 @@ impl ChatServer {
             }
             _ => debug_assert!(false, "only moderation commands come here"),
         }
+    }
+
+    /// Closes every connection of `target` with [`CloseReason::Kicked`] and `reason` (at
+    /// most [`command::MAX_REASON`] bytes). Returns how many.
+    fn kick(&mut self, target: &str, reason: &str) -> usize {
+        let text = with_reason(CloseReason::Kicked.text().to_owned(), reason);
+        self.dismiss(target, CloseReason::Kicked, &text)
+    }
+
+    /// Bans `target` for `minutes` (1 to [`command::MAX_BAN_MINUTES`]): the driver gets an
+    /// [`Output::Ban`], then every connection of `target` is closed with
+    /// [`CloseReason::Banned`] and `reason` (at most [`command::MAX_REASON`] bytes). Returns
+    /// how many.
+    fn ban(&mut self, now: Now, target: String, minutes: u64, reason: String) -> usize {
+        let until = now.wall + Duration::from_secs(minutes * 60);
+        let text = with_reason(
+            format!(
+                "{} until {}",
+                CloseReason::Banned.text(),
+                until.format("%Y-%m-%dT%H:%MZ")
+            ),
+            &reason,
+        );
+        self.outputs.push_back(Output::Ban {
+            user: target.clone(),
+            until,
+            reason,
+        });
+        self.dismiss(&target, CloseReason::Banned, &text)
+    }
+
+    /// The backend's [`Input::Kick`] or [`Input::Ban`]: carried out as an admin's command,
+    /// then answered with [`Output::Dismissed`].
+    fn backend_dismiss(
+        &mut self,
+        now: Now,
+        user: String,
+        reason: CloseReason,
+        minutes: u32,
+        text: String,
+    ) {
+        // The same bounds as an admin's command.
+        let text = command::cut(text, command::MAX_REASON);
+        let connections = if reason == CloseReason::Banned {
+            let minutes = u64::from(minutes).clamp(1, command::MAX_BAN_MINUTES);
+            self.ban(now, user.clone(), minutes, text)
+        } else {
+            self.kick(&user, &text)
+        };
+        self.outputs.push_back(Output::Dismissed {
+            user,
+            reason,
+            connections,
+        });
+    }
+
+    /// The backend's [`Input::Publish`]: a message into `name` as the system or as `user`,
+    /// delivered as a member's would be, then answered with [`Output::Published`].
+    fn publish(&mut self, now: Now, name: RoomName, user: Option<String>, text: String) {
+        let result = self.publish_message(now, &name, user, text);
+        self.outputs
+            .push_back(Output::Published { room: name, result });
+    }
+
+    fn publish_message(
+        &mut self,
+        now: Now,
+        name: &RoomName,
+        user: Option<String>,
+        text: String,
+    ) -> Result<u64, PublishRefused> {
+        let user: Arc<str> = match user {
+            None => SYSTEM_USER.into(),
+            Some(user) if is_valid_user(&user) => user.into(),
+            Some(_) => return Err(PublishRefused::BadUser),
+        };
+        let room = self.rooms.open(name).ok_or(PublishRefused::NoRoom)?;
+        let s = &self.settings;
+        let durability = if s.durable {
+            Durability::Pending(self.pending.ticket())
+        } else {
+            Durability::Volatile
+        };
+        let message = Stored {
+            id: room.history.next_id(),
+            user,
+            text: Payload::from(text),
+            client_msg_id: None,
+            timestamp: now.wall,
+            durability,
+            deleted: false,
+        };
+        let id = message.id;
+        deliver(&mut self.outputs, room, name, s.epoch, message);
+        Ok(id)
     }
 
     /// Closes every connection of `user` that is not closing already, in [`ClientId`] order,
@@ -1145,6 +1255,45 @@ fn error_frame(
     }
 }
 
+/// A new room message (its id the room's next): broadcast to the room, then (durable, its
+/// durability [`Durability::Pending`]) handed to storage, and held in the room's history. Live
+/// delivery never waits for the disk.
+fn deliver(
+    out: &mut VecDeque<Output>,
+    room: &mut Room,
+    name: &RoomName,
+    epoch: u64,
+    message: Stored,
+) {
+    let v1 = room.has(Protocol::V1).then(|| {
+        Event::new(
+            EventKind::Message,
+            &message.user,
+            message.text.as_str(),
+            message.timestamp,
+        )
+        .encode()
+    });
+    let v2 = room
+        .has(Protocol::V2)
+        .then(|| Frame::message(name.as_str(), &message).encode());
+    room.broadcast(out, v1.as_ref(), v2.as_ref());
+    if let Durability::Pending(ticket) = message.durability {
+        out.push_back(Output::Store(Record {
+            ticket,
+            room: name.clone(),
+            epoch,
+            id: message.id,
+            user: Arc::clone(&message.user),
+            text: message.text.clone(),
+            client_msg_id: message.client_msg_id.clone(),
+            timestamp: message.timestamp,
+            to: None,
+        }));
+    }
+    room.history.push(message);
+}
+
 /// The client whose accepted command is being carried out.
 struct Sender<'a> {
     id: ClientId,
@@ -1207,47 +1356,26 @@ impl Sender<'_> {
             durability,
             deleted: false,
         };
-        let v1 = room.has(Protocol::V1).then(|| {
-            Event::new(
-                EventKind::Message,
-                self.user,
-                message.text.as_str(),
-                self.wall,
-            )
-            .encode()
-        });
-        let v2 = room
-            .has(Protocol::V2)
-            .then(|| Frame::message(self.room.as_str(), &message).encode());
-        room.broadcast(out, v1.as_ref(), v2.as_ref());
+        let id = message.id;
+        let key = message.client_msg_id.clone();
+        deliver(out, room, self.room, self.epoch, message);
+        let Some(key) = key else {
+            return;
+        };
         if let Durability::Pending(ticket) = durability {
-            // Live delivery first; the ack waits for storage.
-            out.push_back(Output::Store(Record {
+            // The ack waits for storage.
+            pending.acks.insert(
                 ticket,
-                room: self.room.clone(),
-                epoch: self.epoch,
-                id: message.id,
-                user: Arc::clone(&message.user),
-                text: message.text.clone(),
-                client_msg_id: message.client_msg_id.clone(),
-                timestamp: message.timestamp,
-                to: None,
-            }));
-            if let Some(key) = &message.client_msg_id {
-                pending.acks.insert(
-                    ticket,
-                    PendingAck {
-                        room: self.room.clone(),
-                        id: message.id,
-                        client_msg_id: key.clone(),
-                        waiters: [(self.id, self.serial)].into(),
-                    },
-                );
-            }
-        } else if let Some(key) = &message.client_msg_id {
-            self.ack(out, key, message.id, None);
+                PendingAck {
+                    room: self.room.clone(),
+                    id,
+                    client_msg_id: key,
+                    waiters: [(self.id, self.serial)].into(),
+                },
+            );
+        } else {
+            self.ack(out, &key, id, None);
         }
-        room.history.push(message);
     }
 
     /// Tells the sending connection (not its other tabs) the id its message got, and

@@ -141,6 +141,8 @@ impl EventLoop {
                 ..
             } => self.fetch(ticket, room, before, limit),
             Output::VerifyToken { ticket, token, .. } => self.verify_token(ticket, token),
+            // Answers to the server API's inputs, which this driver does not feed yet.
+            Output::Published { .. } | Output::Dismissed { .. } => {}
         }
     }
 
