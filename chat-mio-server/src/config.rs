@@ -74,6 +74,12 @@ pub struct Config {
     #[arg(long, value_name = "FILE")]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// File with the key of the server API for backends (/api/, Authorization: Bearer; 16
+    /// bytes or more); the environment variable CHAT_API_KEY may hold it instead. Without
+    /// one there is no API
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+
     /// Most connections one client address may hold at once; more are answered 429; 0 = no
     /// limit
     #[arg(long, value_name = "N", default_value_t = 1000)]

@@ -37,6 +37,8 @@ pub struct Request {
     pub forwarded_for: Option<String>,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub has_body: bool,
+    /// The `Content-Length`, when one was given.
+    pub content_length: Option<u64>,
 }
 
 impl Request {
@@ -150,6 +152,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
         forwarded_for: None,
         bearer: None,
         has_body: false,
+        content_length: None,
     };
     for header in req.headers.iter() {
         let name = header.name;
@@ -201,8 +204,10 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
             request.if_none_match = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("content-length") {
             match value.parse::<u64>() {
-                Ok(0) => {}
-                Ok(_) => request.has_body = true,
+                Ok(n) => {
+                    request.content_length = Some(n);
+                    request.has_body |= n > 0;
+                }
                 Err(_) => return Err(ParseError::Malformed),
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {

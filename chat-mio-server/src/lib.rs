@@ -89,6 +89,7 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (control, inbox) = handoff::channel(Arc::clone(&waker));
         let tokens = token_verifier(&config)?;
+        let api_key = api_key(&config)?;
         let core_and_store = open_store(&config, &control)?;
         let signals = if config.handle_signals {
             let mut signals = Signals::new([SIGINT, SIGTERM])?;
@@ -106,6 +107,7 @@ impl Server {
                 assets,
                 core_and_store,
                 tokens,
+                api_key,
                 inbox,
                 signals,
                 event_loop::connection_budget(config_max_connections),
@@ -132,6 +134,29 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         self.event_loop.run()
     }
+}
+
+/// The server API's key: `--api-key-file` or `CHAT_API_KEY`; `None` turns the API off. A key
+/// shorter than 16 bytes stops the start (never printed).
+fn api_key(config: &Config) -> io::Result<Option<String>> {
+    let key = match (&config.api_key_file, std::env::var("CHAT_API_KEY")) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("--api-key-file {}: {e}", path.display()))
+            })?
+            .trim()
+            .to_owned(),
+        (None, Ok(key)) => key.trim().to_owned(),
+        (None, Err(_)) => return Ok(None),
+    };
+    if key.len() < 16 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the API key must be 16 bytes or more",
+        ));
+    }
+    log::info!("the server API is on (/api/, Authorization: Bearer)");
+    Ok(Some(key))
 }
 
 /// The token checker of `--auth token`, from `--jwt-secret-file` (or `CHAT_JWT_SECRET`) and

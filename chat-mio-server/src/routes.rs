@@ -257,6 +257,7 @@ mod proptests {
                         forwarded_for: None,
                         bearer: None,
                         has_body,
+                        content_length: None,
                     }
                 },
             )
@@ -293,6 +294,7 @@ mod proptests {
             forwarded_for: None,
             bearer: None,
             has_body: false,
+            content_length: None,
         })
     }
 

@@ -54,7 +54,8 @@ function bubble(classes, sender, text, timestamp) {
   item.setAttribute("data-day", dayKey(d));
 
   const meta = element("div", "meta");
-  meta.appendChild(element("span", "sender", sender));
+  // The empty name is the server itself (a backend posting as the system, PROTOCOL.md).
+  meta.appendChild(element("span", sender === "" ? "sender system" : "sender", sender === "" ? "Server" : sender));
   meta.appendChild(timeElement(timestamp));
 
   item.appendChild(meta);

@@ -141,8 +141,13 @@ impl EventLoop {
                 ..
             } => self.fetch(ticket, room, before, limit),
             Output::VerifyToken { ticket, token, .. } => self.verify_token(ticket, token),
-            // Answers to the server API's inputs, which this driver does not feed yet.
-            Output::Published { .. } | Output::Dismissed { .. } => {}
+            // The answer to a server API request (`api.rs`), fed just before.
+            Output::Published { result, .. } => {
+                self.api_answer = Some(super::api::CoreAnswer::Published(result));
+            }
+            Output::Dismissed { connections, .. } => {
+                self.api_answer = Some(super::api::CoreAnswer::Dismissed(connections));
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! Reading request heads and answering them: static files, health, metrics, refusals. An
 //! upgrade request is handed to `upgrade.rs`.
 
-use super::{EventLoop, CLOSE_LINGER};
+use super::{api, EventLoop, CLOSE_LINGER};
 use crate::connection::{HeadRead, State};
 use crate::http::{self, ParseError, Response};
 use crate::routes::{route, Ctx, Route};
@@ -19,11 +19,12 @@ impl EventLoop {
             return;
         }
         let was_empty = matches!(&conn.state, State::Http { head, .. } if head.is_empty());
-        let read = match conn.read_head(
-            &mut self.scratch,
-            MAX_REQUEST_HEAD,
-            &mut self.metrics.bytes_in,
-        ) {
+        let limit = match &self.conns[key].state {
+            State::Http { head, .. } => self.read_limit(head),
+            _ => MAX_REQUEST_HEAD,
+        };
+        let conn = &mut self.conns[key];
+        let read = match conn.read_head(&mut self.scratch, limit, &mut self.metrics.bytes_in) {
             Ok(read) => read,
             Err(_) => {
                 self.mark_gone(key);
@@ -50,8 +51,28 @@ impl EventLoop {
         }
     }
 
+    /// How much of a connection's input may be buffered: a request head, or, when the buffer
+    /// starts with the complete head of an API request, that head and its body.
+    fn read_limit(&self, head: &[u8]) -> usize {
+        if !self.api_enabled() {
+            return MAX_REQUEST_HEAD;
+        }
+        match http::parse(head) {
+            Ok(Some((request, len))) if api::is_api(request.path()) => {
+                let body = request
+                    .content_length
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0)
+                    .min(api::MAX_BODY);
+                (len + body).max(MAX_REQUEST_HEAD)
+            }
+            _ => MAX_REQUEST_HEAD,
+        }
+    }
+
     /// Parses and answers every complete request head in the buffer.
     fn answer_requests(&mut self, key: usize, was_empty: bool) {
+        let api_on = self.api_enabled();
         loop {
             let conn = &mut self.conns[key];
             let State::Http { head, .. } = &mut conn.state else {
@@ -82,6 +103,53 @@ impl EventLoop {
                     return;
                 }
             };
+            let mut body = Vec::new();
+            if api_on && api::is_api(request.path()) {
+                let wanted = match (request.has_body, request.content_length) {
+                    (false, _) => 0,
+                    (true, Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+                    (true, None) => {
+                        self.refuse(key, 411, "a request body needs a Content-Length\n");
+                        return;
+                    }
+                };
+                if wanted > api::MAX_BODY {
+                    self.refuse(key, 413, "the request body is too large\n");
+                    return;
+                }
+                if head.len() < len + wanted {
+                    // The body is on its way; request_timeout bounds how long it may take.
+                    if was_empty {
+                        self.set_deadline(key, self.config.request_timeout);
+                    }
+                    return;
+                }
+                body = head[len..len + wanted].to_vec();
+                let rest = head.split_off(len + wanted);
+                drop(std::mem::replace(head, rest));
+                let response = self.answer_api(&request, &body);
+                let (status, keep_alive) = (response.status, response.keep_alive);
+                log::info!(
+                    "{}: API {} {} -> {status}",
+                    self.conns[key].peer,
+                    request.method,
+                    request.loggable_target()
+                );
+                self.respond(key, &response);
+                if keep_alive {
+                    let conn = &mut self.conns[key];
+                    let idle = matches!(&conn.state, State::Http { head, .. } if head.is_empty());
+                    let timeout = if idle {
+                        self.config.keep_alive_timeout
+                    } else {
+                        self.config.request_timeout
+                    };
+                    self.set_deadline(key, timeout);
+                    continue;
+                }
+                return;
+            }
+            drop(body);
             let rest = head.split_off(len);
             drop(std::mem::replace(head, rest));
             // The core counts what only it can see.

@@ -27,6 +27,7 @@
 //! `Input::Disconnect` exactly once per client, however the connection ended.
 
 mod accept;
+mod api;
 mod auth;
 mod core_bridge;
 mod flush;
@@ -98,6 +99,10 @@ pub struct EventLoop {
     pub metrics: Metrics,
     /// Open connections per client address.
     clients: ClientAddrs,
+    /// The server API's key, when the API is on.
+    api_key: Option<String>,
+    /// The core's answer to the server API request being handled (`api.rs`).
+    api_answer: Option<api::CoreAnswer>,
     /// The token checker, when clients authenticate with signed tokens.
     tokens: Option<chat_auth::TokenVerifier>,
     /// The message store's thread, when messages are kept on disk.
@@ -142,6 +147,7 @@ impl EventLoop {
         assets: Assets,
         (core, store, bans): (ChatServer, Option<chat_store::RunningStore>, Bans),
         tokens: Option<chat_auth::TokenVerifier>,
+        api_key: Option<String>,
         inbox: Inbox<Control>,
         signals: Option<Signals>,
         (max_connections, refusal_headroom): (usize, usize),
@@ -168,6 +174,8 @@ impl EventLoop {
             metrics: Metrics::new(now.instant),
             store,
             bans,
+            api_key,
+            api_answer: None,
             tokens,
             inbox,
             inbox_left: Left::Nothing,
