@@ -7,6 +7,10 @@
 mod common;
 #[path = "common/http_client.rs"]
 mod http_client;
+#[path = "common/client.rs"]
+mod v1;
+#[path = "common/v2_client.rs"]
+mod v2_client;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -19,6 +23,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;
+use v2_client::{recv_or_close, recv_until};
 
 const SECRET: &[u8] = b"an HS256 secret of at least thirty-two bytes, for tests";
 
@@ -88,33 +93,10 @@ fn send(client: &mut Client, command: &Value) {
         .expect("send");
 }
 
-fn recv(client: &mut Client) -> Result<Value, (u16, String)> {
-    loop {
-        match client.read() {
-            Ok(Message::Text(text)) => return Ok(serde_json::from_str(&text).expect("JSON")),
-            Ok(Message::Close(Some(frame))) => {
-                return Err((u16::from(frame.code), frame.reason.to_string()))
-            }
-            Ok(Message::Close(None)) => return Err((1005, String::new())),
-            Ok(_) => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-}
-
-fn recv_until(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let frame = recv(client).unwrap_or_else(|close| panic!("closed {close:?} before {kind}"));
-        if frame["type"] == kind {
-            return frame;
-        }
-    }
-}
-
 /// Reads until the close frame; its code and text.
 fn recv_close(client: &mut Client) -> (u16, String) {
     loop {
-        if let Err(close) = recv(client) {
+        if let Err(close) = recv_or_close(client) {
             return close;
         }
     }

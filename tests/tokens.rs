@@ -7,6 +7,10 @@
 mod common;
 #[path = "common/http_client.rs"]
 mod http_client;
+#[path = "common/client.rs"]
+mod v1;
+#[path = "common/v2_client.rs"]
+mod v2_client;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -20,6 +24,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;
+use v2_client::{recv_or_close, recv_until};
 
 const SECRET: &[u8] = b"an HS256 secret of at least thirty-two bytes, for tests";
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/chat-auth/tests/keys");
@@ -100,29 +105,6 @@ fn connect_v2(server: &TestServer, path: &str) -> Client {
     );
     let stream = common::tcp_connect(server.addr);
     tungstenite::client(request, stream).expect("upgrade").0
-}
-
-fn recv(client: &mut Client) -> Result<Value, (u16, String)> {
-    loop {
-        match client.read() {
-            Ok(Message::Text(text)) => return Ok(serde_json::from_str(&text).expect("JSON")),
-            Ok(Message::Close(Some(frame))) => {
-                return Err((u16::from(frame.code), frame.reason.to_string()))
-            }
-            Ok(Message::Close(None)) => return Err((1005, String::new())),
-            Ok(_) => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-}
-
-fn recv_until(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let frame = recv(client).unwrap_or_else(|close| panic!("closed {close:?} before {kind}"));
-        if frame["type"] == kind {
-            return frame;
-        }
-    }
 }
 
 #[test]
@@ -250,7 +232,7 @@ fn a_token_that_expires_closes_the_connection_with_4001_unless_refreshed() {
     recv_until(&mut closing, "history");
     let started = Instant::now();
     let close = loop {
-        match recv(&mut closing) {
+        match recv_or_close(&mut closing) {
             Ok(_) => continue,
             Err(close) => break close,
         }

@@ -457,3 +457,36 @@ pub fn close(mut client: Client) {
 fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
+
+/// The next JSON text frame, or the close frame that came instead: `Err((code, reason))`
+/// (1005 for a close without a code). Pings and pongs are skipped.
+pub fn recv_or_close(client: &mut Client) -> Result<Value, (u16, String)> {
+    loop {
+        match client.read() {
+            Ok(Message::Text(text)) => {
+                return Ok(serde_json::from_str(text.as_str())
+                    .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text:?}")))
+            }
+            Ok(Message::Close(Some(frame))) => {
+                return Err((u16::from(frame.code), frame.reason.to_string()))
+            }
+            Ok(Message::Close(None)) => return Err((1005, String::new())),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+                panic!("no frame from the server within {TIMEOUT:?}")
+            }
+            Err(e) => panic!("reading a frame failed: {e}"),
+        }
+    }
+}
+
+/// Reads past other frames until one of type `kind`; a close before it fails the test.
+pub fn recv_until(client: &mut Client, kind: &str) -> Value {
+    loop {
+        let frame =
+            recv_or_close(client).unwrap_or_else(|close| panic!("closed {close:?} before {kind}"));
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
