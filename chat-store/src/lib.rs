@@ -136,11 +136,13 @@
 //!  retention.rs    pruning steps
 //!  stats.rs    Stats: atomics read by /metrics and /readyz
 //!  backup.rs   backup(): SQLite's online backup API
+//!  accounts.rs the users table, for operator commands (beside a running server)
 //!  error.rs    OpenError
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accounts;
 mod backup;
 mod error;
 mod open;

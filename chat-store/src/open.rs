@@ -103,7 +103,7 @@ pub fn open(options: Options) -> Result<Opened, OpenError> {
     })
 }
 
-fn prepare_dir(dir: &Path) -> Result<(), OpenError> {
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), OpenError> {
     let failed = |reason: String| OpenError::Directory {
         dir: dir.to_path_buf(),
         reason,
@@ -143,7 +143,7 @@ fn take_lock(dir: &Path) -> Result<File, OpenError> {
 
 /// Checks the 100-byte header before SQLite sees the file: the magic string, the page size,
 /// and, when there is no WAL to complete it, that the file is as long as the header says.
-fn check_header(path: &Path) -> Result<(), OpenError> {
+pub(crate) fn check_header(path: &Path) -> Result<(), OpenError> {
     let corrupt = |reason: String| OpenError::Corrupt {
         path: path.to_path_buf(),
         reason,

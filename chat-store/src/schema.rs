@@ -13,7 +13,7 @@ use crate::OpenError;
 /// The version this build writes.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // v1. `seq` is insertion order (the rowid). Direct messages have `id` 0 and a `recipient`.
     // `rooms` keeps each room's largest id and last write even after retention emptied it, so
     // ids keep rising and start-up never scans `messages` to find the rooms.
@@ -44,6 +44,14 @@ const MIGRATIONS: &[&str] = &[
          user TEXT PRIMARY KEY,
          until_ms INTEGER NOT NULL,
          reason TEXT NOT NULL
+     ) WITHOUT ROWID;",
+    // v3. Built-in accounts: one row per user, the password as an argon2id PHC string (never
+    // the password), `admin` 0 or 1, `created_ms` milliseconds since 1970.
+    "CREATE TABLE users (
+         name TEXT PRIMARY KEY,
+         phc TEXT NOT NULL,
+         admin INTEGER NOT NULL DEFAULT 0,
+         created_ms INTEGER NOT NULL
      ) WITHOUT ROWID;",
 ];
 
