@@ -1,7 +1,11 @@
 //! `chat-mio-server`: serves the chat page and the WebSocket chat on one port.
 
-use std::path::PathBuf;
+use std::io::{BufRead, IsTerminal, Read};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use chat_auth::password::{hash_password, Secret, MAX_PASSWORD_BYTES};
+use chat_store::accounts;
 
 use chat_mio_server::{Config, Server};
 use clap::{Parser, Subcommand};
@@ -33,6 +37,43 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "chat-data")]
         data_dir: PathBuf,
     },
+    /// Manage built-in accounts (stored as argon2id hashes in the database)
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        /// Directory of the message database
+        #[arg(long, value_name = "DIR", default_value = "chat-data", global = true)]
+        data_dir: PathBuf,
+    },
+}
+
+/// What `user` does.
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user; the password is read from the terminal (no echo, asked twice) or, when
+    /// stdin is not a terminal, as one line from stdin
+    Add {
+        /// The user name (1 to 32 characters, as a client id)
+        name: String,
+        /// Make the user an admin
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List the users: name, admin, created date
+    List,
+    /// Remove a user
+    Remove {
+        /// The user name
+        name: String,
+    },
+    /// Make a user an admin or not
+    SetAdmin {
+        /// The user name
+        name: String,
+        /// true or false
+        #[arg(action = clap::ArgAction::Set)]
+        admin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +86,15 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("backup failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::User { action, data_dir }) = &cli.command {
+        return match user_command(action, data_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("user: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -86,4 +136,85 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a `user` subcommand; `Err` is the one-line reason.
+fn user_command(action: &UserAction, dir: &Path) -> Result<(), String> {
+    match action {
+        UserAction::Add { name, admin } => {
+            accounts::check_name(name).map_err(|e| e.to_string())?;
+            let password = read_password()?;
+            let phc = hash_password(&password).map_err(|e| e.to_string())?;
+            drop(password);
+            accounts::add_user(dir, name, &phc, *admin).map_err(|e| e.to_string())?;
+            println!("added user {name}{}", if *admin { " (admin)" } else { "" });
+        }
+        UserAction::List => {
+            let users = accounts::list_users(dir).map_err(|e| e.to_string())?;
+            if users.is_empty() {
+                println!("no users");
+            }
+            for user in users {
+                let created = chrono::DateTime::from_timestamp_millis(user.created_ms).map_or_else(
+                    || "?".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+                );
+                println!("{}\tadmin={}\tcreated {created}", user.name, user.admin);
+            }
+        }
+        UserAction::Remove { name } => {
+            if !accounts::remove_user(dir, name).map_err(|e| e.to_string())? {
+                return Err(format!("no user {name:?}"));
+            }
+            println!("removed user {name}");
+        }
+        UserAction::SetAdmin { name, admin } => {
+            if !accounts::set_admin(dir, name, *admin).map_err(|e| e.to_string())? {
+                return Err(format!("no user {name:?}"));
+            }
+            println!("user {name}: admin={admin}");
+        }
+    }
+    Ok(())
+}
+
+/// The new password: from the terminal without echo (twice, compared) or one line of stdin.
+fn read_password() -> Result<Secret, String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = Secret::new(
+            rpassword::prompt_password("Password: ")
+                .map_err(|e| format!("cannot read the password: {e}"))?,
+        );
+        let second = Secret::new(
+            rpassword::prompt_password("Password again: ")
+                .map_err(|e| format!("cannot read the password: {e}"))?,
+        );
+        if first.expose() != second.expose() {
+            return Err("the passwords do not match".into());
+        }
+        first
+    } else {
+        // Read into a String that the Secret then owns (moved, not copied), so it is zeroed.
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .take((MAX_PASSWORD_BYTES + 3) as u64)
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        for end in ['\n', '\r'] {
+            if line.ends_with(end) {
+                line.pop();
+            }
+        }
+        Secret::new(line)
+    };
+    if password.expose().is_empty() {
+        return Err("the password is empty".into());
+    }
+    if password.expose().len() > MAX_PASSWORD_BYTES {
+        return Err(format!(
+            "the password is longer than {MAX_PASSWORD_BYTES} bytes"
+        ));
+    }
+    Ok(password)
 }
