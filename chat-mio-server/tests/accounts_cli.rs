@@ -1,42 +1,14 @@
 //! `chat-mio-server user …`, end to end: the real binary, the password piped on stdin, a real
 //! database in a fresh directory, and a real server running on the same directory.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_chat-mio-server");
+mod common;
+
+use common::{Server, TempDir, BINARY};
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A directory of its own under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "chat-accounts-cli-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        TempDir(path)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.0.join("data")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs `chat-mio-server user ARGS --data-dir DATA` with `stdin` piped in.
 fn user(data: &Path, args: &[&str], stdin: &str) -> Output {
@@ -162,83 +134,11 @@ fn bad_names_bad_passwords_and_bad_directories_fail() {
     fails(user(&tmp.0.join("missing"), &["list"], ""));
 }
 
-/// A running server process; killed if the test fails before stopping it.
-struct Server {
-    child: Child,
-    output: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        let mut child = Command::new(BINARY)
-            .args(["--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let output = Arc::clone(&output);
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut out) = output.lock() {
-                        out.push_str(&line);
-                        out.push('\n');
-                    }
-                }
-            });
-        }
-        let server = Server { child, output };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !server.output().contains("Open http://") {
-            assert!(Instant::now() < deadline, "no start:\n{}", server.output());
-            thread::sleep(Duration::from_millis(10));
-        }
-        server
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().map(|o| o.clone()).unwrap_or_default()
-    }
-
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "exit: {status}\n{}", self.output());
-                return;
-            }
-            assert!(Instant::now() < deadline, "no exit:\n{}", self.output());
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 #[test]
 fn user_add_works_while_a_server_runs_on_the_directory() {
     let tmp = TempDir::new("running");
     let data = tmp.data();
-    let server = Server::start(&data);
+    let server = Server::start(&data, &[]);
     ok(user(
         &data,
         &["add", "carol", "--admin"],
