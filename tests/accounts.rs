@@ -513,3 +513,47 @@ fn accounts_mode_needs_the_sqlite_store() {
     };
     assert!(e.to_string().contains("--store sqlite"), "{e}");
 }
+
+#[test]
+fn a_room_restricted_to_some_users_refuses_the_others_before_the_upgrade() {
+    let dir = DataDir::new("rooms");
+    dir.add("alice", false);
+    dir.add("bob", false);
+    let access = chat_mio_server::RoomAccess {
+        room: chat_protocol::RoomName::parse("staff").expect("room"),
+        users: vec!["alice".into(), "root".into()],
+    };
+    let server = TestServer::with_config(Config {
+        room_access: vec![access],
+        ..config(&dir.0)
+    });
+    let alice = login(&server, "alice");
+    let bob = login(&server, "bob");
+    let _in_staff = join(&server, "alice", "staff", &alice);
+    let (status, body) = upgrade_status(&server, "bob?room=staff", Some(&bob));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("members only") && body.contains("bob"),
+        "{body}"
+    );
+    let _in_general = join(&server, "bob", "general", &bob);
+}
+
+#[test]
+fn room_access_is_refused_in_open_mode_where_names_prove_nothing() {
+    let refused = chat_mio_server::Server::bind(Config {
+        room_access: vec![chat_mio_server::RoomAccess {
+            room: chat_protocol::RoomName::parse("staff").expect("room"),
+            users: vec!["alice".into()],
+        }],
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        ..Config::default()
+    });
+    let Err(e) = refused else {
+        panic!("--room-access in open mode must be refused");
+    };
+    assert!(
+        e.to_string().contains("--auth token or --auth accounts"),
+        "{e}"
+    );
+}

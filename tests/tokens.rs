@@ -35,6 +35,10 @@ fn now() -> i64 {
 
 /// A server that checks HS256 tokens with [`SECRET`] and RS256 ones with the test RSA key.
 fn token_server() -> (TestServer, PathBuf) {
+    token_server_with(Vec::new())
+}
+
+fn token_server_with(room_access: Vec<chat_mio_server::RoomAccess>) -> (TestServer, PathBuf) {
     let dir = std::env::temp_dir().join(format!(
         "chat-tokens-{}-{}",
         std::process::id(),
@@ -49,6 +53,7 @@ fn token_server() -> (TestServer, PathBuf) {
         auth: AuthMode::Token,
         jwt_secret_file: Some(secret),
         jwt_public_key: Some(PathBuf::from(format!("{KEYS}/rsa_public.pem"))),
+        room_access,
         heartbeat: Duration::ZERO,
         idle_timeout: Duration::ZERO,
         ..Config::default()
@@ -269,5 +274,23 @@ fn a_token_that_expires_closes_the_connection_with_4001_unless_refreshed() {
     );
     let echo = recv_until(&mut kept, "message");
     assert_eq!(echo["message"], "still here");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_room_restricted_to_some_users_refuses_other_valid_tokens() {
+    let (server, dir) = token_server_with(vec![chat_mio_server::RoomAccess {
+        room: chat_protocol::RoomName::parse("staff").expect("a room"),
+        users: vec!["alice".into()],
+    }]);
+    let alice = hs256(&claims("alice", 3600));
+    let bob = hs256(&claims("bob", 3600));
+    let (status, _, body) = upgrade(&server, &format!("alice?room=staff&token={alice}"), "");
+    assert_eq!(status, 101, "{body}");
+    let (status, _, body) = upgrade(&server, &format!("bob?room=staff&token={bob}"), "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("members only"), "{body}");
+    let (status, _, body) = upgrade(&server, &format!("bob?room=general&token={bob}"), "");
+    assert_eq!(status, 101, "{body}");
     let _ = std::fs::remove_dir_all(dir);
 }

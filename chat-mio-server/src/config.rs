@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, value_name = "FILE")]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// Only these users may join ROOM (repeatable, one room each); others get 403. Needs
+    /// --auth token or accounts (in open mode anyone can take any name)
+    #[arg(long = "room-access", value_name = "ROOM=USER,USER", value_parser = room_access)]
+    pub room_access: Vec<RoomAccess>,
+
     /// Days a login lasts (--auth accounts): the session cookie's lifetime
     #[arg(long, value_name = "DAYS", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub session_days: u32,
@@ -204,6 +209,41 @@ impl Config {
             .with_history(self.history)
             .with_max_rooms(self.max_rooms)
     }
+}
+
+/// A room only some users may join (`--room-access`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomAccess {
+    pub room: chat_protocol::RoomName,
+    pub users: Vec<String>,
+}
+
+impl RoomAccess {
+    /// Why `user` may not join `room`, if this rule forbids it.
+    pub fn refusal(rules: &[RoomAccess], room: &str, user: &str) -> Option<String> {
+        let rule = rules.iter().find(|r| r.room.as_str() == room)?;
+        (!rule.users.iter().any(|u| u == user)).then(|| {
+            format!("the room {room:?} is open to its members only, and {user:?} is not one\n")
+        })
+    }
+}
+
+/// `ROOM=USER,USER,...`.
+fn room_access(s: &str) -> Result<RoomAccess, String> {
+    let (room, users) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ROOM=USER,USER"))?;
+    let room = chat_protocol::RoomName::parse(room).map_err(|e| format!("room {room:?}: {e}"))?;
+    let users: Vec<String> = users
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if users.is_empty() {
+        return Err(format!("{s:?} names no user"));
+    }
+    Ok(RoomAccess { room, users })
 }
 
 /// A non-negative number of seconds, fractions allowed (`0.5`).

@@ -53,7 +53,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 pub use assets::Assets;
-pub use config::{AuthMode, Config, StoreKind, SyncLevel};
+pub use config::{AuthMode, Config, RoomAccess, StoreKind, SyncLevel};
 use event_loop::handoff::{self, Handoff};
 use event_loop::{Control, EventLoop, LISTENER, SIGNALS, WAKER};
 
@@ -88,6 +88,13 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (control, inbox) = handoff::channel(Arc::clone(&waker));
+        if !config.room_access.is_empty() && config.auth == AuthMode::Open {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--room-access needs --auth token or --auth accounts: in open mode anyone can \
+                 take any name",
+            ));
+        }
         let tokens = token_verifier(&config)?;
         let api_key = api_key(&config)?;
         let core_and_store = open_store(&config, &control)?;

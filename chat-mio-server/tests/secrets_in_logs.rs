@@ -185,9 +185,19 @@ fn neither_a_password_nor_a_session_cookie_reaches_the_log() {
 
     let server = start(&["--auth", "accounts", "--data-dir", dir_arg], &[]);
     let addr = server.addr.clone();
-    let wrong = post(&addr, "/login", "", "name=alice&password=wrong-pw-also-secret");
+    let wrong = post(
+        &addr,
+        "/login",
+        "",
+        "name=alice&password=wrong-pw-also-secret",
+    );
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
-    let ok = post(&addr, "/login", "", &format!("name=alice&password={PASSWORD}"));
+    let ok = post(
+        &addr,
+        "/login",
+        "",
+        &format!("name=alice&password={PASSWORD}"),
+    );
     let cookie = ok
         .lines()
         .find_map(|l| l.strip_prefix("Set-Cookie: chat_session="))

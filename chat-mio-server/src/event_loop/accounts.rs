@@ -548,6 +548,12 @@ impl EventLoop {
             self.refuse_upgrade(key, &accepted.user, 403, &reason);
             return;
         }
+        let room = accepted.room.as_str();
+        if let Some(why) = crate::RoomAccess::refusal(&self.config.room_access, room, &session.user)
+        {
+            self.refuse_upgrade(key, &accepted.user, 403, &why);
+            return;
+        }
         if let Some(why) = self.banned(&accepted.user) {
             self.refuse_upgrade(key, &accepted.user, 403, &why);
             return;

@@ -61,6 +61,9 @@ impl EventLoop {
                 format!("this token does not allow the room {room:?}\n"),
             ));
         }
+        if let Some(why) = crate::RoomAccess::refusal(&self.config.room_access, room, user) {
+            return Err((403, why));
+        }
         let expires = identity
             .expires_at
             .map_or(self.now.instant, |exp| self.expiry_instant(exp));
