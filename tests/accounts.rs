@@ -557,3 +557,34 @@ fn room_access_is_refused_in_open_mode_where_names_prove_nothing() {
         "{e}"
     );
 }
+
+#[test]
+fn a_logout_closes_the_connections_of_that_session_and_no_other() {
+    let dir = DataDir::new("logout-closes");
+    dir.add("alice", false);
+    let server = server(&dir);
+    let laptop = login(&server, "alice");
+    let phone = login(&server, "alice");
+    let mut tab1 = join(&server, "alice", "general", &laptop);
+    let mut tab2 = join(&server, "alice", "lobby", &laptop);
+    let mut on_phone = join(&server, "alice", "general", &phone);
+    logout(&server, &laptop);
+    for tab in [&mut tab1, &mut tab2] {
+        let close = loop {
+            if let Err(close) = recv_or_close(tab) {
+                break close;
+            }
+        };
+        assert_eq!(close, (4001, "token expired".to_owned()));
+    }
+    // The phone's session is another login: it stays, and can still speak.
+    on_phone
+        .send(Message::text(v2_client::message("still here").to_string()))
+        .expect("send");
+    loop {
+        let frame = recv_until(&mut on_phone, "message");
+        if frame["message"] == "still here" {
+            break;
+        }
+    }
+}

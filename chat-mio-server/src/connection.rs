@@ -95,6 +95,9 @@ pub enum Linger {
 pub struct Session {
     pub ctx: WebSocketContext,
     pub user: String,
+    /// The id of the login session this connection was admitted with (`--auth accounts`), so
+    /// a logout can close it. A secret: never logged.
+    pub login: Option<Box<str>>,
 }
 
 /// A chat client whose WebSocket ended: it must leave the chat.
@@ -276,7 +279,11 @@ impl Conn {
         let ctx = WebSocketContext::from_partially_read(leftover, Role::Server, Some(config));
         self.state = State::WebSocket {
             client,
-            session: Box::new(Session { ctx, user }),
+            session: Box::new(Session {
+                ctx,
+                user,
+                login: None,
+            }),
             reading: Reading::Open,
         };
     }

@@ -424,8 +424,9 @@ pub enum Input {
         /// dropped.
         result: Result<Vec<RestoredMessage>, StoreFailed>,
     },
-    /// The client's credentials (a signed token) stop being valid at `at`. Given by a driver
-    /// that authenticates with tokens, right after [`Input::Connect`], and never otherwise.
+    /// The client's credentials (a signed token, a login session) stop being valid at `at`.
+    /// Given by a driver that authenticates, right after [`Input::Connect`], and again (with an
+    /// earlier `at`) when the credentials end early (a logout); never otherwise.
     /// Unless a `refresh` moves it ([`Input::TokenVerified`]), the client is closed with
     /// [`CloseReason::TokenExpired`] then.
     Expires {

@@ -95,11 +95,12 @@ enum Step {
     Upgrade {
         accepted: Box<Accepted>,
         forwarded_for: Option<String>,
+        id: String,
     },
     /// `GET /session`.
     Who { reply: Reply },
-    /// `POST /logout`.
-    Logout { reply: Reply },
+    /// `POST /logout` of session `id`.
+    Logout { reply: Reply, id: String },
 }
 
 /// What became of a request given to [`EventLoop::account_request`].
@@ -278,7 +279,8 @@ impl EventLoop {
     fn logout(&mut self, key: usize, request: &Request, reply: Reply) -> Handled {
         match self.session_of(request) {
             Some(id) => {
-                self.ask_store(key, AccountQuery::EndSession { id }, Step::Logout { reply })
+                let query = AccountQuery::EndSession { id: id.clone() };
+                self.ask_store(key, query, Step::Logout { reply, id })
             }
             None => {
                 // No live cookie: nothing to end, but the browser forgets what it has.
@@ -303,10 +305,11 @@ impl EventLoop {
         let now_ms = self.now_ms();
         self.ask_store(
             key,
-            find_session(id, now_ms),
+            find_session(id.clone(), now_ms),
             Step::Upgrade {
                 accepted: Box::new(accepted),
                 forwarded_for: request.forwarded_for.clone(),
+                id,
             },
         );
     }
@@ -439,22 +442,24 @@ impl EventLoop {
                 };
                 self.finish(key, response.keep_alive(reply.keep_alive));
             }
-            (Step::Logout { reply }, Ok(AccountAnswer::SessionEnded)) => {
+            (Step::Logout { reply, id }, Ok(AccountAnswer::SessionEnded)) => {
+                self.close_logged_out(&id);
                 self.finish(key, logged_out(&reply));
             }
             (
                 Step::Upgrade {
                     accepted,
                     forwarded_for,
+                    id,
                 },
                 Ok(AccountAnswer::Session(found)),
-            ) => self.session_checked(key, *accepted, forwarded_for, found),
+            ) => self.session_checked(key, *accepted, forwarded_for, id, found),
             (Step::Upgrade { accepted, .. }, Err(e)) => {
                 log::error!("account store: {e}");
                 self.refuse_upgrade(key, &accepted.user, 503, "the account store failed\n");
             }
             (Step::Login { reply, .. } | Step::Storing { reply, .. }, Err(e))
-            | (Step::Who { reply } | Step::Logout { reply }, Err(e)) => {
+            | (Step::Who { reply } | Step::Logout { reply, .. }, Err(e)) => {
                 let response = failed(&e).keep_alive(reply.keep_alive);
                 self.finish(key, response);
             }
@@ -533,6 +538,7 @@ impl EventLoop {
         key: usize,
         accepted: Accepted,
         forwarded_for: Option<String>,
+        id: String,
         found: Option<chat_store::SessionUser>,
     ) {
         let Some(session) = found else {
@@ -558,7 +564,38 @@ impl EventLoop {
             self.refuse_upgrade(key, &accepted.user, 403, &why);
             return;
         }
-        self.admit(key, accepted, forwarded_for.as_deref(), None, session.admin);
+        // The connection ends with the session: closed with 4001 when it expires.
+        let left_ms = session.expires_ms.saturating_sub(self.now_ms()).max(0);
+        let expires = self.now.instant + Duration::from_millis(left_ms.unsigned_abs());
+        self.admit(
+            key,
+            accepted,
+            forwarded_for.as_deref(),
+            Some(expires),
+            session.admin,
+        );
+        if let State::WebSocket { session, .. } = &mut self.conns[key].state {
+            session.login = Some(id.into_boxed_str());
+        }
+    }
+
+    /// A session was logged out: the connections it opened are closed as if it had expired
+    /// (4001), so a logout on one tab ends the others that share its cookie.
+    fn close_logged_out(&mut self, id: &str) {
+        let clients: Vec<_> = self
+            .conns
+            .iter()
+            .filter_map(|(_, conn)| match &conn.state {
+                State::WebSocket {
+                    client, session, ..
+                } if session.login.as_deref() == Some(id) => Some(*client),
+                _ => None,
+            })
+            .collect();
+        let at = self.now.instant;
+        for client in clients {
+            self.feed(chat_protocol::Input::Expires { client, at });
+        }
     }
 }
 
