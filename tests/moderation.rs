@@ -135,6 +135,34 @@ fn a_kicked_user_s_tabs_are_closed_with_4003_and_the_reason() {
 }
 
 #[test]
+fn a_kick_by_message_id_closes_only_the_tab_that_sent_it() {
+    let (server, dir) = token_server();
+    let (mut admin, _) = join(&server, "root", "general", true);
+    let (mut quiet_tab, _) = join(&server, "bob", "general", false);
+    let (mut loud_tab, _) = join(&server, "bob", "general", false);
+    send(&mut loud_tab, &v2_client::message("buy now"));
+    let said = recv_until(&mut admin, "message");
+    let id = said["id"].as_u64().expect("an id");
+    send(
+        &mut admin,
+        &json!({"type":"kick","id":id,"reason":"that tab"}),
+    );
+    assert_eq!(
+        recv_close(&mut loud_tab),
+        (4003, "kicked by an admin: that tab".to_owned())
+    );
+    // The other tab of bob is still in: it can speak, and the admin hears it.
+    send(&mut quiet_tab, &v2_client::message("still here"));
+    loop {
+        let frame = recv_until(&mut admin, "message");
+        if frame["message"] == "still here" {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_non_admin_s_kick_is_forbidden() {
     let (server, dir) = token_server();
     let (mut bob, _) = join(&server, "bob", "general", false);

@@ -23,6 +23,9 @@ pub enum AuthMode {
     Open,
     // A signed token (JWT) from the operator's app: its `sub` is the user name.
     Token,
+    // Built-in accounts (`chat-mio-server user add`): the page logs in, a session cookie
+    // proves it.
+    Accounts,
 }
 
 /// How hard each commit is pushed to the disk (SQLite's `PRAGMA synchronous`, in WAL mode).
@@ -60,8 +63,10 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// How clients prove who they are: open (any name, as in the tutorial) or token (a JWT
-    /// signed by your app: ?token= or Authorization: Bearer; see README, Security)
+    /// How clients prove who they are: open (any name, as in the tutorial), token (a JWT
+    /// signed by your app: ?token= or Authorization: Bearer) or accounts (users added with
+    /// `chat-mio-server user add` log in on the page; needs --store sqlite). See README,
+    /// Security
     #[arg(long, value_enum, value_name = "MODE", default_value_t = AuthMode::Open)]
     pub auth: AuthMode,
 
@@ -73,6 +78,10 @@ pub struct Config {
     /// PEM public key (RSA, EC P-256 or Ed25519) that checks RS256, ES256 or EdDSA tokens
     #[arg(long, value_name = "FILE")]
     pub jwt_public_key: Option<PathBuf>,
+
+    /// Days a login lasts (--auth accounts): the session cookie's lifetime
+    #[arg(long, value_name = "DAYS", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub session_days: u32,
 
     /// File with the key of the server API for backends (/api/, Authorization: Bearer; 16
     /// bytes or more); the environment variable CHAT_API_KEY may hold it instead. Without

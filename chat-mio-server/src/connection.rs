@@ -49,7 +49,13 @@ pub fn websocket_config(max_message_size: usize) -> WebSocketConfig {
 pub enum State {
     /// Reading request heads; `head` holds one not complete yet. Several requests may follow
     /// each other on one keep-alive connection.
-    Http { head: Vec<u8>, reading: Reading },
+    Http {
+        head: Vec<u8>,
+        reading: Reading,
+        /// The ticket of a request waiting for another thread's answer (a login, a session
+        /// lookup): until it comes nothing more is read and later requests wait in `head`.
+        awaiting: Option<u64>,
+    },
     /// After the `101` (which may still be queued): frames, decoded by tungstenite.
     WebSocket {
         /// Kept here rather than in the boxed session: every delivery checks it.
@@ -172,6 +178,7 @@ impl Conn {
             state: State::Http {
                 head: Vec::new(),
                 reading: Reading::Open,
+                awaiting: None,
             },
             out: WriteQueue::default(),
             registered: Interest::READABLE,

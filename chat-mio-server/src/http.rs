@@ -35,6 +35,12 @@ pub struct Request {
     pub bearer: Option<Credential>,
     /// Every `X-Forwarded-For` value, joined with commas in order.
     pub forwarded_for: Option<String>,
+    /// The last `X-Forwarded-Proto` value (believed only from a trusted proxy).
+    pub forwarded_proto: Option<String>,
+    /// Every `Cookie` header, joined with `; ` (a secret: its `Debug` is redacted).
+    pub cookie: Option<Credential>,
+    /// `Sec-Fetch-Site` (`same-origin`, `same-site`, `cross-site`, `none`), sent by browsers.
+    pub sec_fetch_site: Option<String>,
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub has_body: bool,
     /// The `Content-Length`, when one was given.
@@ -150,6 +156,9 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
         host: None,
         origin: None,
         forwarded_for: None,
+        forwarded_proto: None,
+        cookie: None,
+        sec_fetch_site: None,
         bearer: None,
         has_body: false,
         content_length: None,
@@ -200,6 +209,15 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
                 Some(before) => format!("{before}, {value}"),
                 None => value.to_owned(),
             });
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            request.forwarded_proto = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("cookie") {
+            request.cookie = Some(Credential::new(&match request.cookie.take() {
+                Some(before) => format!("{}; {value}", before.expose()),
+                None => value.to_owned(),
+            }));
+        } else if name.eq_ignore_ascii_case("sec-fetch-site") {
+            request.sec_fetch_site = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("if-none-match") {
             request.if_none_match = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -352,15 +370,20 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        303 => "See Other",
         304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
+        411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

@@ -91,6 +91,7 @@ impl Server {
         let tokens = token_verifier(&config)?;
         let api_key = api_key(&config)?;
         let core_and_store = open_store(&config, &control)?;
+        let accounts = accounts(&config, &control)?;
         let signals = if config.handle_signals {
             let mut signals = Signals::new([SIGINT, SIGTERM])?;
             poll.registry()
@@ -106,7 +107,7 @@ impl Server {
                 config,
                 assets,
                 core_and_store,
-                tokens,
+                (tokens, accounts),
                 api_key,
                 inbox,
                 signals,
@@ -162,6 +163,42 @@ fn api_key(config: &Config) -> io::Result<Option<String>> {
 /// The token checker of `--auth token`, from `--jwt-secret-file` (or `CHAT_JWT_SECRET`) and
 /// `--jwt-public-key`. A missing, weak or unreadable key stops the start with a clear message
 /// (never the key itself).
+/// `--auth accounts`: the cookie key (kept in the data directory) and the password hasher's
+/// thread, whose answers reach the loop through the handoff.
+fn accounts(
+    config: &Config,
+    control: &Handoff<Control>,
+) -> io::Result<Option<event_loop::Accounts>> {
+    if config.auth != AuthMode::Accounts {
+        return Ok(None);
+    }
+    if config.store != StoreKind::Sqlite {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--auth accounts keeps users and sessions in the database: use --store sqlite",
+        ));
+    }
+    let key = chat_store::load_or_create_key(&config.data_dir, || {
+        chat_auth::SessionKey::generate().map(|key| key.to_bytes())
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("session key: {e}")))?;
+    let control = control.clone();
+    // One thread: a password check takes ~18 ms of a core, and the loop keeps the other.
+    let hasher = chat_auth::Hasher::start(1, move |done| {
+        let _ = control.send(Control::Hash(done));
+    })?;
+    let lifetime = Duration::from_secs(u64::from(config.session_days) * 24 * 60 * 60);
+    log::info!(
+        "clients log in with built-in accounts (sessions last {} days)",
+        config.session_days
+    );
+    Ok(Some(event_loop::Accounts::new(
+        chat_auth::SessionKey::from_bytes(key),
+        hasher,
+        lifetime,
+    )))
+}
+
 fn token_verifier(config: &Config) -> io::Result<Option<chat_auth::TokenVerifier>> {
     if config.auth != AuthMode::Token {
         return Ok(None);

@@ -23,6 +23,11 @@ pub struct Metrics {
     pub refused_per_ip: u64,
     /// Loop turns whose writes were shared with a second thread.
     pub split_flushes: u64,
+    /// Logins (`--auth accounts`) by result.
+    pub logins_ok: u64,
+    pub logins_failed: u64,
+    pub logins_throttled: u64,
+    pub logins_busy: u64,
     closes: [u64; CloseReason::ALL.len()],
     /// Responses by status class: 1xx .. 5xx.
     http_responses: [u64; 5],
@@ -44,6 +49,10 @@ impl Metrics {
             refused_full: 0,
             refused_per_ip: 0,
             split_flushes: 0,
+            logins_ok: 0,
+            logins_failed: 0,
+            logins_throttled: 0,
+            logins_busy: 0,
             closes: [0; CloseReason::ALL.len()],
             http_responses: [0; 5],
         }
@@ -112,6 +121,18 @@ impl Metrics {
             "counter",
             "Connections answered 429 because their address held --max-connections-per-ip.",
             &[("", v(self.refused_per_ip))],
+        );
+        metric(
+            "chat_logins_total",
+            "counter",
+            "Logins (--auth accounts) by result: ok, failed (wrong name or password), throttled \
+             (429) and busy (the password hasher's queue was full, 503).",
+            &[
+                ("{result=\"ok\"}", v(self.logins_ok)),
+                ("{result=\"failed\"}", v(self.logins_failed)),
+                ("{result=\"throttled\"}", v(self.logins_throttled)),
+                ("{result=\"busy\"}", v(self.logins_busy)),
+            ],
         );
         metric(
             "chat_messages_received_total",

@@ -38,6 +38,8 @@ pub(crate) enum Command<'a> {
     Refresh { token: String },
     /// Admins only: close every connection of `user`.
     Kick { user: String, reason: String },
+    /// Admins only: close the one connection that sent message `id` of the admin's room.
+    KickSender { id: u64, reason: String },
     /// Admins only: close every connection of `user`, and keep it out for `minutes`.
     Ban {
         user: String,
@@ -53,7 +55,10 @@ impl Command<'_> {
     pub(crate) fn is_moderation(&self) -> bool {
         matches!(
             self,
-            Command::Kick { .. } | Command::Ban { .. } | Command::Delete { .. }
+            Command::Kick { .. }
+                | Command::KickSender { .. }
+                | Command::Ban { .. }
+                | Command::Delete { .. }
         )
     }
 }
@@ -72,6 +77,7 @@ pub(crate) const MAX_BAN_MINUTES: u64 = 365 * 24 * 60;
 #[derive(Deserialize)]
 struct ModerationFields {
     user: Option<String>,
+    id: Option<u64>,
     minutes: Option<u64>,
     reason: Option<String>,
 }
@@ -193,6 +199,10 @@ pub(crate) fn parse(text: &str) -> Result<Command<'static>, String> {
         }
         "kick" | "ban" => {
             let fields: ModerationFields = serde_json::from_str(text).map_err(malformed)?;
+            if let (Some(id), None, "kick") = (fields.id, &fields.user, kind.as_ref()) {
+                let reason = cut(fields.reason.unwrap_or_default(), MAX_REASON);
+                return Ok(Command::KickSender { id, reason });
+            }
             let user = fields
                 .user
                 .filter(|u| !u.is_empty() && u.len() <= MAX_USER)
@@ -406,6 +416,17 @@ mod tests {
                     user: "bob".into(),
                     reason: String::new(),
                 }),
+            ),
+            (
+                r#"{"type":"kick","id":42,"reason":"spam"}"#,
+                Ok(Command::KickSender {
+                    id: 42,
+                    reason: "spam".into(),
+                }),
+            ),
+            (
+                r#"{"type":"kick","id":-1}"#,
+                Err("malformed command: invalid value: integer `-1`, expected u64 at line 1 column 22".into()),
             ),
             (
                 r#"{"type":"kick","user":""}"#,

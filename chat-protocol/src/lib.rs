@@ -253,6 +253,7 @@ mod rate;
 mod room;
 mod room_name;
 mod rooms;
+mod senders;
 mod server;
 mod store;
 mod timer;

@@ -78,6 +78,8 @@ pub struct ChatServer {
     rate_limited: u64,
     /// The storage requests not answered yet (durable mode).
     pending: Pending,
+    /// Which connection sent each recent room message (an admin's `kick` by message id).
+    senders: crate::senders::RecentSenders,
 }
 
 impl ChatServer {
@@ -102,6 +104,7 @@ impl ChatServer {
             rooms: Rooms::new(config.max_rooms, config.history),
             timers: Timers::default(),
             next_serial: 0,
+            senders: crate::senders::RecentSenders::default(),
             outputs: VecDeque::new(),
             rate_limited: 0,
             pending: Pending::default(),
@@ -586,7 +589,11 @@ impl ChatServer {
             Command::Message {
                 text,
                 client_msg_id,
-            } => from.post(out, pending, room, text, client_msg_id),
+            } => {
+                if let Some(id) = from.post(out, pending, room, text, client_msg_id) {
+                    self.senders.record(room_name, id, client, sender.serial);
+                }
+            }
             Command::Typing => {
                 if room.may_type(from.user, now.instant, s.typing_interval) {
                     from.typing(out, room);
@@ -596,6 +603,7 @@ impl ChatServer {
             Command::HistoryBefore { .. }
             | Command::Refresh { .. }
             | Command::Kick { .. }
+            | Command::KickSender { .. }
             | Command::Ban { .. }
             | Command::Delete { .. } => {
                 unreachable!("answered above")
@@ -638,6 +646,27 @@ impl ChatServer {
                     let message =
                         command::bounded(format!("no connection of user {target:?} to kick"));
                     refuse(&mut self.outputs, &message, ErrorCode::UnknownUser);
+                }
+            }
+            Command::KickSender { id, reason } => {
+                let Some(name) = self.clients.get(&client).and_then(|c| c.room.clone()) else {
+                    return;
+                };
+                let text = with_reason(CloseReason::Kicked.text().to_owned(), &reason);
+                let open = self.senders.find(&name, id).filter(|&(sender, serial)| {
+                    self.clients
+                        .get(&sender)
+                        .is_some_and(|c| c.serial == serial && !c.closing)
+                });
+                match open {
+                    Some((sender, _)) => self.dismiss_one(sender, CloseReason::Kicked, &text),
+                    None => {
+                        let message = format!(
+                            "the connection that sent message {id} of this room is not open \
+                             (or the message is too old to tell)"
+                        );
+                        refuse(&mut self.outputs, &message, ErrorCode::UnknownUser);
+                    }
                 }
             }
             Command::Ban {
@@ -784,24 +813,32 @@ impl ChatServer {
     /// Closes every connection of `user` that is not closing already, in [`ClientId`] order,
     /// with `reason` and `text`. Returns how many.
     fn dismiss(&mut self, user: &str, reason: CloseReason, text: &str) -> usize {
-        let mut closed = 0;
-        for (&id, c) in self
+        let targets: Vec<ClientId> = self
             .clients
-            .iter_mut()
+            .iter()
             .filter(|(_, c)| *c.user == *user && !c.closing)
-        {
-            c.closing = true;
-            if let Some(room) = c.room.as_ref().and_then(|r| self.rooms.get_mut(r)) {
-                room.mute(id, &c.user, c.protocol);
-            }
-            self.outputs.push_back(Output::CloseWith {
-                client: id,
-                reason,
-                text: text.to_owned(),
-            });
-            closed += 1;
+            .map(|(&id, _)| id)
+            .collect();
+        for &id in &targets {
+            self.dismiss_one(id, reason, text);
         }
-        closed
+        targets.len()
+    }
+
+    /// Closes the one connection `id` with `reason` and `text`; its room hears it leave.
+    fn dismiss_one(&mut self, id: ClientId, reason: CloseReason, text: &str) {
+        let Some(c) = self.clients.get_mut(&id).filter(|c| !c.closing) else {
+            return;
+        };
+        c.closing = true;
+        if let Some(room) = c.room.as_ref().and_then(|r| self.rooms.get_mut(r)) {
+            room.mute(id, &c.user, c.protocol);
+        }
+        self.outputs.push_back(Output::CloseWith {
+            client: id,
+            reason,
+            text: text.to_owned(),
+        });
     }
 
     fn activity(&mut self, now: Now, client: ClientId) -> Result<(), Error> {
@@ -1310,6 +1347,7 @@ impl Sender<'_> {
     /// A chat message: broadcast with the room's next id, kept in its history and (durable)
     /// handed to storage; or, if it is a retry of one still held, acknowledged again without a
     /// broadcast (durable: once its ticket is answered).
+    /// Returns the id of the message broadcast, if one was.
     fn post(
         &self,
         out: &mut VecDeque<Output>,
@@ -1317,7 +1355,7 @@ impl Sender<'_> {
         room: &mut Room,
         text: Cow<'_, str>,
         client_msg_id: Option<String>,
-    ) {
+    ) -> Option<u64> {
         if let Some(key) = &client_msg_id {
             if let Some(held) = room
                 .history
@@ -1336,7 +1374,7 @@ impl Sender<'_> {
                         }
                     }
                 }
-                return;
+                return None;
             }
         }
         let durability = if self.durable {
@@ -1360,7 +1398,7 @@ impl Sender<'_> {
         let key = message.client_msg_id.clone();
         deliver(out, room, self.room, self.epoch, message);
         let Some(key) = key else {
-            return;
+            return Some(id);
         };
         if let Durability::Pending(ticket) = durability {
             // The ack waits for storage.
@@ -1376,6 +1414,7 @@ impl Sender<'_> {
         } else {
             self.ack(out, &key, id, None);
         }
+        Some(id)
     }
 
     /// Tells the sending connection (not its other tabs) the id its message got, and

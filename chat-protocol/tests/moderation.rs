@@ -82,6 +82,58 @@ fn a_kick_closes_every_tab_of_the_user_in_every_room_with_4003_and_the_reason() 
 }
 
 #[test]
+fn a_kick_by_message_id_closes_only_the_tab_that_sent_it() {
+    let mut h = admin_and_bob(config());
+    h.connect_v2(4, "bob", "general"); // bob's second tab in general
+    h.drain();
+    h.text(2, &v2::say("from tab 2", None));
+    h.text(4, &v2::say("from tab 4", None));
+    h.drain();
+    h.text(1, r#"{"type":"kick","id":2,"reason":"that one"}"#);
+    assert_eq!(
+        h.drain(),
+        [close_with(
+            4,
+            CloseReason::Kicked,
+            "kicked by an admin: that one"
+        )]
+    );
+    // Tab 2 stays, and so does the tab in lobby.
+    h.text(2, &v2::say("still here", None));
+    assert!(h.drain().contains(&send(
+        1,
+        &v2::message(3, "general", "bob", "still here", None, TS)
+    )));
+    // The same message again: its sender is not open any more. An unknown id, or one of
+    // another room (lobby has no message 1): the same answer.
+    let unknown = |id: u64| {
+        send(
+            1,
+            &v2::error(
+                "admin",
+                &format!(
+                    "the connection that sent message {id} of this room is not open (or the \
+                     message is too old to tell)"
+                ),
+                "unknown_user",
+                TS,
+            ),
+        )
+    };
+    for id in [2, 99] {
+        h.text(1, &format!(r#"{{"type":"kick","id":{id}}}"#));
+        assert_eq!(h.drain(), [unknown(id)]);
+    }
+    // A reconnect under the same client id is another connection: not kicked by id 1.
+    h.disconnect(2);
+    h.drain();
+    h.connect_v2(2, "bob", "general");
+    h.drain();
+    h.text(1, r#"{"type":"kick","id":1}"#);
+    assert_eq!(h.drain(), [unknown(1)]);
+}
+
+#[test]
 fn a_kick_of_nobody_connected_is_unknown_user() {
     let mut h = admin_and_bob(config());
     h.text(1, r#"{"type":"kick","user":"carol"}"#);

@@ -58,7 +58,7 @@ fn store_append(c: &mut Criterion) {
                                 assert_eq!(result, Ok(()));
                                 stored += tickets.len();
                             }
-                            Completion::Fetched { .. } => unreachable!("no fetches here"),
+                            other => unreachable!("only appends here: {other:?}"),
                         }
                     }
                     total += started.elapsed();

@@ -128,7 +128,11 @@ pub fn add_user(dir: &Path, name: &str, phc: &str, admin: bool) -> Result<(), Ac
         params![name, phc, admin, now_ms],
     );
     match inserted {
-        Ok(_) => Ok(()),
+        // Sessions left by an earlier account of this name (removed by an older build) are
+        // not this user's.
+        Ok(_) => crate::sessions::delete_user_sessions(&conn, name)
+            .map(drop)
+            .map_err(|e| OpenError::from_sqlite(&path, e).into()),
         Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
             Err(AccountError::Duplicate(name.to_owned()))
         }
@@ -164,9 +168,13 @@ pub fn remove_user(dir: &Path, name: &str) -> Result<bool, AccountError> {
     let Some((conn, path)) = connect_existing(dir)? else {
         return Ok(false);
     };
+    let sqlite = |e| OpenError::from_sqlite(&path, e);
     let n = conn
         .execute("DELETE FROM users WHERE name = ?1", [name])
-        .map_err(|e| OpenError::from_sqlite(&path, e))?;
+        .map_err(sqlite)?;
+    // Its sessions end now (the lookup joins `users` anyway), and a later account of the same
+    // name starts with none.
+    crate::sessions::delete_user_sessions(&conn, name).map_err(sqlite)?;
     Ok(n > 0)
 }
 

@@ -22,12 +22,14 @@
 //!  event loop                       append(ticket, Message) ─┐
 //!                                   fetch_before(ticket, ..) ─┤ unbounded channel, never blocks
 //!                                   ban(Ban), delete_text(..) ─┤
+//!                                   account(ticket, AccountQuery) ─┤
 //!                                                             ▼
 //!  storage thread   wait for work; take everything queued (≤ 10 000 appends, ≤ 8 MiB of text)
 //!                   ├─ one transaction for all the appends (group commit)
 //!                   ├─ notify(Completion::Stored { tickets, result })   once per transaction
 //!                   ├─ bans and deletions, in one transaction after it    (no completion)
 //!                   ├─ notify(Completion::Fetched { ticket, result })   per fetch, after the commit
+//!                   ├─ notify(Completion::Account { ticket, result })   per account query (logins)
 //!                   └─ when idle or between batches: one retention step (≤ 2 000 rows)
 //!
 //!  notify ──► (driver) a channel + a mio::Waker, or a tokio channel, …  ──► the core's inputs
@@ -145,9 +147,11 @@
 pub mod accounts;
 mod backup;
 mod error;
+mod key_file;
 mod open;
 mod retention;
 mod schema;
+pub mod sessions;
 mod sql;
 mod stats;
 mod store;
@@ -158,7 +162,9 @@ use std::time::Duration;
 
 pub use backup::backup;
 pub use error::OpenError;
+pub use key_file::{load_or_create_key, KEY_FILE};
 pub use open::open;
+pub use sessions::{Account, AccountAnswer, AccountQuery, SessionUser};
 pub use stats::{Stats, COMMIT_BUCKETS};
 pub use store::{RunningStore, Store};
 
@@ -298,5 +304,12 @@ pub enum Completion {
         ticket: u64,
         /// The messages, oldest first, or a short reason.
         result: Result<Vec<Message>, String>,
+    },
+    /// The answer to [`RunningStore::account`].
+    Account {
+        /// The query's ticket.
+        ticket: u64,
+        /// The answer, or a short reason.
+        result: Result<AccountAnswer, String>,
     },
 }

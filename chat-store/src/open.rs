@@ -78,6 +78,7 @@ pub fn open(options: Options) -> Result<Opened, OpenError> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let bans = sql::live_bans(&conn, now_ms).map_err(sqlite)?;
+    crate::sessions::delete_expired(&conn, now_ms).map_err(sqlite)?;
     let stats = Arc::new(Stats::default());
     stats.refresh_db_bytes(&path);
     let store = Store {

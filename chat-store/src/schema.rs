@@ -53,6 +53,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          admin INTEGER NOT NULL DEFAULT 0,
          created_ms INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // v4. Login sessions of built-in accounts: `id` is the random session id a signed cookie
+    // carries, valid until `expires_ms` while its user exists (a session is looked up joined
+    // with `users`, so removing an account ends its sessions at once).
+    "CREATE TABLE sessions (
+         id TEXT PRIMARY KEY,
+         user TEXT NOT NULL,
+         created_ms INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX sessions_user ON sessions (user);",
 ];
 
 /// Brings the database to [`LATEST`], or says why it cannot.

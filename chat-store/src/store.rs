@@ -44,6 +44,7 @@ pub(crate) enum Request {
         room: String,
         id: u64,
     },
+    Account(u64, crate::AccountQuery),
     Shutdown,
 }
 
@@ -125,6 +126,13 @@ impl RunningStore {
     /// the appends queued before it; not answered. Never blocks.
     pub fn delete_text(&self, room: String, id: u64) {
         self.send(Request::DeleteText { room, id });
+    }
+
+    /// Asks an account or session question (a login, a session check, a logout); answered in
+    /// `Completion::Account` with `ticket`, after the appends queued before it are committed.
+    /// A write (`CreateSession`, `EndSession`) is committed before its answer. Never blocks.
+    pub fn account(&self, ticket: u64, query: crate::AccountQuery) {
+        self.send(Request::Account(ticket, query));
     }
 
     /// Caps the database at about `bytes` (SQLite's `max_page_count`); a commit that would grow

@@ -43,6 +43,8 @@ struct Batch {
     fetches: Vec<Fetch>,
     /// Bans and deletions, applied after the appends.
     moderation: Vec<Request>,
+    /// Account and session questions, answered after the fetches.
+    accounts: Vec<(u64, crate::AccountQuery)>,
     shutdown: bool,
 }
 
@@ -123,6 +125,9 @@ pub(crate) fn run<F: Fn(Completion)>(
             for fetch in batch.fetches {
                 worker.fetch(fetch, &notify);
             }
+            for (ticket, query) in batch.accounts {
+                worker.account(ticket, &query, &notify);
+            }
             if batch.shutdown {
                 let result = worker.finish();
                 drop(lock);
@@ -165,6 +170,7 @@ impl Worker {
             request @ (Request::Ban(_) | Request::DeleteText { .. }) => {
                 batch.moderation.push(request);
             }
+            Request::Account(ticket, query) => batch.accounts.push((ticket, query)),
             Request::Shutdown => batch.shutdown = true,
         }
     }
@@ -260,6 +266,17 @@ impl Worker {
         }
         notify(Completion::Fetched {
             ticket: fetch.ticket,
+            result: result.map_err(|e| e.to_string()),
+        });
+    }
+
+    fn account<F: Fn(Completion)>(&self, ticket: u64, query: &crate::AccountQuery, notify: &F) {
+        let result = crate::sessions::answer(&self.conn, query);
+        if result.is_err() {
+            self.stats.error();
+        }
+        notify(Completion::Account {
+            ticket,
             result: result.map_err(|e| e.to_string()),
         });
     }

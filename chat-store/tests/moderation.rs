@@ -67,7 +67,7 @@ fn a_v1_database_opens_migrates_and_keeps_its_messages() {
         .and_then(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
         .expect("user_version");
     assert_eq!(version, chat_store::SCHEMA_VERSION);
-    assert_eq!(chat_store::SCHEMA_VERSION, 3);
+    assert_eq!(chat_store::SCHEMA_VERSION, 4);
     // The migrated database takes a ban and a deletion.
     let run = start(opened);
     run.store.ban(Ban {

@@ -519,6 +519,7 @@ fn many_appends_share_transactions_and_complete_in_order() {
                 tickets.extend(t);
             }
             Completion::Fetched { result, .. } => fetched = Some(result),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(

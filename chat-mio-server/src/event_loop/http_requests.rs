@@ -1,7 +1,7 @@
 //! Reading request heads and answering them: static files, health, metrics, refusals. An
 //! upgrade request is handed to `upgrade.rs`.
 
-use super::{api, EventLoop, CLOSE_LINGER};
+use super::{accounts, api, EventLoop, CLOSE_LINGER};
 use crate::connection::{HeadRead, State};
 use crate::http::{self, ParseError, Response};
 use crate::routes::{route, Ctx, Route};
@@ -12,6 +12,16 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 impl EventLoop {
     pub(super) fn read_http(&mut self, key: usize) {
         let conn = &mut self.conns[key];
+        if matches!(
+            conn.state,
+            State::Http {
+                awaiting: Some(_),
+                ..
+            }
+        ) {
+            // Parked (`accounts.rs`): read on once the answer came.
+            return;
+        }
         if conn.queued() > self.config.max_outbound {
             // Answers pile up unread: read no further requests until they drain (the flush
             // resumes reading).
@@ -54,16 +64,25 @@ impl EventLoop {
     /// How much of a connection's input may be buffered: a request head, or, when the buffer
     /// starts with the complete head of an API request, that head and its body.
     fn read_limit(&self, head: &[u8]) -> usize {
-        if !self.api_enabled() {
+        if !self.api_enabled() && !self.accounts_on() {
             return MAX_REQUEST_HEAD;
         }
+        let max_body = |request: &http::Request| {
+            if self.api_enabled() && api::is_api(request.path()) {
+                api::MAX_BODY
+            } else if self.is_login(request) {
+                accounts::MAX_LOGIN_BODY
+            } else {
+                0
+            }
+        };
         match http::parse(head) {
-            Ok(Some((request, len))) if api::is_api(request.path()) => {
+            Ok(Some((request, len))) => {
                 let body = request
                     .content_length
                     .and_then(|n| usize::try_from(n).ok())
                     .unwrap_or(0)
-                    .min(api::MAX_BODY);
+                    .min(max_body(&request));
                 (len + body).max(MAX_REQUEST_HEAD)
             }
             _ => MAX_REQUEST_HEAD,
@@ -75,10 +94,11 @@ impl EventLoop {
         let api_on = self.api_enabled();
         loop {
             let conn = &mut self.conns[key];
-            let State::Http { head, .. } = &mut conn.state else {
+            let State::Http { head, awaiting, .. } = &mut conn.state else {
                 return;
             };
-            if head.is_empty() {
+            if head.is_empty() || awaiting.is_some() {
+                // A parked request answers first; those behind it wait (`accounts.rs`).
                 return;
             }
             let (request, len) = match http::parse(head) {
@@ -103,8 +123,15 @@ impl EventLoop {
                     return;
                 }
             };
+            let is_api = api_on && api::is_api(request.path());
+            let is_login = self.is_login(&request);
             let mut body = Vec::new();
-            if api_on && api::is_api(request.path()) {
+            if is_api || is_login {
+                let max = if is_api {
+                    api::MAX_BODY
+                } else {
+                    accounts::MAX_LOGIN_BODY
+                };
                 let wanted = match (request.has_body, request.content_length) {
                     (false, _) => 0,
                     (true, Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
@@ -113,10 +140,13 @@ impl EventLoop {
                         return;
                     }
                 };
-                if wanted > api::MAX_BODY {
+                if wanted > max {
                     self.refuse(key, 413, "the request body is too large\n");
                     return;
                 }
+                let State::Http { head, .. } = &mut self.conns[key].state else {
+                    return;
+                };
                 if head.len() < len + wanted {
                     // The body is on its way; request_timeout bounds how long it may take.
                     if was_empty {
@@ -125,8 +155,13 @@ impl EventLoop {
                     return;
                 }
                 body = head[len..len + wanted].to_vec();
-                let rest = head.split_off(len + wanted);
-                drop(std::mem::replace(head, rest));
+            }
+            let State::Http { head, .. } = &mut self.conns[key].state else {
+                return;
+            };
+            let rest = head.split_off(len + body.len());
+            drop(std::mem::replace(head, rest));
+            if is_api {
                 let response = self.answer_api(&request, &body);
                 let (status, keep_alive) = (response.status, response.keep_alive);
                 log::info!(
@@ -137,21 +172,22 @@ impl EventLoop {
                 );
                 self.respond(key, &response);
                 if keep_alive {
-                    let conn = &mut self.conns[key];
-                    let idle = matches!(&conn.state, State::Http { head, .. } if head.is_empty());
-                    let timeout = if idle {
-                        self.config.keep_alive_timeout
-                    } else {
-                        self.config.request_timeout
-                    };
-                    self.set_deadline(key, timeout);
+                    self.after_keep_alive_answer(key);
                     continue;
                 }
                 return;
             }
+            match self.account_request(key, &request, &body) {
+                accounts::Handled::No => {}
+                accounts::Handled::Parked => return,
+                accounts::Handled::Answered if request.keep_alive => {
+                    self.after_keep_alive_answer(key);
+                    continue;
+                }
+                accounts::Handled::Answered => return,
+            }
             drop(body);
-            let rest = head.split_off(len);
-            drop(std::mem::replace(head, rest));
+            let conn = &mut self.conns[key];
             // The core counts what only it can see.
             self.metrics.rate_limited = self.core.messages_rate_limited();
             let store_stats = self.store.as_ref().map(|s| s.stats());
@@ -191,12 +227,28 @@ impl EventLoop {
                     };
                     self.set_deadline(key, timeout);
                 }
+                Route::Upgrade(accepted) if self.accounts_on() => {
+                    self.upgrade_with_session(key, accepted, &request);
+                    return;
+                }
                 Route::Upgrade(accepted) => {
                     self.upgrade(key, accepted, request.forwarded_for.as_deref());
                     return;
                 }
             }
         }
+    }
+
+    /// After a keep-alive answer: the connection waits for its next request.
+    fn after_keep_alive_answer(&mut self, key: usize) {
+        let conn = &self.conns[key];
+        let idle = matches!(&conn.state, State::Http { head, .. } if head.is_empty());
+        let timeout = if idle {
+            self.config.keep_alive_timeout
+        } else {
+            self.config.request_timeout
+        };
+        self.set_deadline(key, timeout);
     }
 
     /// Answers a request we cannot serve and closes the connection after the answer.

@@ -8,6 +8,7 @@
 //! | reading request heads and answering them | `http_requests.rs` |
 //! | switching a connection to WebSocket after the `101` | `upgrade.rs` |
 //! | bans (refused upgrades) and deleted messages' text | `moderation.rs` |
+//! | built-in accounts: login, logout, sessions, the upgrade's cookie | `accounts.rs` |
 //! | reading WebSocket frames, the read budget, read errors to close codes | `ws_read.rs` |
 //! | the bridge to the core: inputs in, outputs to queued frames | `core_bridge.rs` |
 //! | the turn's frames and flushing: seal, write, interest, removal | `flush.rs` |
@@ -27,6 +28,7 @@
 //! `Input::Disconnect` exactly once per client, however the connection ended.
 
 mod accept;
+mod accounts;
 mod api;
 mod auth;
 mod core_bridge;
@@ -59,6 +61,7 @@ use crate::connection::{Conn, Linger, State};
 use crate::metrics::Metrics;
 use crate::timer::Timers;
 pub use accept::connection_budget;
+pub use accounts::Accounts;
 use handoff::{Inbox, Left};
 pub use moderation::{loaded_bans, Bans};
 pub use storage::restored_rooms;
@@ -80,6 +83,8 @@ pub enum Control {
     Shutdown,
     /// The storage thread finished a write or a fetch.
     Store(chat_store::Completion),
+    /// A password hasher thread checked a login's password.
+    Hash(chat_auth::HashDone),
 }
 
 pub struct EventLoop {
@@ -105,6 +110,8 @@ pub struct EventLoop {
     api_answer: Option<api::CoreAnswer>,
     /// The token checker, when clients authenticate with signed tokens.
     tokens: Option<chat_auth::TokenVerifier>,
+    /// Logins and sessions, when clients authenticate with built-in accounts (`accounts.rs`).
+    accounts: Option<Accounts>,
     /// The message store's thread, when messages are kept on disk.
     store: Option<chat_store::RunningStore>,
     /// The bans in force (`moderation.rs`).
@@ -146,7 +153,7 @@ impl EventLoop {
         config: Config,
         assets: Assets,
         (core, store, bans): (ChatServer, Option<chat_store::RunningStore>, Bans),
-        tokens: Option<chat_auth::TokenVerifier>,
+        (tokens, accounts): (Option<chat_auth::TokenVerifier>, Option<Accounts>),
         api_key: Option<String>,
         inbox: Inbox<Control>,
         signals: Option<Signals>,
@@ -177,6 +184,7 @@ impl EventLoop {
             api_key,
             api_answer: None,
             tokens,
+            accounts,
             inbox,
             inbox_left: Left::Nothing,
             timers: Timers::default(),
@@ -280,6 +288,7 @@ impl EventLoop {
                     }
                 }
                 Control::Store(completion) => self.store_completed(completion),
+                Control::Hash(done) => self.hash_done(done),
             }
         }
     }
@@ -328,6 +337,11 @@ impl EventLoop {
                 continue; // stale entry: the deadline moved or the slot was reused
             }
             match &conn.state {
+                State::Http {
+                    awaiting: Some(_), ..
+                } => {
+                    self.refuse(key, 503, "the login service did not answer in time\n");
+                }
                 State::Http { head, .. } if !head.is_empty() => {
                     self.refuse(key, 408, "request head not received in time\n");
                 }

@@ -89,6 +89,10 @@ impl EventLoop {
     pub(super) fn store_completed(&mut self, completion: chat_store::Completion) {
         let failed = |reason: String| StoreFailed { reason };
         let input = match completion {
+            chat_store::Completion::Account { ticket, result } => {
+                self.account_answered(ticket, result);
+                return;
+            }
             chat_store::Completion::Stored { tickets, result } => Input::Stored {
                 tickets: tickets.into_iter().map(StoreTicket).collect(),
                 result: result.map_err(failed),

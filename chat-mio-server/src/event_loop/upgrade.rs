@@ -23,28 +23,42 @@ impl EventLoop {
                 },
                 None => Ok(None),
             });
-        let (expires, admin) = match identity {
-            Ok(identity) => (
-                identity.as_ref().map(|(_, expires)| *expires),
-                identity.is_some_and(|(identity, _)| identity.admin),
-            ),
-            Err((status, reason)) => {
-                let response = crate::http::Response::text(status, &reason).keep_alive(false);
-                let response = if status == 401 {
-                    response.header("WWW-Authenticate", "Bearer")
-                } else {
-                    response
-                };
-                log::info!(
-                    "{} refused as {:?}: {}",
-                    self.conns[key].peer,
-                    accepted.user,
-                    reason.trim_end()
-                );
-                self.respond(key, &response);
-                return;
+        match identity {
+            Ok(identity) => {
+                let expires = identity.as_ref().map(|(_, expires)| *expires);
+                let admin = identity.is_some_and(|(identity, _)| identity.admin);
+                self.admit(key, accepted, forwarded_for, expires, admin);
             }
+            Err((status, reason)) => self.refuse_upgrade(key, &accepted.user, status, &reason),
+        }
+    }
+
+    /// Refuses an upgrade as `user` with `status` and `reason` (the body), and closes.
+    pub(super) fn refuse_upgrade(&mut self, key: usize, user: &str, status: u16, reason: &str) {
+        let response = crate::http::Response::text(status, reason).keep_alive(false);
+        let response = if status == 401 && self.tokens.is_some() {
+            response.header("WWW-Authenticate", "Bearer")
+        } else {
+            response
         };
+        log::info!(
+            "{} refused as {user:?}: {}",
+            self.conns[key].peer,
+            reason.trim_end()
+        );
+        self.respond(key, &response);
+    }
+
+    /// The client is who it says (or need not say): the per-address limit, then the `101` and
+    /// `Input::Connect`; a token's expiry and an admin's rights go to the core too.
+    pub(super) fn admit(
+        &mut self,
+        key: usize,
+        accepted: Accepted,
+        forwarded_for: Option<&str>,
+        expires: Option<std::time::Instant>,
+        admin: bool,
+    ) {
         let conn = &mut self.conns[key];
         let client_ip = self.clients.client_ip(conn.peer.ip(), forwarded_for);
         if conn.counted_ip.is_none() {
