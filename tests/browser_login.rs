@@ -4,7 +4,8 @@
 //! `GET /session`, shows the login form, says so inline when the password is wrong (and
 //! opens no connection), logs in and chats as the session's user, keeps the session over a
 //! reload (the cookie), and after Log out shows the form again; the old session's cookie is
-//! then worth nothing, in this tab or another one. An admin account moderates from the page
+//! then worth nothing, in this tab or another one. Guessing passwords ends in the
+//! throttle's refusal, with the wait. An admin account moderates from the page
 //! as an admin token does. The login form passes the axe-core audit.
 //!
 //! Skipped (loudly) when Chromium is not installed, unless `CHAT_REQUIRE_BROWSER=1`.
@@ -265,6 +266,54 @@ fn a_person_logs_in_chats_reloads_and_logs_out() {
     for p in [&page, &other_tab] {
         assert_eq!(p.errors(), Vec::<String>::new(), "errors on {}", p.name());
     }
+}
+
+#[test]
+fn too_many_wrong_passwords_are_refused_with_the_wait() {
+    let Some(test) = accounts_test("login-throttle") else {
+        return;
+    };
+    let page = test.open("a guesser's page", "/");
+    page.wait_until("the login form is shown", LOGIN_FORM_SHOWN);
+    page.type_into("#login-name", "alice");
+    // How many failures the server allows before 429 is its business; a bounded loop
+    // finds out.
+    let mut refusal = None;
+    for attempt in 1..=30 {
+        page.type_into("#login-password", &format!("guess number {attempt}"));
+        page.click("#login-btn");
+        page.wait_until(
+            "the server's answer is shown",
+            "!document.getElementById('login-error').hidden
+             && !document.getElementById('login-btn').disabled",
+        );
+        let text = page.eval("document.getElementById('login-error').textContent");
+        if text != json!("Wrong name or password") {
+            refusal = Some(text);
+            break;
+        }
+    }
+    let text = refusal.expect("30 wrong passwords in a row were never throttled");
+    let seconds = text
+        .as_str()
+        .and_then(|t| t.strip_prefix("Too many attempts, try again in "))
+        .and_then(|t| t.strip_suffix(" s"))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        seconds.is_some_and(|s| s >= 1),
+        "not the throttle's message with its wait: {text}"
+    );
+    assert_eq!(
+        page.eval(LOGIN_FORM_SHOWN),
+        json!(true),
+        "the login form is gone"
+    );
+    assert_eq!(
+        metric(&page, "chat_websockets_total"),
+        0,
+        "a WebSocket was opened"
+    );
+    assert_eq!(page.errors(), Vec::<String>::new(), "errors on the page");
 }
 
 #[test]
