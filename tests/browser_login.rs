@@ -4,8 +4,9 @@
 //! `GET /session`, shows the login form, says so inline when the password is wrong (and
 //! opens no connection), logs in and chats as the session's user, keeps the session over a
 //! reload (the cookie), and after Log out shows the form again; the old session's cookie is
-//! then worth nothing, in this tab or another one. Guessing passwords ends in the
-//! throttle's refusal, with the wait. An admin account moderates from the page
+//! then worth nothing, in this tab or another one. A page whose session was ended in
+//! another tab, refused at its next upgrade, shows the form instead of retrying. Guessing
+//! passwords ends in the throttle's refusal, with the wait. An admin account moderates from the page
 //! as an admin token does. The login form passes the axe-core audit.
 //!
 //! Skipped (loudly) when Chromium is not installed, unless `CHAT_REQUIRE_BROWSER=1`.
@@ -263,6 +264,61 @@ fn a_person_logs_in_chats_reloads_and_logs_out() {
             .then(t => /^chat_websockets_open 0$/m.test(t))",
     );
 
+    for p in [&page, &other_tab] {
+        assert_eq!(p.errors(), Vec::<String>::new(), "errors on {}", p.name());
+    }
+}
+
+#[test]
+fn a_join_refused_after_a_logout_elsewhere_brings_the_form_back() {
+    let Some(test) = accounts_test("login-refused") else {
+        return;
+    };
+    let url = test.server.http_url("/");
+    let page = test.open("alice's page", "/");
+    log_in_and_join(&page, "alice");
+    let cookie = page
+        .cookies(&url)
+        .into_iter()
+        .find(|c| c["name"] == COOKIE)
+        .unwrap_or_else(|| panic!("no {COOKIE} cookie after logging in"));
+    let other_tab = test.open("alice's other tab", "/");
+    other_tab.wait_until("the login form is shown", LOGIN_FORM_SHOWN);
+    other_tab.set_cookie(&url, &cookie);
+    other_tab.reload();
+    other_tab.wait_until("the other tab is connected", &connected_as("alice"));
+    other_tab.click("#logout-btn");
+    other_tab.wait_until("the other tab shows the login form", LOGIN_FORM_SHOWN);
+
+    // The first page joins another room: the upgrade is refused (a page sees only a
+    // close), the session is found ended, and the form comes back instead of retries.
+    // (Should the server close the session's sockets at logout, the page is there already.)
+    if page.eval("document.getElementById('login-section').hidden") == json!(true) {
+        page.type_into("#room-input", "random");
+        page.press_enter();
+    }
+    page.wait_until("the login form is back", LOGIN_FORM_SHOWN);
+    assert_eq!(
+        page.eval("document.getElementById('login-error').textContent"),
+        json!("Your session has ended. Please log in again."),
+    );
+    assert_eq!(
+        page.eval(
+            "[document.getElementById('login-name').value, document.activeElement?.id,
+              window.Chat.state.ws === null, window.Chat.state.reconnect.timer === null]"
+        ),
+        json!(["alice", "login-password", true, true]),
+        "the name kept, the password asked, no socket and no reconnecting"
+    );
+
+    // Logging in again brings the page back, into the room it had switched to.
+    page.type_into("#login-password", PASSWORD);
+    page.press_enter();
+    page.wait_until("alice is back", &connected_as("alice"));
+    assert_eq!(
+        page.eval("document.getElementById('room-name').textContent"),
+        json!("random"),
+    );
     for p in [&page, &other_tab] {
         assert_eq!(p.errors(), Vec::<String>::new(), "errors on {}", p.name());
     }
