@@ -257,6 +257,18 @@ impl Hasher {
         bound: usize,
         notify: impl Fn(HashDone) + Send + 'static,
     ) -> io::Result<Hasher> {
+        Hasher::start_with(threads, bound, || {}, notify)
+    }
+
+    /// Like [`Hasher::start_with_bound`], and each thread first runs `on_thread_start` (to
+    /// lower its scheduling priority below an event loop's, for instance: a login storm then
+    /// takes the CPU the loop leaves, not the loop's).
+    pub fn start_with(
+        threads: usize,
+        bound: usize,
+        on_thread_start: impl Fn() + Send + Sync + 'static,
+        notify: impl Fn(HashDone) + Send + 'static,
+    ) -> io::Result<Hasher> {
         if threads == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -266,6 +278,7 @@ impl Hasher {
         let (tx, rx) = mpsc::sync_channel(bound);
         let rx = Arc::new(Mutex::new(rx));
         let notify: Notify = Arc::new(Mutex::new(notify));
+        let on_thread_start = Arc::new(on_thread_start);
         let mut hasher = Hasher {
             tx: Some(tx),
             workers: Vec::with_capacity(threads),
@@ -273,9 +286,13 @@ impl Hasher {
         for i in 0..threads {
             let rx = Arc::clone(&rx);
             let notify = Arc::clone(&notify);
+            let on_thread_start = Arc::clone(&on_thread_start);
             let handle = std::thread::Builder::new()
                 .name(format!("chat-auth-hash-{i}"))
-                .spawn(move || worker(&rx, &notify))?;
+                .spawn(move || {
+                    on_thread_start();
+                    worker(&rx, &notify)
+                })?;
             // On a spawn error, `hasher` is dropped: the threads already started exit.
             hasher.workers.push(handle);
         }

@@ -163,6 +163,9 @@ fn api_key(config: &Config) -> io::Result<Option<String>> {
 /// The token checker of `--auth token`, from `--jwt-secret-file` (or `CHAT_JWT_SECRET`) and
 /// `--jwt-public-key`. A missing, weak or unreadable key stops the start with a clear message
 /// (never the key itself).
+/// The nice value of the password hasher's thread (the event loop's is 0).
+const HASHER_NICE: i32 = 10;
+
 /// `--auth accounts`: the cookie key (kept in the data directory) and the password hasher's
 /// thread, whose answers reach the loop through the handoff.
 fn accounts(
@@ -183,10 +186,21 @@ fn accounts(
     })
     .map_err(|e| io::Error::new(e.kind(), format!("session key: {e}")))?;
     let control = control.clone();
-    // One thread: a password check takes ~18 ms of a core, and the loop keeps the other.
-    let hasher = chat_auth::Hasher::start(1, move |done| {
-        let _ = control.send(Control::Hash(done));
-    })?;
+    // One thread: a password check takes ~18 ms of a core, and the loop keeps the other. It
+    // runs below the loop's priority (as the storage thread does): a login storm gets the CPU
+    // the chat leaves over.
+    let hasher = chat_auth::Hasher::start_with(
+        1,
+        chat_auth::password::QUEUE_BOUND,
+        || {
+            if let Err(e) = chat_store::lower_thread_priority(HASHER_NICE) {
+                log::warn!("the password hasher keeps the process's priority: {e}");
+            }
+        },
+        move |done| {
+            let _ = control.send(Control::Hash(done));
+        },
+    )?;
     let lifetime = Duration::from_secs(u64::from(config.session_days) * 24 * 60 * 60);
     log::info!(
         "clients log in with built-in accounts (sessions last {} days)",

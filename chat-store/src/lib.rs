@@ -166,7 +166,7 @@ pub use key_file::{load_or_create_key, KEY_FILE};
 pub use open::open;
 pub use sessions::{Account, AccountAnswer, AccountQuery, SessionUser};
 pub use stats::{Stats, COMMIT_BUCKETS};
-pub use store::{RunningStore, Store};
+pub use store::{lower_thread_priority, RunningStore, Store};
 
 /// The database file's name inside [`Options::dir`].
 pub const DB_FILE: &str = "chat.db";

@@ -179,8 +179,15 @@ const STORE_NICE: i32 = 10;
 /// Lowers this thread's scheduling priority to [`STORE_NICE`] (Linux: nice is per thread).
 /// Failing to is harmless: the thread then runs at the process's priority.
 fn background_priority() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), STORE_NICE) {
+    if let Err(e) = lower_thread_priority(STORE_NICE) {
         log::warn!("the storage thread keeps the process's priority: {e}");
     }
+}
+
+/// Sets the calling thread's nice value to `nice` (Linux: nice is per thread), so that on a
+/// machine whose cores are all busy the event loop gets the CPU first. For the threads that
+/// work for a loop: the storage thread, password hashers.
+pub fn lower_thread_priority(nice: i32) -> std::io::Result<()> {
+    let tid = rustix::thread::gettid();
+    rustix::process::setpriority_process(Some(tid), nice).map_err(std::io::Error::from)
 }
