@@ -16,7 +16,9 @@
  *   config.js   fixed settings            state.js    the page's state (plain data)
  *   dom.js      element lookups by id     names.js    user/room names, room in the URL
  *   time.js     timestamps and day labels util.js     small helpers (storage, ids)
- *   render-status.js  status, forms, composer label, title
+ *   session.js  GET /session, POST /login and /logout (--auth accounts), as plain answers
+ *   render-account.js  who is logged in, the login form's error and busy state
+ *   render-status.js  status, which form is shown, composer label, title
  *   render-list.js    the message list: insertion order, scrolling, day separators
  *   render-items.js   messages, pending/failed/not-saved own messages, direct messages, notices
  *   render-people.js  the user list and the typing line
@@ -25,9 +27,11 @@
  *   dm.js       direct-message mode       frames.js   one handler per server frame
  *   socket.js   connect, resume, reconnect with backoff
  *   ui.js       event wiring (clicks, keys, page events)
+ *   login.js    --auth accounts: the login form, Log out, a session that ended
  * Imports only go down this list's dependency order: there are no cycles.
  */
 
+import { login } from "./js/login.js";
 import { normalizeRoom, validateUsername } from "./js/names.js";
 import { outbox } from "./js/outbox.js";
 import * as items from "./js/render-items.js";
@@ -44,6 +48,7 @@ window.Chat = {
   outbox: outbox,
   socket: socket,
   ui: ui,
+  login: login,
   handleFrame: handleFrame,
   setToken: setToken,
   validateUsername: validateUsername,
@@ -52,3 +57,5 @@ window.Chat = {
 
 // Module scripts run after the document is parsed (they are deferred).
 ui.init();
+// Then the server's auth mode: with --auth accounts, the login form or the session's user.
+login.start();

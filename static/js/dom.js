@@ -3,7 +3,9 @@
 const IDS = [
   "status", "status-dot", "status-text", "retry-btn", "announcer",
   "room-name", "join-room", "users-toggle", "users-toggle-count",
-  "username-section", "username-form", "username", "connect-btn", "username-error",
+  "account", "account-name", "logout-btn",
+  "login-section", "login-form", "login-name", "login-password", "login-btn", "login-error",
+  "username-section", "username-form", "username-hint", "username", "connect-btn", "username-error",
   "chat-section", "messages", "history-top", "load-older", "history-begin", "history-note",
   "typing", "composer", "messageInput", "messageInput-label",
   "send-btn", "dm-bar", "dm-target", "dm-cancel",

@@ -5,14 +5,16 @@
 
 import { APP_TITLE, STATUS_TEXT } from "./config.js";
 import { dom } from "./dom.js";
+import { renderAccount } from "./render-account.js";
 import { state } from "./state.js";
 
-/** Everything that follows from `state.status`. */
+/** Everything that follows from `state.status` (and, in accounts mode, `state.account`). */
 export function renderStatus() {
   const s = state.status;
   const waiting = s === "reconnecting" && state.reconnect.timer !== null;
   statusIndicator(s, waiting);
   connectionControls(s);
+  renderAccount();
   sections(s);
   composerEnabled(s);
   renderComposerHint();
@@ -44,12 +46,18 @@ function connectionControls(s) {
 /**
  * The username form is shown whenever there is no session (never connected, or
  * the connection failed before it was usable); the conversation stays visible
- * once shown so its history remains readable.
+ * once shown so its history remains readable. With --auth accounts and nobody
+ * logged in, the login form is shown instead of both (after a logout the
+ * conversation is not left on the screen for the next person).
  */
 function sections(s) {
   const connected = s === "connected";
-  dom["username-section"].hidden = connected || state.sessionLive;
-  if (connected) {
+  const loggedOut = state.auth === "accounts" && state.account === null;
+  dom["login-section"].hidden = !loggedOut;
+  dom["username-section"].hidden = loggedOut || connected || state.sessionLive;
+  if (loggedOut) {
+    dom["chat-section"].hidden = true;
+  } else if (connected) {
     dom["chat-section"].hidden = false;
   }
   document.body.classList.toggle("has-chat", !dom["chat-section"].hidden);

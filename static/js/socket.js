@@ -60,6 +60,21 @@ export function setToken(fresh) {
   }
 }
 
+/**
+ * --auth accounts: asked after every close whether the session still exists,
+ * before anything else happens. A browser sees a refused upgrade (401 without
+ * a live session, 403 for another user's name) only as a close without a
+ * reason, and a session ended elsewhere (a logout in another tab) also closes
+ * the socket: reconnecting would only be refused again. The check resolves to
+ * true to go on as usual (reconnect, or report), false when it took over
+ * (login.js shows the login form). Null in the other modes.
+ */
+let sessionCheck = null;
+
+export function checkSessionOnClose(check) {
+  sessionCheck = check;
+}
+
 /** Close codes after which reconnecting is up to the person, not automatic (PROTOCOL.md). */
 const TOKEN_EXPIRED = 4001;
 const KICKED = 4003;
@@ -178,10 +193,23 @@ export const socket = {
     clearTyping();
 
     const ended = ev && {
-      [TOKEN_EXPIRED]: "Your session expired: reload the page to sign in again.",
+      [TOKEN_EXPIRED]: sessionCheck ? "" : "Your session expired: reload the page to sign in again.",
       [KICKED]: "You were removed from the chat by an admin",
       [BANNED]: "You were banned from the chat by an admin"
     }[ev.code];
+    if (!ended && sessionCheck) {
+      if (wasReady) {
+        state.status = "reconnecting";
+        renderStatus();
+      }
+      sessionCheck().then((goOn) => {
+        // Unless the check took over, or another connection started meanwhile.
+        if (goOn && state.ws === null && state.reconnect.timer === null) {
+          socket.afterClose(ev, wasReady);
+        }
+      });
+      return;
+    }
     if (ended) {
       // Reconnecting by itself would undo a kick, or only be refused: the person decides.
       state.sessionLive = false;
@@ -194,7 +222,11 @@ export const socket = {
       notice("error", text, null);
       return;
     }
+    socket.afterClose(ev, wasReady);
+  },
 
+  /** What a close leads to when it did not end the session: reconnect, or say why not. */
+  afterClose(ev, wasReady) {
     if (state.sessionLive) {
       // Had a working connection in this session: keep trying, forever,
       // with backoff; the page resumes where it left off.

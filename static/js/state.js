@@ -12,8 +12,15 @@ export const state = {
   username: "",
   /** The room this page is in (also in the page URL as ?room=). */
   room: DEFAULT_ROOM,
-  /** The page's token (--auth token) says admin: moderation buttons are shown
-   *  (the server checks the token itself; this only decides what to offer). */
+  /** How the server wants clients to prove who they are (GET /session):
+   *  "open" (any name; also an older server without /session), "token" or
+   *  "accounts" (log in with a name and password; see login.js). */
+  auth: "open",
+  /** --auth accounts: the name the session cookie is logged in as, or null. */
+  account: null,
+  /** The page's token (--auth token) or account (--auth accounts) says admin:
+   *  moderation buttons are shown (the server checks for itself; this only
+   *  decides what to offer). */
   admin: false,
   /** The live WebSocket, or null. */
   ws: null,

@@ -1,6 +1,7 @@
 /**
  * UI wiring: what the user's clicks and keys do. The only module that adds
- * event listeners to the page (besides the WebSocket's own in socket.js).
+ * event listeners to the page (besides the WebSocket's own in socket.js, and
+ * login.js's for the login form and Log out, which exist in accounts mode).
  */
 
 import { STORAGE_KEY, TYPING_SEND_INTERVAL_MS } from "./config.js";
@@ -26,6 +27,13 @@ export const ui = {
     if (state.status === "connecting") {
       return;
     }
+    if (state.auth === "accounts") {
+      // The name is the session's (the field is read-only): this is a retry.
+      if (state.account !== null) {
+        ui.connect(state.account);
+      }
+      return;
+    }
     const name = dom.username.value.trim();
     const error = validateUsername(name);
     usernameError(error);
@@ -35,6 +43,12 @@ export const ui = {
     }
     dom.username.value = name;
     storageSet(STORAGE_KEY, name);
+    ui.connect(name);
+  },
+
+  /** Joins the room as `name` (already valid), deliberately: not a reconnect. */
+  connect(name) {
+    usernameError("");
     if (name !== state.username) {
       // Another identity: its view of the room starts afresh.
       ui.resetRoomView();

@@ -224,6 +224,47 @@ impl Page<'_> {
         );
     }
 
+    /// Loads `url` in this tab and waits until it has loaded.
+    pub fn goto(&self, url: &str) {
+        self.navigate(url);
+    }
+
+    /// Loads the tab's current address again, as the reload button does.
+    pub fn reload(&self) {
+        let url = self.eval("window.location.href");
+        let url = url
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no address to reload: {url}", self.name));
+        self.navigate(url);
+    }
+
+    /// The cookies this tab's browser context holds for `url`, HttpOnly ones included
+    /// (CDP `Network.getCookies`; each is a DevTools `Cookie` object: `name`, `value`,
+    /// `httpOnly`, `sameSite`, `expires`...).
+    pub fn cookies(&self, url: &str) -> Vec<Value> {
+        let reply = self.call("Network.getCookies", json!({ "urls": [url] }));
+        reply["cookies"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Stores a cookie for `url` in this tab's browser context, as if a response had set
+    /// it (CDP `Network.setCookie`; `cookie` holds `name`, `value` and any of its other
+    /// fields, such as `httpOnly`).
+    pub fn set_cookie(&self, url: &str, cookie: &Value) {
+        let mut params = cookie.clone();
+        params["url"] = json!(url);
+        self.call("Network.setCookie", params);
+        // Its `success` answer is deprecated: look for the cookie instead.
+        let stored = self
+            .cookies(url)
+            .iter()
+            .any(|c| c["name"] == cookie["name"] && c["value"] == cookie["value"]);
+        assert!(
+            stored,
+            "{}: the browser refused the cookie {cookie}",
+            self.name
+        );
+    }
+
     /// The label given at `open`, for failure messages.
     pub fn name(&self) -> &str {
         &self.name

@@ -41,8 +41,20 @@ impl BrowserTest {
     /// the system's temp dir (removed when the test ends), with `config`'s other settings.
     /// `name` tells the directories of concurrent tests apart.
     pub fn durable(name: &str, config: Config) -> Option<BrowserTest> {
+        Self::durable_with(name, config, |_| {})
+    }
+
+    /// Like [`BrowserTest::durable`], with `prepare` run on the fresh data directory
+    /// before the server starts on it (to add accounts with `chat-mio-server user add`,
+    /// for instance).
+    pub fn durable_with(
+        name: &str,
+        config: Config,
+        prepare: impl FnOnce(&Path),
+    ) -> Option<BrowserTest> {
         let chromium = chromium_or_skip()?;
         let data_dir = TempDir::new(name);
+        prepare(data_dir.path());
         let server = TestServer::with_config(Config {
             store: StoreKind::Sqlite,
             data_dir: data_dir.path().to_owned(),

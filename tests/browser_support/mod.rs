@@ -7,7 +7,9 @@
 //! - [`Page`]: one tab as a person uses it (`type_into`, `click`, `press_enter`), with
 //!   `eval` and `wait_until` for what the page shows, and `set_color_scheme`;
 //! - [`join`], [`message_shown`], [`notice_shown`]: what a person does and sees on the
-//!   chat page.
+//!   chat page;
+//! - [`add_user`]: an account for `--auth accounts`, added with the real binary;
+//!   [`axe`]: accessibility audits.
 //!
 //! Missing Chromium: the test is skipped loudly, or fails with `CHAT_REQUIRE_BROWSER=1`.
 //!
@@ -28,6 +30,8 @@
 //! background thread, and reuses the tungstenite and serde_json the tests already build.
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
+mod accounts;
+pub mod axe;
 mod browser;
 mod cdp;
 mod chromium;
@@ -38,6 +42,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+pub use accounts::add_user;
 pub use browser::{Browser, ColorScheme, Page};
 pub use fixture::{browser_or_skip, BrowserTest};
 
