@@ -16,17 +16,14 @@
 mod browser_support;
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use browser_support::axe::{audit, axe_source};
 use browser_support::{
-    join, js_string, message_shown, notice_shown, skip_or_fail, BrowserTest, ColorScheme, Page,
+    join, js_string, message_shown, notice_shown, BrowserTest, ColorScheme, Page,
 };
 use chat_mio_server::Config;
 use serde_json::{json, Value};
-
-/// The rule sets of WCAG 2.0 and 2.1, levels A and AA.
-const WCAG_TAGS: &str = "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']";
 
 #[test]
 fn chat_page_has_no_accessibility_violations() {
@@ -204,89 +201,4 @@ fn show_typing(typist: &Page<'_>, reader: &Page<'_>) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// axe-core's browser build, or `None` (after the skip banner) when it is not installed.
-fn axe_source() -> Option<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js");
-    match std::fs::read_to_string(&path) {
-        Ok(source) => Some(source),
-        Err(e) => {
-            skip_or_fail(&format!(
-                "axe-core not found at {} ({e}); run `npm ci` at the repository root",
-                path.display()
-            ));
-            None
-        }
-    }
-}
-
-/// Runs axe on `page` rendered in `scheme` and returns one readable paragraph per violation.
-fn audit(page: &Page<'_>, axe: &str, scheme: ColorScheme, when: &str) -> Vec<String> {
-    page.set_color_scheme(scheme);
-    page.wait_until(
-        &format!("the page is in the {} scheme", scheme.name()),
-        &format!(
-            "matchMedia('(prefers-color-scheme: {})').matches",
-            scheme.name()
-        ),
-    );
-    // Colours fade between schemes; axe must see the final ones.
-    page.wait_until(
-        "no transition is running",
-        "document.getAnimations().length === 0",
-    );
-    if page.eval("typeof window.axe === 'object'") != Value::Bool(true) {
-        page.eval(&format!("{axe};\ntrue"));
-    }
-    let result = page.eval(&format!(
-        "axe.run(document, {{
-            runOnly: {{ type: 'tag', values: {WCAG_TAGS} }},
-            resultTypes: ['violations'],
-        }}).then(r => r.violations.map(v => ({{
-            id: v.id, impact: v.impact, help: v.help,
-            nodes: v.nodes.map(n => ({{
-                target: n.target.join(' '),
-                summary: n.failureSummary,
-                contrast: n.any.concat(n.all, n.none)
-                    .map(c => c.data).filter(d => d && d.contrastRatio !== undefined)
-                    .map(d => `${{d.fgColor}} on ${{d.bgColor}}: ${{d.contrastRatio}}:1 (needs ${{d.expectedContrastRatio}})`),
-            }})),
-        }})))"
-    ));
-    let violations = result
-        .as_array()
-        .unwrap_or_else(|| panic!("axe returned no list: {result}"));
-    violations
-        .iter()
-        .map(|v| {
-            describe(
-                v,
-                &format!("{}, {} scheme, {when}", page.name(), scheme.name()),
-            )
-        })
-        .collect()
-}
-
-/// One violation as text: rule, impact, where, and each element with its contrast figures.
-fn describe(violation: &Value, context: &str) -> String {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let mut out = format!(
-        "[{impact}] {id}: {help} ({context})\n",
-        impact = text(&violation["impact"]),
-        id = text(&violation["id"]),
-        help = text(&violation["help"]),
-    );
-    for node in violation["nodes"].as_array().into_iter().flatten() {
-        out.push_str(&format!("  - {}\n", text(&node["target"])));
-        for figure in node["contrast"].as_array().into_iter().flatten() {
-            out.push_str(&format!("      {}\n", text(figure)));
-        }
-        if node["contrast"].as_array().is_none_or(Vec::is_empty) {
-            for line in text(&node["summary"]).lines() {
-                out.push_str(&format!("      {line}\n"));
-            }
-        }
-    }
-    out
 }

@@ -1,13 +1,13 @@
 //! The browser client with built-in accounts (`--auth accounts`) in headless Chromium. The
-//! accounts are added with the real binary (`chat-mio-server user add`, password on stdin)
-//! to a fresh data directory, and the server runs on it in accounts mode. The page asks
+//! accounts are added to a fresh data directory as `chat-mio-server user add` adds them
+//! (`browser_support::add_user`), and the server runs on it in accounts mode. The page asks
 //! `GET /session`, shows the login form, says so inline when the password is wrong (and
 //! opens no connection), logs in and chats as the session's user, keeps the session over a
 //! reload (the cookie), and after Log out shows the form again; the old session's cookie is
-//! then worth nothing, in this tab or another one. A page whose session was ended in
-//! another tab, refused at its next upgrade, shows the form instead of retrying. Guessing
-//! passwords ends in the throttle's refusal, with the wait. An admin account moderates from the page
-//! as an admin token does. The login form passes the axe-core audit.
+//! then worth nothing, in this tab or another one. A page whose session was logged out in
+//! another tab is closed by the server and shows the form instead of retrying. Guessing
+//! passwords ends in the throttle's refusal, with the wait. An admin account moderates from
+//! the page as an admin token does. The login form passes the axe-core audit.
 //!
 //! Skipped (loudly) when Chromium is not installed, unless `CHAT_REQUIRE_BROWSER=1`.
 
@@ -270,7 +270,7 @@ fn a_person_logs_in_chats_reloads_and_logs_out() {
 }
 
 #[test]
-fn a_join_refused_after_a_logout_elsewhere_brings_the_form_back() {
+fn a_logout_in_another_tab_closes_this_one_and_brings_the_form_back() {
     let Some(test) = accounts_test("login-refused") else {
         return;
     };
@@ -290,13 +290,8 @@ fn a_join_refused_after_a_logout_elsewhere_brings_the_form_back() {
     other_tab.click("#logout-btn");
     other_tab.wait_until("the other tab shows the login form", LOGIN_FORM_SHOWN);
 
-    // The first page joins another room: the upgrade is refused (a page sees only a
-    // close), the session is found ended, and the form comes back instead of retries.
-    // (Should the server close the session's sockets at logout, the page is there already.)
-    if page.eval("document.getElementById('login-section').hidden") == json!(true) {
-        page.type_into("#room-input", "random");
-        page.press_enter();
-    }
+    // The server closes every socket of the logged-out session (4001): the first page finds
+    // the session ended and shows the form instead of retrying.
     page.wait_until("the login form is back", LOGIN_FORM_SHOWN);
     assert_eq!(
         page.eval("document.getElementById('login-error').textContent"),
@@ -311,13 +306,13 @@ fn a_join_refused_after_a_logout_elsewhere_brings_the_form_back() {
         "the name kept, the password asked, no socket and no reconnecting"
     );
 
-    // Logging in again brings the page back, into the room it had switched to.
+    // Logging in again brings the page back, into its room.
     page.type_into("#login-password", PASSWORD);
     page.press_enter();
     page.wait_until("alice is back", &connected_as("alice"));
     assert_eq!(
         page.eval("document.getElementById('room-name').textContent"),
-        json!("random"),
+        json!("general"),
     );
     for p in [&page, &other_tab] {
         assert_eq!(p.errors(), Vec::<String>::new(), "errors on {}", p.name());

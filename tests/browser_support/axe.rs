@@ -1,7 +1,6 @@
-//! axe-core audits for the browser tests (the WCAG 2.1 A and AA rules), for tests besides
-//! `tests/accessibility.rs` that audit a page they brought into some state (the login form
-//! of `--auth accounts`, for instance). The same functions as in `tests/accessibility.rs`,
-//! which predates this module and keeps its own copy for now.
+//! axe-core audits for the browser tests (the WCAG 2.1 A and AA rules): `tests/accessibility.rs`
+//! and any test that audits a page it brought into some state (the login form of
+//! `--auth accounts`, for instance).
 
 use std::path::PathBuf;
 
