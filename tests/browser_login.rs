@@ -417,6 +417,49 @@ fn an_admin_account_moderates_from_the_page() {
 }
 
 #[test]
+fn an_admin_kicks_only_the_tab_that_sent_a_message() {
+    let Some(test) = accounts_test("login-kick-sender") else {
+        return;
+    };
+    let admin = test.open("ada's page", "/");
+    log_in_and_join(&admin, "ada");
+    let loud = test.open("alice's loud tab", "/");
+    log_in_and_join(&loud, "alice");
+    // Another tab of alice (each page here has its own cookie jar: it logs in too).
+    let quiet = test.open("alice's quiet tab", "/");
+    log_in_and_join(&quiet, "alice");
+
+    loud.type_into("#messageInput", "buy cheap pills");
+    loud.press_enter();
+    admin.wait_until(
+        "the message is shown with a Kick sender button",
+        "Array.from(document.querySelectorAll('#messages .message'))
+            .some(m => m.querySelector('.text')?.textContent === 'buy cheap pills'
+                && m.querySelector('[data-action=kick-sender]') !== null)",
+    );
+    admin.eval(
+        "window.confirm = () => true;
+         Array.from(document.querySelectorAll('#messages .message'))
+            .find(m => m.querySelector('.text')?.textContent === 'buy cheap pills')
+            .querySelector('[data-action=kick-sender]').click(); true",
+    );
+    loud.wait_until(
+        "the loud tab says why it was removed",
+        &notice_shown("error", "Kicked by an admin: by an admin, for a message"),
+    );
+    // The quiet tab is still in and can speak.
+    quiet.type_into("#messageInput", "sorry about that");
+    quiet.press_enter();
+    admin.wait_until(
+        "the quiet tab's message arrives",
+        &message_shown("alice", "sorry about that"),
+    );
+    for p in [&admin, &loud, &quiet] {
+        assert_eq!(p.errors(), Vec::<String>::new(), "errors on {}", p.name());
+    }
+}
+
+#[test]
 fn the_login_form_has_no_accessibility_violations() {
     let Some(axe) = axe_source() else {
         return;

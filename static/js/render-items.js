@@ -99,8 +99,9 @@ export function markDeleted(item) {
 }
 
 /**
- * An admin's Delete button under a message (only on pages whose token says
- * admin; the server checks again). Handled by ui.js through data-action.
+ * An admin's buttons under a message (only on pages of an admin; the server
+ * checks again): Delete it, and, under someone else's, Kick the one tab that
+ * sent it. Handled by ui.js through data-action.
  */
 function addModActions(item) {
   if (!state.admin || !item.hasAttribute("data-id")) {
@@ -112,6 +113,14 @@ function addModActions(item) {
   del.setAttribute("data-action", "delete");
   del.setAttribute("aria-label", "Delete this message for everyone");
   actions.appendChild(del);
+  if (!item.classList.contains("own")) {
+    const kick = element("button", "btn-link", "Kick sender");
+    kick.type = "button";
+    kick.setAttribute("data-action", "kick-sender");
+    kick.setAttribute("aria-label", "Disconnect the tab that sent this message");
+    actions.appendChild(document.createTextNode(" "));
+    actions.appendChild(kick);
+  }
   item.appendChild(actions);
 }
 

@@ -178,6 +178,13 @@ export const ui = {
       }
       return;
     }
+    if (action === "kick-sender") {
+      const id = Number(item.getAttribute("data-id"));
+      if (Number.isSafeInteger(id) && window.confirm("Disconnect the tab that sent this message?")) {
+        socket.sendJson({ type: "kick", id: id, reason: "by an admin, for a message" });
+      }
+      return;
+    }
     if (action === "reply") {
       ui.setDmTarget(item.getAttribute("data-from") || "");
       return;
