@@ -99,7 +99,12 @@ impl ChatServer {
                 token_auth: config.token_auth,
             },
             clients: BTreeMap::new(),
-            rooms: Rooms::new(config.max_rooms, config.history),
+            rooms: Rooms::new(
+                config.max_rooms,
+                config.history,
+                config.room_history_bytes,
+                config.history_budget,
+            ),
             timers: Timers::default(),
             next_serial: 0,
             outputs: VecDeque::new(),
@@ -186,6 +191,10 @@ impl ChatServer {
                 reason,
             } => {
                 self.backend_dismiss(now, user, CloseReason::Banned, minutes, reason);
+                Ok(())
+            }
+            Input::HistoryBudget { bytes } => {
+                self.rooms.set_budget(bytes);
                 Ok(())
             }
         }
@@ -297,6 +306,20 @@ impl ChatServer {
     /// that closed a flooding client included.
     pub fn messages_rate_limited(&self) -> u64 {
         self.rate_limited
+    }
+
+    /// What the rooms' histories hold in memory, in bytes: each held message's text, sender's
+    /// name and `client_msg_id`, plus a fixed overhead per message. At most
+    /// [`Config::history_budget`] (or the last [`Input::HistoryBudget`]).
+    pub fn history_bytes(&self) -> usize {
+        self.rooms.history_bytes()
+    }
+
+    /// Messages forgotten from memory so far to keep the histories within their budget (not
+    /// those that left a room's history for newer ones, by [`Config::history`] or
+    /// [`Config::room_history_bytes`]).
+    pub fn history_trimmed(&self) -> u64 {
+        self.rooms.history_trimmed()
     }
 
     /// How many rooms exist, those nobody is in (kept for their history) included. At most
@@ -586,7 +609,10 @@ impl ChatServer {
             Command::Message {
                 text,
                 client_msg_id,
-            } => from.post(out, pending, room, text, client_msg_id),
+            } => {
+                from.post(out, pending, room, text, client_msg_id);
+                self.rooms.history_changed(room_name, true);
+            }
             Command::Typing => {
                 if room.may_type(from.user, now.instant, s.typing_interval) {
                     from.typing(out, room);
@@ -656,13 +682,8 @@ impl ChatServer {
                 };
                 let h = &mut room.history;
                 // Storage may hold what memory no longer does.
-                let known = match h.get_mut(id) {
-                    Some(m) => {
-                        m.delete();
-                        true
-                    }
-                    None => self.settings.durable && id <= h.last_id(),
-                };
+                let held = h.delete(id);
+                let known = held || (self.settings.durable && id <= h.last_id());
                 if !known {
                     let message = format!("there is no message {id} in this room to delete");
                     refuse(&mut self.outputs, &message, ErrorCode::UnknownMessage);
@@ -677,6 +698,9 @@ impl ChatServer {
                     .encode()
                 });
                 room.broadcast(&mut self.outputs, None, v2.as_ref());
+                if held {
+                    self.rooms.history_changed(&name, false);
+                }
                 if self.settings.durable {
                     self.outputs
                         .push_back(Output::DeleteStored { room: name, id });
@@ -778,6 +802,7 @@ impl ChatServer {
         };
         let id = message.id;
         deliver(&mut self.outputs, room, name, s.epoch, message);
+        self.rooms.history_changed(name, true);
         Ok(id)
     }
 
