@@ -45,6 +45,8 @@ enum Step {
     Disconnect(u64),
     Timeout,
     Advance(u64),
+    /// The driver moves the history budget to this many bytes.
+    Budget(usize),
 }
 
 /// Text frames: well-formed commands, nearly-well-formed JSON, and anything at all.
@@ -78,6 +80,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Timeout),
         1 => (0u64..2_000).prop_map(Step::Advance),
         1 => (0u64..120_000).prop_map(Step::Advance),
+        1 => prop_oneof![Just(usize::MAX), 0usize..4_000].prop_map(Step::Budget),
     ]
 }
 
@@ -200,7 +203,10 @@ proptest! {
             Step::Flood(i, n) => vec![Step::Text(i, r#"{"type":"message","message":"flood"}"#.into()); n],
             s => vec![s],
         });
+        // The last history budget given: the histories never hold more.
+        let mut budget = usize::MAX;
         for step in steps {
+            prop_assert!(h.server.history_bytes() <= budget, "history over its budget");
             let now = h.now.instant;
             let input = match &step {
                 Step::Advance(ms) => { h.advance(Duration::from_millis(*ms)); continue; }
@@ -219,13 +225,14 @@ proptest! {
                 Step::Activity(i) => Input::Activity { client: ClientId(*i) },
                 Step::Disconnect(i) => Input::Disconnect { client: ClientId(*i) },
                 Step::Timeout => Input::Timeout,
+                Step::Budget(bytes) => Input::HistoryBudget { bytes: *bytes },
             };
             let valid = match &input {
                 Input::Connect { client, .. } => !conns.contains_key(client),
                 Input::Text { client, .. }
                 | Input::Activity { client }
                 | Input::Disconnect { client } => conns.contains_key(client),
-                Input::Timeout => true,
+                Input::Timeout | Input::HistoryBudget { .. } => true,
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
                 Input::Expires { .. } | Input::TokenVerified { .. } | Input::Grant { .. } => {
                     unreachable!("no token authentication here")
@@ -267,7 +274,7 @@ proptest! {
                 | Input::Text { client, .. }
                 | Input::Activity { client }
                 | Input::Disconnect { client } => Some(*client),
-                Input::Timeout => None,
+                Input::Timeout | Input::HistoryBudget { .. } => None,
                 Input::Stored { .. } | Input::Fetched { .. } => unreachable!("not durable here"),
                 Input::Expires { .. } | Input::TokenVerified { .. } | Input::Grant { .. } => {
                     unreachable!("no token authentication here")
@@ -473,6 +480,10 @@ proptest! {
                             }
                         }
                     }
+                }
+                Input::HistoryBudget { bytes } => {
+                    prop_assert_eq!(out, vec![], "trimming history tells nobody");
+                    budget = *bytes;
                 }
                 Input::Timeout => {
                     for o in &out {

@@ -176,6 +176,17 @@ pub struct Config {
     /// always sets it; an embedding program usually handles signals itself.
     #[arg(skip = false)]
     pub handle_signals: bool,
+
+    /// Most memory the growing structures may hold together (history, outbound queues,
+    /// messages and request heads being received); past it the server sheds: history first,
+    /// then the slowest readers, then the largest unfinished messages (see README, Limits).
+    /// Sizes like 512MiB or 1GiB; 0 = no budget
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = size)]
+    pub memory_budget: usize,
+
+    /// Most bytes of chat messages each room keeps in memory, besides --history's count
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = size)]
+    pub history_bytes: usize,
 }
 
 impl Default for Config {
@@ -207,6 +218,14 @@ impl Config {
             .with_heartbeat_interval(nonzero(self.heartbeat))
             .with_idle_timeout(nonzero(self.idle_timeout))
             .with_history(self.history)
+            .with_room_history_bytes(self.history_bytes)
+            // The event loop gives history what the rest of the memory budget leaves; at
+            // start that is all of it.
+            .with_history_budget(if self.memory_budget == 0 {
+                usize::MAX
+            } else {
+                self.memory_budget
+            })
             .with_max_rooms(self.max_rooms)
     }
 }
@@ -246,10 +265,70 @@ fn room_access(s: &str) -> Result<RoomAccess, String> {
     Ok(RoomAccess { room, users })
 }
 
+/// A size in bytes: a whole number with an optional unit, `B`, `KiB`, `MiB`, `GiB` (powers of
+/// 1024; `K`, `M`, `G` too) or `KB`, `MB`, `GB` (powers of 1000), case-insensitive
+/// (`512MiB`, `64mib`, `1GiB`, `65536`).
+pub fn size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (for example 512MiB, 1GiB or 65536)"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let factor: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use B, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(factor)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// A non-negative number of seconds, fractions allowed (`0.5`).
 fn seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a usable duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        let cases: &[(&str, Option<usize>)] = &[
+            ("65536", Some(65_536)),
+            ("0", Some(0)),
+            ("512MiB", Some(512 << 20)),
+            ("64mib", Some(64 << 20)),
+            ("1GiB", Some(1 << 30)),
+            ("1 GiB", Some(1 << 30)),
+            ("8K", Some(8192)),
+            ("2MB", Some(2_000_000)),
+            ("10b", Some(10)),
+            ("", None),
+            ("MiB", None),
+            ("-1MiB", None),
+            ("1.5GiB", None),
+            ("12 parsecs", None),
+            ("99999999999999GiB", None),
+        ];
+        for &(input, want) in cases {
+            assert_eq!(size(input).ok(), want, "{input:?}");
+        }
+    }
 }

@@ -98,6 +98,25 @@ pub struct Session {
     /// The id of the login session this connection was admitted with (`--auth accounts`), so
     /// a logout can close it. A secret: never logged.
     pub login: Option<Box<str>>,
+    /// Bytes read since the last complete data message: what tungstenite holds of a message
+    /// still coming (the memory budget's "partial" kind; see [`Conn::partial_bytes`]).
+    partial: usize,
+}
+
+/// Bytes of a control frame from a client besides its payload: 2 of header and 4 of mask (a
+/// control frame's payload is at most 125 bytes, so no extended length).
+const CONTROL_FRAME_OVERHEAD: usize = 6;
+
+/// What a connection holds of the memory budget's kinds, as last counted
+/// (`event_loop/memory.rs` keeps the server's totals from these).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// The request head being received.
+    pub head: usize,
+    /// A WebSocket message being received.
+    pub partial: usize,
+    /// Outbound bytes of its own (not shared with the turn's batch).
+    pub outbound: usize,
 }
 
 /// A chat client whose WebSocket ended: it must leave the chat.
@@ -171,6 +190,8 @@ pub struct Conn {
     /// The flush round that last scheduled this connection (`event_loop/flush.rs`): it is in
     /// the round's list of connections to flush when this equals the loop's current round.
     pub flush_round: u64,
+    /// What the memory budget last counted for this connection (`event_loop/memory.rs`).
+    pub counted: Held,
 }
 
 impl Conn {
@@ -188,6 +209,23 @@ impl Conn {
             deadline: None,
             counted_ip: None,
             flush_round: 0,
+            counted: Held::default(),
+        }
+    }
+
+    /// What this connection holds now, of the memory budget's kinds: its request head's
+    /// buffer, the message it is receiving, and the outbound bytes it owns (frames it shares
+    /// with the turn's batch are the batch's).
+    pub fn held(&self) -> Held {
+        let (head, partial) = match &self.state {
+            State::Http { head, .. } => (head.capacity(), 0),
+            State::WebSocket { session, .. } => (0, session.partial),
+            State::Closing(_) | State::Gone => (0, 0),
+        };
+        Held {
+            head,
+            partial,
+            outbound: self.out.owned(),
         }
     }
 
@@ -283,6 +321,7 @@ impl Conn {
                 ctx,
                 user,
                 login: None,
+                partial: 0,
             }),
             reading: Reading::Open,
         };
@@ -337,6 +376,7 @@ impl Conn {
         let State::WebSocket { session, .. } = &mut self.state else {
             return Ok(None);
         };
+        let before = *bytes_in;
         let mut io = Io {
             stream: &mut self.stream,
             out: &mut self.out,
@@ -345,6 +385,18 @@ impl Conn {
         let result = session.ctx.read(&mut io);
         // A pong or close reply may be waiting inside tungstenite: move it to the queue.
         let _ = session.ctx.flush(&mut io);
+        // What tungstenite holds of a message still coming: every byte read since the last
+        // complete data message, less the control frames among them. (A read that ends a
+        // message may also start the next one: at most one read, 128 bytes, goes uncounted.)
+        let read = usize::try_from(*bytes_in - before).unwrap_or(usize::MAX);
+        session.partial = match &result {
+            Ok(Message::Text(_) | Message::Binary(_)) => 0,
+            Ok(Message::Ping(p) | Message::Pong(p)) => session
+                .partial
+                .saturating_add(read)
+                .saturating_sub(p.len() + CONTROL_FRAME_OVERHEAD),
+            _ => session.partial.saturating_add(read),
+        };
         match result {
             Ok(message) => Ok(Some(message)),
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),

@@ -7,6 +7,25 @@ use std::time::Instant;
 use chat_protocol::CloseReason;
 use chat_store::Stats;
 
+/// The kinds of memory the budget (`--memory-budget`) counts, in the order they are shed and
+/// listed: the rooms' history in memory, outbound queues, WebSocket messages being received,
+/// HTTP request heads being received.
+pub const MEMORY_KINDS: [&str; 4] = ["history", "outbound", "partial", "heads"];
+
+/// The memory budget's gauges and counters (`event_loop/memory.rs` keeps them current).
+#[derive(Debug, Default)]
+pub struct MemoryGauges {
+    /// The budget in bytes; 0 when there is none.
+    pub budget: u64,
+    /// Bytes held now, by [`MEMORY_KINDS`].
+    pub used: [u64; 4],
+    /// What was shed, by [`MEMORY_KINDS`]: messages trimmed from history, slow consumers
+    /// closed, unfinished messages refused, request heads refused.
+    pub shed: [u64; 4],
+    /// The budget was spent recently (set when shedding, cleared below 7/8 of it).
+    pub shedding: bool,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     started: Instant,
@@ -31,6 +50,8 @@ pub struct Metrics {
     closes: [u64; CloseReason::ALL.len()],
     /// Responses by status class: 1xx .. 5xx.
     http_responses: [u64; 5],
+    /// The memory budget.
+    pub memory: MemoryGauges,
 }
 
 impl Metrics {
@@ -55,6 +76,7 @@ impl Metrics {
             logins_busy: 0,
             closes: [0; CloseReason::ALL.len()],
             http_responses: [0; 5],
+            memory: MemoryGauges::default(),
         }
     }
 
@@ -195,6 +217,41 @@ impl Metrics {
             "counter",
             "HTTP responses sent, by status class.",
             &classes,
+        );
+        let kinds = |values: &[u64; 4]| -> Vec<(String, f64)> {
+            MEMORY_KINDS
+                .iter()
+                .zip(values)
+                .map(|(k, n)| (format!("{{kind=\"{k}\"}}"), v(*n)))
+                .collect()
+        };
+        let used = kinds(&self.memory.used);
+        let used: Vec<(&str, f64)> = used.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        let shed = kinds(&self.memory.shed);
+        let shed: Vec<(&str, f64)> = shed.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        metric(
+            "chat_memory_budget_bytes",
+            "gauge",
+            "The memory budget (--memory-budget); 0 when there is none.",
+            &[("", v(self.memory.budget))],
+        );
+        metric(
+            "chat_memory_bytes",
+            "gauge",
+            "Bytes the budget counts now, by kind.",
+            &used,
+        );
+        metric(
+            "chat_memory_shed_total",
+            "counter",
+            "Shed to stay within the budget: history messages trimmed, slow consumers closed, unfinished messages and request heads refused.",
+            &shed,
+        );
+        metric(
+            "chat_memory_shedding",
+            "gauge",
+            "1 while the memory budget is spent and the server sheds.",
+            &[("", if self.memory.shedding { 1.0 } else { 0.0 })],
         );
         metric(
             "chat_draining",

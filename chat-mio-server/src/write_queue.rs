@@ -83,6 +83,24 @@ impl WriteQueue {
         self.len
     }
 
+    /// Bytes still to write that this queue owns: everything but the frames it shares with the
+    /// turn's batch (counted once, as the batch's). After a flush that left bytes behind it
+    /// owns all it still has to write ([`WriteQueue::own_shared`]).
+    pub fn owned(&self) -> usize {
+        let mut owned = 0;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if let Chunk::Ready {
+                bytes,
+                shared: false,
+                ..
+            } = chunk
+            {
+                owned += bytes.len() - if i == 0 { self.written } else { 0 };
+            }
+        }
+        owned
+    }
+
     /// Queues bytes of this connection's own.
     pub fn push(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {

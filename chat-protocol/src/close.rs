@@ -52,11 +52,16 @@ pub enum CloseReason {
     /// [`Output::CloseWith`](crate::Output::CloseWith), with the ban's end and reason in the
     /// text. 4004.
     Banned,
+    /// The driver: the server's memory budget is spent, and this connection held one of the
+    /// largest messages still being received (or the server API's request head): its message
+    /// is refused. 1009, as for a message too big: too big for the server now. Only after
+    /// history was trimmed and the slow consumers holding the most were closed.
+    OverBudget,
 }
 
 impl CloseReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::SlowConsumer,
         CloseReason::RateLimited,
         CloseReason::TooBig,
@@ -69,6 +74,7 @@ impl CloseReason {
         CloseReason::TokenExpired,
         CloseReason::Kicked,
         CloseReason::Banned,
+        CloseReason::OverBudget,
     ];
 
     /// The close code (RFC 6455 section 7.4.1), the close frame's reason text (well under a
@@ -91,6 +97,11 @@ impl CloseReason {
             CloseReason::TokenExpired => (4001, "token expired", "token_expired"),
             CloseReason::Kicked => (4003, "kicked by an admin", "kicked"),
             CloseReason::Banned => (4004, "banned by an admin", "banned"),
+            CloseReason::OverBudget => (
+                1009,
+                "message refused: server memory is full, try again later",
+                "memory_budget",
+            ),
         }
     }
 

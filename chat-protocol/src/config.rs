@@ -45,6 +45,18 @@ pub struct Config {
     /// [`ChatServer::restore`](crate::ChatServer::restore)) and takes a new one when ids may
     /// have been handed out that storage did not keep. Default 0.
     pub epoch: u64,
+    /// The most bytes one room's history holds in memory (its messages' texts, senders'
+    /// names and `client_msg_id`s, plus a fixed overhead per message), besides
+    /// [`history`](Self::history)'s count: the oldest messages go first. A message bigger than
+    /// this alone is delivered but not held (and nothing before it). Default 1 MiB.
+    pub room_history_bytes: usize,
+    /// The most bytes all rooms' histories hold together. Past it the oldest messages of the
+    /// room that got a message least recently go first, then the next such room's. A driver
+    /// with a memory budget moves it as the rest of its memory grows and shrinks
+    /// ([`Input::HistoryBudget`](crate::Input::HistoryBudget)). With
+    /// [`durable`](Self::durable) storage, messages trimmed from memory are still on disk for
+    /// scroll-back. Default `usize::MAX` (no bound besides the per-room ones).
+    pub history_budget: usize,
     /// The most rooms kept at once. A room nobody is in is kept, with its history, until a new
     /// room needs its place; then the one that has been empty longest is forgotten. When every
     /// room has someone in it, a connection to a new room is closed with
@@ -77,6 +89,8 @@ impl Default for Config {
             heartbeat_interval: Some(Duration::from_secs(25)),
             idle_timeout: Some(Duration::from_secs(60)),
             history: 100,
+            room_history_bytes: 1024 * 1024,
+            history_budget: usize::MAX,
             epoch: 0,
             max_rooms: 1000,
             typing_interval: Duration::from_secs(2),
@@ -112,6 +126,20 @@ impl Config {
     #[must_use]
     pub fn with_history(mut self, messages: usize) -> Self {
         self.history = messages;
+        self
+    }
+
+    /// Sets [`room_history_bytes`](Self::room_history_bytes).
+    #[must_use]
+    pub fn with_room_history_bytes(mut self, bytes: usize) -> Self {
+        self.room_history_bytes = bytes;
+        self
+    }
+
+    /// Sets [`history_budget`](Self::history_budget).
+    #[must_use]
+    pub fn with_history_budget(mut self, bytes: usize) -> Self {
+        self.history_budget = bytes;
         self
     }
 

@@ -29,19 +29,38 @@ impl Stored {
         self.text = Payload::from("");
         self.deleted = true;
     }
+
+    /// The bytes this message costs while held: its text, its sender's name and its
+    /// `client_msg_id`, plus [`HELD_OVERHEAD`] for the entry itself and its index. An
+    /// estimate that never undercounts what a client can make grow (the text).
+    pub(crate) fn cost(&self) -> usize {
+        HELD_OVERHEAD
+            + self.text.len()
+            + self.user.len()
+            + self.client_msg_id.as_ref().map_or(0, |k| k.len())
+    }
 }
+
+/// What a held message costs besides its strings: the ring's slot and, for a message with a
+/// `client_msg_id`, its entry in the index.
+pub(crate) const HELD_OVERHEAD: usize = std::mem::size_of::<Stored>() + 32;
 
 /// The held messages, oldest first, as the `messages` of a `history` frame.
 pub(crate) type Held<'a> = vec_deque::Iter<'a, Stored>;
 
-/// The id counter of a room and its last `limit` messages.
+/// The id counter of a room and its last messages: at most `limit` of them, costing at most
+/// `byte_limit` bytes ([`Stored::cost`]) together.
 ///
 /// The held messages always have consecutive ids ending at `last_id`, so a message is found by
 /// arithmetic on its id, and the range of `since` values that can be resumed is
-/// `last_id - held .. last_id`.
+/// `last_id - held .. last_id`. Messages leave from the oldest end only (the ring, the byte
+/// bound, or the server's memory budget through [`History::pop_oldest`]), which keeps that so.
 #[derive(Debug)]
 pub(crate) struct History {
     limit: usize,
+    byte_limit: usize,
+    /// What the held messages cost together.
+    bytes: usize,
     messages: VecDeque<Stored>,
     /// The id of the newest message ever posted (not necessarily held), or the id the room
     /// starts after.
@@ -53,9 +72,11 @@ pub(crate) struct History {
 
 impl History {
     /// An empty history whose first message will get id `start_after + 1`.
-    pub(crate) fn new(limit: usize, start_after: u64) -> Self {
+    pub(crate) fn new(limit: usize, byte_limit: usize, start_after: u64) -> Self {
         History {
             limit,
+            byte_limit,
+            bytes: 0,
             messages: VecDeque::new(),
             last_id: start_after,
             by_client_msg_id: BTreeMap::new(),
@@ -66,6 +87,7 @@ impl History {
     /// are consecutive and end at `last_id`, at most `limit` of them; the rest is dropped.
     pub(crate) fn restored(
         limit: usize,
+        byte_limit: usize,
         last_id: u64,
         messages: Vec<RestoredMessage>,
         durability: Durability,
@@ -80,7 +102,7 @@ impl History {
             expected -= 1;
         }
         // `expected` is `last_id - keep`: the id the kept run starts after.
-        let mut history = History::new(limit, expected);
+        let mut history = History::new(limit, byte_limit, expected);
         let skip = messages.len() - keep;
         for m in messages.into_iter().skip(skip) {
             history.push(Stored {
@@ -114,19 +136,34 @@ impl History {
         self.last_id - self.messages.len() as u64
     }
 
+    /// What the held messages cost together ([`Stored::cost`]).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether no message is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
     /// Records `message`, which has id [`next_id`](Self::next_id), forgetting the oldest held
-    /// message if the ring is full.
+    /// messages while more than `limit` messages or `byte_limit` bytes are held. A message that
+    /// costs more than `byte_limit` alone is not held, and nothing before it either (held ids
+    /// end at the last one).
     pub(crate) fn push(&mut self, message: Stored) {
         debug_assert_eq!(message.id, self.next_id(), "ids are consecutive");
         self.last_id = message.id;
-        if self.limit == 0 {
+        let cost = message.cost();
+        if self.limit == 0 || cost > self.byte_limit {
+            while self.pop_oldest().is_some() {}
             return;
         }
-        if self.messages.len() >= self.limit {
-            if let Some(old) = self.messages.pop_front() {
-                self.unindex(&old);
+        while self.messages.len() >= self.limit || self.bytes + cost > self.byte_limit {
+            if self.pop_oldest().is_none() {
+                break;
             }
         }
+        self.bytes += cost;
         if let Some(key) = &message.client_msg_id {
             self.by_client_msg_id
                 .entry(key.clone())
@@ -134,6 +171,28 @@ impl History {
                 .push_back(message.id);
         }
         self.messages.push_back(message);
+    }
+
+    /// Forgets the oldest held message. Returns what it cost, `None` when nothing is held.
+    pub(crate) fn pop_oldest(&mut self) -> Option<usize> {
+        let old = self.messages.pop_front()?;
+        self.unindex(&old);
+        let cost = old.cost();
+        self.bytes -= cost;
+        Some(cost)
+    }
+
+    /// Drops the text of the held message `id` for good (an admin's `delete`). Whether it was
+    /// held.
+    pub(crate) fn delete(&mut self, id: u64) -> bool {
+        let Some(m) = self.get_mut(id) else {
+            return false;
+        };
+        let before = m.cost();
+        m.delete();
+        let after = m.cost();
+        self.bytes = self.bytes - before + after;
+        true
     }
 
     /// Drops the index entry of the oldest held message, which was just forgotten.
@@ -232,7 +291,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_last_messages_and_their_index() {
-        let mut h = History::new(3, 10);
+        let mut h = History::new(3, usize::MAX, 10);
         for i in 0..5 {
             let key = format!("k{}", i % 2);
             let m = msg(&h, "alice", Some(&key));
@@ -253,7 +312,7 @@ mod tests {
 
     #[test]
     fn after_answers_only_inside_the_window() {
-        let mut h = History::new(3, 0);
+        let mut h = History::new(3, usize::MAX, 0);
         assert_eq!(ids(h.after(0)), Some(vec![]));
         assert_eq!(ids(h.after(1)), None);
         for _ in 0..5 {
@@ -296,6 +355,7 @@ mod tests {
         for &(limit, last_id, given, kept) in cases {
             let h = History::restored(
                 limit,
+                usize::MAX,
                 last_id,
                 given.iter().map(|&id| m(id)).collect(),
                 Durability::Stored,
@@ -309,7 +369,7 @@ mod tests {
 
     #[test]
     fn range_and_get_see_only_held_ids() {
-        let mut h = History::new(3, 10);
+        let mut h = History::new(3, usize::MAX, 10);
         for _ in 0..5 {
             let m = msg(&h, "a", None);
             h.push(m);
@@ -328,8 +388,51 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_forgets_the_oldest_and_counts_what_is_held() {
+        let text = |n: usize| Payload::from("x".repeat(n));
+        let cost = |n: usize| HELD_OVERHEAD + n + "a".len();
+        // Room for three messages of 100 bytes, not four.
+        let mut h = History::new(100, 3 * cost(100) + 10, 0);
+        for _ in 0..5 {
+            let mut m = msg(&h, "a", None);
+            m.text = text(100);
+            h.push(m);
+        }
+        assert_eq!(ids(Some(h.all())), Some(vec![3, 4, 5]));
+        assert_eq!(h.bytes(), 3 * cost(100));
+        // A bigger one pushes out as many as it needs.
+        let mut m = msg(&h, "a", None);
+        m.text = text(250);
+        h.push(m);
+        assert_eq!(ids(Some(h.all())), Some(vec![5, 6]));
+        assert_eq!(h.bytes(), cost(100) + cost(250));
+        // Deleting drops the text's bytes.
+        assert!(h.delete(6));
+        assert_eq!(h.bytes(), cost(100) + cost(0));
+        assert!(!h.delete(4), "not held");
+        // One too big for the room alone is not held, and nothing before it either.
+        let mut m = msg(&h, "a", None);
+        m.text = text(10_000);
+        h.push(m);
+        assert_eq!(ids(Some(h.all())), Some(vec![]));
+        assert_eq!((h.bytes(), h.last_id(), h.held_after()), (0, 7, 7));
+        assert_eq!(ids(h.after(6)), None, "6 is no longer held: a gap");
+        // The budget's trimming: oldest first, with the cost it frees.
+        for _ in 0..2 {
+            let m = msg(&h, "a", Some("k"));
+            h.push(m);
+        }
+        assert_eq!(h.pop_oldest(), Some(cost(1) + 1));
+        assert_eq!(ids(Some(h.all())), Some(vec![9]));
+        assert_eq!(h.find("a", "k"), Some(9));
+        assert_eq!(h.pop_oldest(), Some(cost(1) + 1));
+        assert_eq!((h.pop_oldest(), h.bytes()), (None, 0));
+        assert_eq!(h.find("a", "k"), None);
+    }
+
+    #[test]
     fn a_zero_limit_holds_nothing_but_counts() {
-        let mut h = History::new(0, 0);
+        let mut h = History::new(0, usize::MAX, 0);
         for _ in 0..3 {
             let m = msg(&h, "a", Some("k"));
             h.push(m);

@@ -225,8 +225,21 @@
 //!
 //! Per client the server keeps its name, room, a token bucket and two instants; the deadline
 //! heap holds at most a constant factor more entries than there are clients. There are at most
-//! [`Config::max_rooms`] rooms, each holding at most [`Config::history`] messages. A client's
-//! malformed command is answered with an error frame of bounded size.
+//! [`Config::max_rooms`] rooms, each holding at most [`Config::history`] messages and
+//! [`Config::room_history_bytes`] bytes of them. A client's malformed command is answered with
+//! an error frame of bounded size.
+//!
+//! History is the one thing in the core that grows with what clients send, so the core counts
+//! it in bytes ([`ChatServer::history_bytes`]: texts, names, `client_msg_id`s and a fixed
+//! overhead per message) and holds all rooms' histories within a budget
+//! ([`Config::history_budget`], moved at run time with [`Input::HistoryBudget`]). Past the
+//! budget it forgets the **oldest messages of the least recently active room** (the room whose
+//! last message is the oldest) first, all of them if need be, then the next such room's. A
+//! trimmed message was delivered live like any other; what changes is that a v2 client
+//! resuming from before it gets a `gap` (the whole remaining history follows), a retry of it
+//! with its `client_msg_id` is a new message, and, in memory only, scroll-back ends before
+//! it. With [`Config::durable`] storage scroll-back reads it from disk as any message older
+//! than memory ("Durability"). The driver decides the budget: the core never measures memory.
 //!
 //! In durable mode, what waits for storage is bounded by what the driver has not answered yet
 //! ([`ChatServer::awaiting_storage`]): one entry per unanswered Store of a message with a
@@ -494,6 +507,16 @@ pub enum Input {
         /// Shown to the user in the close frame and kept with the ban (cut to 200 bytes; may
         /// be empty).
         reason: String,
+    },
+    /// The most bytes the rooms' histories may hold together from now on
+    /// ([`Config::history_budget`]): a driver that keeps a memory budget for the whole server
+    /// gives history what the rest leaves. Past it, histories are trimmed at once (the oldest
+    /// messages of the least recently active room first, see "Bounded resources"), and kept
+    /// within it as messages arrive. No output; [`ChatServer::history_bytes`] and
+    /// [`ChatServer::history_trimmed`] tell the result.
+    HistoryBudget {
+        /// The budget, in bytes (counted as [`ChatServer::history_bytes`] counts).
+        bytes: usize,
     },
 }
 

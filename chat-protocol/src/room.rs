@@ -36,6 +36,11 @@ pub(crate) struct Room {
     pub(crate) history: History,
     /// While nobody is in the room: its number in the order rooms became empty.
     pub(crate) vacant_since: Option<u64>,
+    /// While it holds messages: its number in the order rooms last got one (see
+    /// [`Rooms`](crate::rooms::Rooms), which trims the least recently active first).
+    pub(crate) active_since: Option<u64>,
+    /// What its history cost when [`Rooms`](crate::rooms::Rooms) last counted it.
+    pub(crate) counted_bytes: usize,
 }
 
 impl Room {
@@ -48,6 +53,8 @@ impl Room {
             connections: 0,
             history,
             vacant_since: None,
+            active_since: None,
+            counted_bytes: 0,
         }
     }
 

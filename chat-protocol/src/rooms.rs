@@ -1,4 +1,5 @@
-//! The rooms by name, and which to forget when a new one needs a place.
+//! The rooms by name, which to forget when a new one needs a place, and what their histories
+//! cost together (trimmed, least recently active room first, to fit the history budget).
 
 use std::collections::BTreeMap;
 
@@ -9,11 +10,26 @@ use crate::RoomName;
 
 /// Every room, at most `max` of them. A room nobody is in is kept, with its history, until a
 /// new room needs its place; then the one empty the longest is forgotten.
+///
+/// The histories together cost at most `budget` bytes ([`Stored::cost`](crate::history)):
+/// past it, the oldest messages of the room that got a message least recently go first, then
+/// those of the next such room, and so on.
 #[derive(Debug)]
 pub(crate) struct Rooms {
     max: usize,
     history: usize,
+    /// The most bytes one room's history holds.
+    room_bytes: usize,
+    /// The most bytes all histories hold together.
+    budget: usize,
+    /// What all histories cost now (the sum of the rooms' `counted_bytes`).
+    bytes: usize,
+    /// Messages forgotten to keep within `budget` (not those the rings or `room_bytes` drop).
+    trimmed: u64,
     map: BTreeMap<RoomName, Room>,
+    /// The rooms that hold messages, by the order they last got one (least recent first).
+    active: BTreeMap<u64, RoomName>,
+    next_activity: u64,
     /// The rooms nobody is in, by the order they became empty (oldest first).
     vacant: BTreeMap<u64, RoomName>,
     next_vacancy: u64,
@@ -24,12 +40,19 @@ pub(crate) struct Rooms {
 }
 
 impl Rooms {
-    /// No rooms yet; at most `max` (at least one) rooms of `history` messages each.
-    pub(crate) fn new(max: usize, history: usize) -> Self {
+    /// No rooms yet; at most `max` (at least one) rooms of `history` messages and `room_bytes`
+    /// bytes each, `budget` bytes of history in all.
+    pub(crate) fn new(max: usize, history: usize, room_bytes: usize, budget: usize) -> Self {
         Rooms {
             max: max.max(1),
             history,
+            room_bytes,
+            budget,
+            bytes: 0,
+            trimmed: 0,
             map: BTreeMap::new(),
+            active: BTreeMap::new(),
+            next_activity: 0,
             vacant: BTreeMap::new(),
             next_vacancy: 0,
             retired_last_id: 0,
@@ -86,9 +109,13 @@ impl Rooms {
             let (_, oldest) = self.vacant.pop_first()?;
             if let Some(gone) = self.map.remove(&oldest) {
                 self.retired_last_id = self.retired_last_id.max(gone.history.last_id());
+                self.bytes -= gone.counted_bytes;
+                if let Some(since) = gone.active_since {
+                    self.active.remove(&since);
+                }
             }
         }
-        let history = History::new(self.history, self.retired_last_id);
+        let history = History::new(self.history, self.room_bytes, self.retired_last_id);
         self.map.insert(name.clone(), Room::new(history));
         Some(true)
     }
@@ -113,9 +140,89 @@ impl Rooms {
                 self.retired_last_id = self.retired_last_id.max(r.last_id);
                 continue;
             }
-            let history = History::restored(self.history, r.last_id, r.messages, durability);
+            let history = History::restored(
+                self.history,
+                self.room_bytes,
+                r.last_id,
+                r.messages,
+                durability,
+            );
             self.map.insert(r.name.clone(), Room::new(history));
             self.left(&r.name);
+            // Loaded least recently used first: the first is trimmed first, as it is forgotten.
+            self.counted(&r.name, true);
+        }
+        self.trim();
+    }
+
+    /// What all histories hold, in bytes.
+    pub(crate) fn history_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Messages forgotten so far to keep the histories within the budget.
+    pub(crate) fn history_trimmed(&self) -> u64 {
+        self.trimmed
+    }
+
+    /// Sets the most bytes all histories may hold, and trims them to it.
+    pub(crate) fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
+        self.trim();
+    }
+
+    /// The history of `name` changed (a message held, or one deleted): counts what it costs
+    /// now and, for a new message (`active`), makes it the most recently active room; then
+    /// trims the histories to the budget.
+    pub(crate) fn history_changed(&mut self, name: &RoomName, active: bool) {
+        self.counted(name, active);
+        self.trim();
+    }
+
+    fn counted(&mut self, name: &RoomName, active: bool) {
+        let Some(room) = self.map.get_mut(name) else {
+            return;
+        };
+        let bytes = room.history.bytes();
+        self.bytes = self.bytes - room.counted_bytes + bytes;
+        room.counted_bytes = bytes;
+        if active || room.history.is_empty() {
+            if let Some(since) = room.active_since.take() {
+                self.active.remove(&since);
+            }
+        }
+        if !room.history.is_empty() && room.active_since.is_none() {
+            room.active_since = Some(self.next_activity);
+            self.active.insert(self.next_activity, name.clone());
+            self.next_activity += 1;
+        }
+    }
+
+    /// Forgets the oldest messages of the least recently active rooms until the histories fit
+    /// the budget.
+    fn trim(&mut self) {
+        while self.bytes > self.budget {
+            let Some(entry) = self.active.first_entry() else {
+                debug_assert!(false, "bytes are held only by active rooms");
+                return;
+            };
+            let Some(room) = self.map.get_mut(entry.get()) else {
+                debug_assert!(false, "an active room exists");
+                entry.remove();
+                continue;
+            };
+            while self.bytes > self.budget {
+                let Some(cost) = room.history.pop_oldest() else {
+                    break;
+                };
+                room.counted_bytes -= cost;
+                self.bytes -= cost;
+                self.trimmed += 1;
+            }
+            if room.history.is_empty() {
+                room.active_since = None;
+                entry.remove();
+            }
         }
     }
 

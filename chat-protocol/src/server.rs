@@ -101,7 +101,12 @@ impl ChatServer {
                 token_auth: config.token_auth,
             },
             clients: BTreeMap::new(),
-            rooms: Rooms::new(config.max_rooms, config.history),
+            rooms: Rooms::new(
+                config.max_rooms,
+                config.history,
+                config.room_history_bytes,
+                config.history_budget,
+            ),
             timers: Timers::default(),
             next_serial: 0,
             senders: crate::senders::RecentSenders::default(),
@@ -189,6 +194,10 @@ impl ChatServer {
                 reason,
             } => {
                 self.backend_dismiss(now, user, CloseReason::Banned, minutes, reason);
+                Ok(())
+            }
+            Input::HistoryBudget { bytes } => {
+                self.rooms.set_budget(bytes);
                 Ok(())
             }
         }
@@ -300,6 +309,20 @@ impl ChatServer {
     /// that closed a flooding client included.
     pub fn messages_rate_limited(&self) -> u64 {
         self.rate_limited
+    }
+
+    /// What the rooms' histories hold in memory, in bytes: each held message's text, sender's
+    /// name and `client_msg_id`, plus a fixed overhead per message. At most
+    /// [`Config::history_budget`] (or the last [`Input::HistoryBudget`]).
+    pub fn history_bytes(&self) -> usize {
+        self.rooms.history_bytes()
+    }
+
+    /// Messages forgotten from memory so far to keep the histories within their budget (not
+    /// those that left a room's history for newer ones, by [`Config::history`] or
+    /// [`Config::room_history_bytes`]).
+    pub fn history_trimmed(&self) -> u64 {
+        self.rooms.history_trimmed()
     }
 
     /// How many rooms exist, those nobody is in (kept for their history) included. At most
@@ -593,6 +616,7 @@ impl ChatServer {
                 if let Some(id) = from.post(out, pending, room, text, client_msg_id) {
                     self.senders.record(room_name, id, client, sender.serial);
                 }
+                self.rooms.history_changed(room_name, true);
             }
             Command::Typing => {
                 if room.may_type(from.user, now.instant, s.typing_interval) {
@@ -685,13 +709,8 @@ impl ChatServer {
                 };
                 let h = &mut room.history;
                 // Storage may hold what memory no longer does.
-                let known = match h.get_mut(id) {
-                    Some(m) => {
-                        m.delete();
-                        true
-                    }
-                    None => self.settings.durable && id <= h.last_id(),
-                };
+                let held = h.delete(id);
+                let known = held || (self.settings.durable && id <= h.last_id());
                 if !known {
                     let message = format!("there is no message {id} in this room to delete");
                     refuse(&mut self.outputs, &message, ErrorCode::UnknownMessage);
@@ -706,6 +725,9 @@ impl ChatServer {
                     .encode()
                 });
                 room.broadcast(&mut self.outputs, None, v2.as_ref());
+                if held {
+                    self.rooms.history_changed(&name, false);
+                }
                 if self.settings.durable {
                     self.outputs
                         .push_back(Output::DeleteStored { room: name, id });
@@ -807,6 +829,7 @@ impl ChatServer {
         };
         let id = message.id;
         deliver(&mut self.outputs, room, name, s.epoch, message);
+        self.rooms.history_changed(name, true);
         Ok(id)
     }
 

@@ -111,6 +111,7 @@ impl EventLoop {
                     .ok()
                     .map(|i| written[i].1);
                 self.flush(key, result);
+                self.recount(key);
             }
             self.settle();
         }
@@ -118,6 +119,7 @@ impl EventLoop {
         self.batch.clear_sealed();
         for key in std::mem::take(&mut self.gone) {
             let mut conn = self.conns.remove(key);
+            self.uncount(&conn);
             self.metrics.open_connections -= 1;
             if let Some(ip) = conn.counted_ip {
                 self.clients.release(ip);

@@ -9,6 +9,7 @@
 //! | switching a connection to WebSocket after the `101` | `upgrade.rs` |
 //! | bans (refused upgrades) and deleted messages' text | `moderation.rs` |
 //! | built-in accounts: login, logout, sessions, the upgrade's cookie | `accounts.rs` |
+//! | the memory budget: what connections hold, shedding | `memory.rs` |
 //! | reading WebSocket frames, the read budget, read errors to close codes | `ws_read.rs` |
 //! | the bridge to the core: inputs in, outputs to queued frames | `core_bridge.rs` |
 //! | the turn's frames and flushing: seal, write, interest, removal | `flush.rs` |
@@ -35,6 +36,7 @@ mod core_bridge;
 mod flush;
 pub mod handoff;
 mod http_requests;
+mod memory;
 mod moderation;
 mod shutdown;
 mod storage;
@@ -143,6 +145,8 @@ pub struct EventLoop {
     /// Set when a graceful shutdown began: the instant by which it ends.
     drain_deadline: Option<Instant>,
     scratch: Box<[u8]>,
+    /// The memory budget and what connections hold of it (`memory.rs`).
+    memory: memory::Memory,
 }
 
 impl EventLoop {
@@ -163,6 +167,7 @@ impl EventLoop {
             instant: Instant::now(),
             wall: Utc::now(),
         };
+        let config_memory_budget = config.memory_budget;
         EventLoop {
             poll,
             listener,
@@ -200,6 +205,7 @@ impl EventLoop {
             writer: flush::second_writer(),
             drain_deadline: None,
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
+            memory: memory::Memory::new(config_memory_budget),
         }
     }
 
@@ -311,6 +317,7 @@ impl EventLoop {
             State::Closing(Linger::PeerDone) | State::Gone => {}
         }
         self.settle();
+        self.recount(key);
     }
 
     fn set_deadline(&mut self, key: usize, after: Duration) {
