@@ -101,6 +101,55 @@ pub struct Session {
     /// Bytes read since the last complete data message: what tungstenite holds of a message
     /// still coming (the memory budget's "partial" kind; see [`Conn::partial_bytes`]).
     partial: usize,
+    /// Bytes read and not yet accounted to a frame tungstenite returned, each frame counted at
+    /// its smallest possible size: an upper bound of what tungstenite's read buffer still
+    /// holds. 0 means its buffer is empty (see [`Session::reclaim`]).
+    unconsumed: usize,
+    /// The read buffer a large message left behind that could not be released (see
+    /// [`Session::reclaim`]): counted with `partial`.
+    retained: usize,
+}
+
+/// A data message at least this large makes tungstenite grow its read buffer to its size
+/// and keep it; the buffer is released after it (see [`Session::reclaim`]).
+const RECLAIM_AFTER: usize = 4 * 1024;
+
+/// The fewest bytes a client's frame with `payload` bytes can take on the wire: 2 of header,
+/// 2 or 8 more for a longer length, 4 of mask (a client always masks).
+fn min_frame_len(payload: usize) -> usize {
+    let extended = match payload {
+        0..=125 => 0,
+        126..=65_535 => 2,
+        _ => 8,
+    };
+    payload + 2 + extended + 4
+}
+
+impl Session {
+    /// After a complete frame or message tungstenite returned (`payload` bytes of it).
+    ///
+    /// tungstenite reserves a whole message's length in its read buffer and keeps that
+    /// allocation for the connection's life: a thousand clients that each sent one 60 KB
+    /// message and went quiet would hold 60 MB outside the memory budget. After a data
+    /// message of [`RECLAIM_AFTER`] bytes or more, when every byte read has been returned as
+    /// a frame (`unconsumed` is 0, so the buffer holds nothing), the framing state is started
+    /// afresh, which frees the buffer; nothing is lost, as nothing was in it and a fresh state
+    /// between messages is what a new connection has. When bytes may remain (the next frame
+    /// has begun, or the client used longer encodings than needed), the buffer is kept and
+    /// counted as `retained` instead, within the budget.
+    fn reclaim(&mut self, payload: usize, data: bool) {
+        self.unconsumed = self.unconsumed.saturating_sub(min_frame_len(payload));
+        if !data || payload < RECLAIM_AFTER {
+            return;
+        }
+        if self.unconsumed == 0 {
+            let config = *self.ctx.get_config();
+            self.ctx = WebSocketContext::new(Role::Server, Some(config));
+            self.retained = 0;
+        } else {
+            self.retained = self.retained.max(payload);
+        }
+    }
 }
 
 /// Bytes of a control frame from a client besides its payload: 2 of header and 4 of mask (a
@@ -219,7 +268,7 @@ impl Conn {
     pub fn held(&self) -> Held {
         let (head, partial) = match &self.state {
             State::Http { head, .. } => (head.capacity(), 0),
-            State::WebSocket { session, .. } => (0, session.partial),
+            State::WebSocket { session, .. } => (0, session.partial + session.retained),
             State::Closing(_) | State::Gone => (0, 0),
         };
         Held {
@@ -314,6 +363,8 @@ impl Conn {
         leftover: Vec<u8>,
         config: WebSocketConfig,
     ) {
+        // The leftover bytes start tungstenite's buffer: not yet returned as frames.
+        let unconsumed = leftover.len();
         let ctx = WebSocketContext::from_partially_read(leftover, Role::Server, Some(config));
         self.state = State::WebSocket {
             client,
@@ -322,6 +373,8 @@ impl Conn {
                 user,
                 login: None,
                 partial: 0,
+                unconsumed,
+                retained: 0,
             }),
             reading: Reading::Open,
         };
@@ -397,6 +450,13 @@ impl Conn {
                 .saturating_sub(p.len() + CONTROL_FRAME_OVERHEAD),
             _ => session.partial.saturating_add(read),
         };
+        session.unconsumed = session.unconsumed.saturating_add(read);
+        match &result {
+            Ok(Message::Text(t)) => session.reclaim(t.len(), true),
+            Ok(Message::Binary(b)) => session.reclaim(b.len(), true),
+            Ok(Message::Ping(p) | Message::Pong(p)) => session.reclaim(p.len(), false),
+            _ => {}
+        }
         match result {
             Ok(message) => Ok(Some(message)),
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
