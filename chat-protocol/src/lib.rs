@@ -263,6 +263,7 @@ mod heartbeat;
 mod history;
 mod payload;
 mod rate;
+mod resume;
 mod room;
 mod room_name;
 mod rooms;
@@ -282,6 +283,7 @@ pub use config::{Config, RateLimit};
 pub use error_code::ErrorCode;
 pub use event::{Event, EventKind};
 pub use payload::Payload;
+pub use resume::{MAX_HELD_BACK_BYTES, MAX_HELD_BACK_FRAMES, MAX_RESUME_FETCH, RESUME_WAIT};
 pub use room_name::RoomName;
 pub use server::ChatServer;
 pub use store::{
