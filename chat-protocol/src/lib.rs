@@ -156,7 +156,8 @@
 //!   what was held back: when storage fails, gives fewer than every missed message (what lies
 //!   outside the request is dropped), does not answer within [`RESUME_WAIT`] (the answer is
 //!   then ignored), or more than [`MAX_HELD_BACK_FRAMES`] frames or [`MAX_HELD_BACK_BYTES`]
-//!   bytes pile up meanwhile (the `gap` goes out at once). A joiner that leaves or is closed
+//!   bytes pile up meanwhile, or all joiners on hold together hold
+//!   [`MAX_HELD_BACK_TOTAL_BYTES`] (the `gap` goes out at once). A joiner that leaves or is closed
 //!   meanwhile leaves nothing behind. Further back than the bound is a `gap` at once.
 //! - At start, [`ChatServer::restore`] takes the rooms storage loaded: their history, their
 //!   last id (new messages continue after it), and the highest id of the rooms not loaded.
@@ -263,7 +264,7 @@
 //! often it is retried), one per unanswered Fetch (at most [`MAX_FETCHES_IN_FLIGHT`] per
 //! connection when asked, each holding at most 100 messages), one per joiner on hold (for at
 //! most [`RESUME_WAIT`], with at most [`MAX_HELD_BACK_FRAMES`] frames and
-//! [`MAX_HELD_BACK_BYTES`] held back, and references to the messages memory held when it
+//! [`MAX_HELD_BACK_BYTES`] held back, [`MAX_HELD_BACK_TOTAL_BYTES`] for all of them, and references to the messages memory held when it
 //! connected, which stay alive that long even if memory lets them go). Stores without a
 //! `client_msg_id` and direct messages leave nothing behind once handed out. A driver that
 //! answers every request keeps this bounded by its own queue; one that never answers grows it
@@ -302,7 +303,10 @@ pub use config::{Config, RateLimit};
 pub use error_code::ErrorCode;
 pub use event::{Event, EventKind};
 pub use payload::Payload;
-pub use resume::{MAX_HELD_BACK_BYTES, MAX_HELD_BACK_FRAMES, MAX_RESUME_FETCH, RESUME_WAIT};
+pub use resume::{
+    MAX_HELD_BACK_BYTES, MAX_HELD_BACK_FRAMES, MAX_HELD_BACK_TOTAL_BYTES, MAX_RESUME_FETCH,
+    RESUME_WAIT,
+};
 pub use room_name::RoomName;
 pub use server::ChatServer;
 pub use store::{

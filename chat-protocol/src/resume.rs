@@ -13,7 +13,8 @@
 //! storage (`welcome`, `gap`, the in-memory `history` of that moment, then the frames held
 //! back): a failed read, a read that does not give every missed message (retention deleted
 //! some, a failed write), no answer within [`RESUME_WAIT`], or more held back than
-//! [`MAX_HELD_BACK_FRAMES`] frames or [`MAX_HELD_BACK_BYTES`] bytes. A joiner that leaves
+//! [`MAX_HELD_BACK_FRAMES`] frames or [`MAX_HELD_BACK_BYTES`] bytes (or, for all waiting
+//! joiners together, [`MAX_HELD_BACK_TOTAL_BYTES`]). A joiner that leaves
 //! before the answer leaves nothing behind; the answer, when it comes, is ignored.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -45,6 +46,12 @@ pub const MAX_HELD_BACK_FRAMES: usize = 1_000;
 /// held back.
 pub const MAX_HELD_BACK_BYTES: usize = 1024 * 1024;
 
+/// The most bytes of frames held back for all waiting joiners together (a frame shared by
+/// several counts for each): the joiner whose frame would pass it gets its `gap` at once,
+/// followed by what was held back. Keeps a storm of reconnections within a fixed amount of
+/// memory whatever they send meanwhile.
+pub const MAX_HELD_BACK_TOTAL_BYTES: usize = 16 * 1024 * 1024;
+
 /// Why a resume from storage fell back to a `gap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fallback {
@@ -54,7 +61,8 @@ pub(crate) enum Fallback {
     Missing,
     /// Storage did not answer within [`RESUME_WAIT`].
     Late,
-    /// More than [`MAX_HELD_BACK_FRAMES`] or [`MAX_HELD_BACK_BYTES`] arrived meanwhile.
+    /// More than [`MAX_HELD_BACK_FRAMES`] or [`MAX_HELD_BACK_BYTES`] arrived meanwhile (or
+    /// the waiting joiners together held [`MAX_HELD_BACK_TOTAL_BYTES`]).
     Overflow,
 }
 
@@ -117,6 +125,8 @@ pub(crate) struct Holds {
     by_client: BTreeMap<ClientId, Hold>,
     deadlines: BTreeSet<(Instant, ClientId)>,
     tickets: BTreeMap<StoreTicket, ClientId>,
+    /// What all holds keep together (the sum of their `bytes`).
+    bytes: usize,
 }
 
 /// What a joiner resuming from storage needs: [`Holds::start`]'s arguments besides the client.
@@ -175,8 +185,12 @@ impl Holds {
             return HoldBack::Pass(payload);
         };
         hold.bytes = hold.bytes.saturating_add(payload.len());
+        self.bytes = self.bytes.saturating_add(payload.len());
         hold.frames.push_back(payload);
-        if hold.frames.len() <= MAX_HELD_BACK_FRAMES && hold.bytes <= MAX_HELD_BACK_BYTES {
+        if hold.frames.len() <= MAX_HELD_BACK_FRAMES
+            && hold.bytes <= MAX_HELD_BACK_BYTES
+            && self.bytes <= MAX_HELD_BACK_TOTAL_BYTES
+        {
             return HoldBack::Kept;
         }
         match self.remove(to) {
@@ -215,6 +229,7 @@ impl Holds {
     }
 
     fn forget(&mut self, hold: &Hold, client: ClientId) {
+        self.bytes = self.bytes.saturating_sub(hold.bytes);
         self.deadlines.remove(&(hold.deadline, client));
         self.tickets.remove(&hold.ticket);
     }

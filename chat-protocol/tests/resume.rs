@@ -644,3 +644,49 @@ fn messages_the_memory_budget_trimmed_are_resumed_from_storage() {
         ]
     );
 }
+
+#[test]
+fn all_waiting_joiners_together_hold_back_a_bounded_amount() {
+    let mut h = restarted(durable(), 50);
+    let joiners = 20u64;
+    for id in 10..10 + joiners {
+        h.connect_with(
+            id,
+            &format!("u{id}"),
+            "general",
+            Protocol::V2,
+            Some(Resume {
+                epoch: EPOCH,
+                since: 35,
+            }),
+        );
+    }
+    h.drain();
+    assert_eq!(h.server.awaiting_storage(), joiners as usize);
+    // Each publication is held back for every joiner: 20 copies counted.
+    let big = "x".repeat(100 * 1024);
+    let mut released = 0;
+    for n in 1.. {
+        h.input(Input::Publish {
+            room: room("general"),
+            user: None,
+            text: big.clone(),
+        });
+        let out = h.drain();
+        released = out
+            .iter()
+            .filter(|o| matches!(o, Output::Send { payload, .. } if payload.as_str().contains(r#""type":"gap""#)))
+            .count();
+        if released > 0 {
+            assert!(
+                n * big.len() < MAX_HELD_BACK_BYTES,
+                "released by the total, not by its own bound"
+            );
+            assert!(joiners as usize * n * big.len() > chat_protocol::MAX_HELD_BACK_TOTAL_BYTES);
+            break;
+        }
+    }
+    // Each released joiner makes room for the others, which keep waiting.
+    assert!(released < 4, "{released}");
+    assert_eq!(h.server.awaiting_storage(), joiners as usize - released);
+}
