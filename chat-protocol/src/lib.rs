@@ -99,6 +99,9 @@
 //! a Timeout acts on exactly what is due at its `now`, and once it has been handled
 //! `poll_timeout()` is `None` or later than that `now`, so a driver that follows it never spins.
 //!
+//! A joiner waiting for storage to resume it has one more deadline, [`RESUME_WAIT`] after it
+//! connected (see "Durability"), kept in an ordered set apart from the heap.
+//!
 //! Deadlines are kept in a min-heap with one entry per client. Connect, Disconnect, Text and
 //! Activity never scan the clients; a Timeout costs O(log n) per client whose (possibly stale)
 //! deadline has come.
