@@ -539,6 +539,8 @@ enum Durable {
         id: u64,
         user: usize,
         room: usize,
+        /// Resuming (this server's epoch) after this id.
+        since: Option<u64>,
     },
     Text(u64, String),
     Disconnect(u64),
@@ -576,8 +578,8 @@ fn durable_text() -> impl Strategy<Value = String> {
 fn durable_step() -> impl Strategy<Value = Durable> {
     let id = 0u64..6;
     prop_oneof![
-        2 => (id.clone(), 0..USERS.len(), 0..2usize)
-            .prop_map(|(id, user, room)| Durable::Connect { id, user, room }),
+        2 => (id.clone(), 0..USERS.len(), 0..2usize, prop::option::of(0u64..20))
+            .prop_map(|(id, user, room, since)| Durable::Connect { id, user, room, since }),
         5 => (id.clone(), durable_text()).prop_map(|(i, t)| Durable::Text(i, t)),
         1 => id.prop_map(Durable::Disconnect),
         3 => (prop::collection::vec(any::<prop::sample::Index>(), 0..4), any::<bool>(), prop::bool::weighted(0.7))
@@ -594,7 +596,10 @@ proptest! {
     /// Whatever the interleaving of client inputs and storage answers: no `(room, id)` is
     /// handed to storage twice, an `ack` says `stored: true` only for a message whose ticket
     /// storage reported committed (and `false` only for one reported failed), to a connection
-    /// of its sender in its room, and pages stay within what was asked.
+    /// of its sender in its room, and pages stay within what was asked. A v2 joiner's first
+    /// frame is its `welcome`, and the message ids it sees (history, then live) only
+    /// increase, whether its resume was answered from memory, from storage, or fell back to
+    /// a gap (storage failing, answering short, or late).
     #[test]
     fn storage_answers_in_any_order_keep_ids_unique_and_acks_honest(
         history in 0usize..6,
@@ -606,8 +611,12 @@ proptest! {
             .with_history(history)
             .with_max_rooms(2)
             .with_epoch(EPOCH)
+            .with_heartbeat_interval(None)
+            .with_idle_timeout(None)
             .with_durable(true);
         let mut h = Harness::with_config(config);
+        // Per connection: whether its welcome came, and the last message id it saw.
+        let mut seen: BTreeMap<ClientId, (bool, u64)> = BTreeMap::new();
         if let Some(last_id) = restore {
             h.server.restore(vec![chat_protocol::RestoredRoom {
                 name: RoomName::parse("general").expect("valid"),
@@ -634,15 +643,20 @@ proptest! {
         // Pages asked for by text: (client, before, limit) in order (memory answers at once).
         for step in steps {
             let input = match &step {
-                Durable::Advance(ms) => { h.advance(Duration::from_millis(*ms)); continue; }
-                Durable::Connect { id, user, room } => {
+                Durable::Advance(ms) => {
+                    // Only resumes waiting for storage have deadlines here.
+                    h.advance(Duration::from_millis(*ms));
+                    Input::Timeout
+                }
+                Durable::Connect { id, user, room, since } => {
                     if conns.contains_key(&ClientId(*id)) { continue; }
+                    seen.insert(ClientId(*id), (false, 0));
                     Input::Connect {
                         client: ClientId(*id),
                         user: USERS[*user].to_owned(),
                         room: RoomName::parse(ROOMS[*room]).expect("valid"),
                         protocol: Protocol::V2,
-                        resume: None,
+                        resume: since.map(|since| Resume { epoch: EPOCH, since }),
                     }
                 }
                 Durable::Text(i, t) => {
@@ -720,6 +734,16 @@ proptest! {
                         prop_assert!(conns.contains_key(&to), "addressed {} which is not connected", to);
                         let (user, room) = conns[&to];
                         let v = json(&payload);
+                        let (welcomed, last) = seen.get_mut(&to).expect("connected");
+                        prop_assert!(*welcomed || v["type"] == "welcome", "{} before welcome", payload.as_str());
+                        *welcomed = true;
+                        let live = (v["type"] == "message").then(|| vec![v["id"].as_u64().expect("ids")]);
+                        let held = (v["type"] == "history").then(|| v["messages"].as_array().expect("array")
+                            .iter().map(|m| m["id"].as_u64().expect("ids")).collect::<Vec<u64>>());
+                        for id in live.into_iter().chain(held).flatten() {
+                            prop_assert!(id > *last, "{} after {}: {}", id, last, payload.as_str());
+                            *last = id;
+                        }
                         if v["type"] == "ack" {
                             let stored = v["stored"].as_bool();
                             prop_assert!(stored.is_some(), "a durable ack says whether it is stored");

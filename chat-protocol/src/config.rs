@@ -55,7 +55,7 @@ pub struct Config {
     /// with a memory budget moves it as the rest of its memory grows and shrinks
     /// ([`Input::HistoryBudget`](crate::Input::HistoryBudget)). With
     /// [`durable`](Self::durable) storage, messages trimmed from memory are still on disk for
-    /// scroll-back. Default `usize::MAX` (no bound besides the per-room ones).
+    /// scroll-back and for resuming clients. Default `usize::MAX` (no bound besides the per-room ones).
     pub history_budget: usize,
     /// The most rooms kept at once. A room nobody is in is kept, with its history, until a new
     /// room needs its place; then the one that has been empty longest is forgotten. When every

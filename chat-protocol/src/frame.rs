@@ -151,15 +151,19 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// The `messages` of a `history` frame: held messages, encoded as `message` frames.
+/// The `messages` of a `history` frame, encoded as `message` frames: what storage gave back
+/// (a resume beyond memory; usually none), then held messages.
 #[derive(Debug)]
 pub(crate) struct Messages<'a> {
     pub(crate) room: &'a str,
+    pub(crate) restored: &'a [RestoredMessage],
     pub(crate) held: Held<'a>,
 }
 
 impl Serialize for Messages<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.held.clone().map(|m| Frame::message(self.room, m)))
+        let restored = self.restored.iter().map(|m| Frame::restored(self.room, m));
+        let held = self.held.clone().map(|m| Frame::message(self.room, m));
+        s.collect_seq(restored.chain(held))
     }
 }

@@ -99,6 +99,9 @@
 //! a Timeout acts on exactly what is due at its `now`, and once it has been handled
 //! `poll_timeout()` is `None` or later than that `now`, so a driver that follows it never spins.
 //!
+//! A joiner waiting for storage to resume it has one more deadline, [`RESUME_WAIT`] after it
+//! connected (see "Durability"), kept in an ordered set apart from the heap.
+//!
 //! Deadlines are kept in a min-heap with one entry per client. Connect, Disconnect, Text and
 //! Activity never scan the clients; a Timeout costs O(log n) per client whose (possibly stale)
 //! deadline has come.
@@ -143,6 +146,22 @@
 //!   client left); the page, or an `error` with [`ErrorCode::StoreUnavailable`], goes to the
 //!   asking connection if it is still there. At most [`MAX_FETCHES_IN_FLIGHT`] per connection
 //!   wait at once; one more is refused with [`ErrorCode::TooManyFetches`].
+//! - A v2 client resuming (`since`, this epoch) from before the oldest message memory holds,
+//!   with at most [`MAX_RESUME_FETCH`] messages missing beyond memory, is put **on hold**: it
+//!   gets nothing yet, and an [`Output::Fetch`] (its `client` the joiner, `before` the oldest
+//!   held id, `limit` the count missing) asks storage for them. Every frame the core would
+//!   send it meanwhile (its own `connection` notice, live messages, answers to its commands)
+//!   is held back, in order, by [`ChatServer::poll_output`]. When storage answers with every
+//!   missed message it gets `welcome` (members as at connect), `history` with `resumed: true`
+//!   (storage's part, then what memory held at connect), then what was held back: nothing
+//!   lost, nothing twice. Otherwise it gets exactly what it would have got at connect
+//!   without storage (`welcome`, a `gap`, the in-memory `history` of connect time) and then
+//!   what was held back: when storage fails, gives fewer than every missed message (what lies
+//!   outside the request is dropped), does not answer within [`RESUME_WAIT`] (the answer is
+//!   then ignored), or more than [`MAX_HELD_BACK_FRAMES`] frames or [`MAX_HELD_BACK_BYTES`]
+//!   bytes pile up meanwhile, or all joiners on hold together hold
+//!   [`MAX_HELD_BACK_TOTAL_BYTES`] (the `gap` goes out at once). A joiner that leaves or is closed
+//!   meanwhile leaves nothing behind. Further back than the bound is a `gap` at once.
 //! - At start, [`ChatServer::restore`] takes the rooms storage loaded: their history, their
 //!   last id (new messages continue after it), and the highest id of the rooms not loaded.
 //!   The epoch is the driver's to keep or change ([`Config::epoch`]): it must change if ids
@@ -236,7 +255,8 @@
 //! budget it forgets the **oldest messages of the least recently active room** (the room whose
 //! last message is the oldest) first, all of them if need be, then the next such room's. A
 //! trimmed message was delivered live like any other; what changes is that a v2 client
-//! resuming from before it gets a `gap` (the whole remaining history follows), a retry of it
+//! resuming from before it gets a `gap` (the whole remaining history follows) unless
+//! durable storage gives it back (see "Durability"), a retry of it
 //! with its `client_msg_id` is a new message, and, in memory only, scroll-back ends before
 //! it. With [`Config::durable`] storage scroll-back reads it from disk as any message older
 //! than memory ("Durability"). The driver decides the budget: the core never measures memory.
@@ -245,7 +265,10 @@
 //! ([`ChatServer::awaiting_storage`]): one entry per unanswered Store of a message with a
 //! `client_msg_id` (with at most one waiting connection per connection of its user, however
 //! often it is retried), one per unanswered Fetch (at most [`MAX_FETCHES_IN_FLIGHT`] per
-//! connection when asked, each holding at most 100 messages). Stores without a
+//! connection when asked, each holding at most 100 messages), one per joiner on hold (for at
+//! most [`RESUME_WAIT`], with at most [`MAX_HELD_BACK_FRAMES`] frames and
+//! [`MAX_HELD_BACK_BYTES`] held back, [`MAX_HELD_BACK_TOTAL_BYTES`] for all of them, and references to the messages memory held when it
+//! connected, which stay alive that long even if memory lets them go). Stores without a
 //! `client_msg_id` and direct messages leave nothing behind once handed out. A driver that
 //! answers every request keeps this bounded by its own queue; one that never answers grows it
 //! by one entry per acknowledged message.
@@ -263,6 +286,7 @@ mod heartbeat;
 mod history;
 mod payload;
 mod rate;
+mod resume;
 mod room;
 mod room_name;
 mod rooms;
@@ -282,6 +306,10 @@ pub use config::{Config, RateLimit};
 pub use error_code::ErrorCode;
 pub use event::{Event, EventKind};
 pub use payload::Payload;
+pub use resume::{
+    MAX_HELD_BACK_BYTES, MAX_HELD_BACK_FRAMES, MAX_HELD_BACK_TOTAL_BYTES, MAX_RESUME_FETCH,
+    RESUME_WAIT,
+};
 pub use room_name::RoomName;
 pub use server::ChatServer;
 pub use store::{
@@ -342,7 +370,9 @@ impl Protocol {
 /// Where a reconnecting v2 client left off: the `epoch` and `since` query parameters.
 ///
 /// `since` is honoured only when `epoch` is the server's ([`Config::epoch`]) and the room still
-/// holds every message after it; otherwise the client gets a `gap` frame and the full history.
+/// holds every message after it, or (durable mode) storage gives back the at most
+/// [`MAX_RESUME_FETCH`] missing before what memory holds (see "Durability"); otherwise the
+/// client gets a `gap` frame and the full history.
 /// A `since` that came without an `epoch` (or with one that is not a number) can never be
 /// honoured: pass it with [`Resume::NO_EPOCH`] (see [`Resume::without_epoch`]), so the client
 /// still gets its `gap`. A `since` that is not a number is no resume at all (`None`).
@@ -593,9 +623,13 @@ pub enum Output {
     Store(Record),
     /// Durable mode only: read the messages of `room` with ids below `before`, at most `limit`
     /// of them (the newest such, oldest first), and answer with [`Input::Fetched`] and this
-    /// ticket. Every Fetch must be answered once, even if `client` left meanwhile.
+    /// ticket. Every Fetch must be answered once, even if `client` left meanwhile. Asked for a
+    /// `history_before` beyond memory, or for a v2 client resuming from before what memory
+    /// holds (then `client` gets no frame until the answer, or until [`RESUME_WAIT`] passes:
+    /// answer promptly).
     Fetch {
-        /// The connection the page is for (informational: the core addresses the answer).
+        /// The connection the page or the resume is for (informational: the core addresses
+        /// the answer).
         client: ClientId,
         /// The ticket to answer with.
         ticket: StoreTicket,

@@ -12,8 +12,9 @@ use crate::close::close_text;
 use crate::command::{self, Command};
 use crate::frame::{Frame, Messages, Stamp};
 use crate::heartbeat::{Due, Heartbeat, Liveness};
-use crate::history::Stored;
+use crate::history::{Held, History, Stored};
 use crate::rate::{self, Rate, Verdict};
+use crate::resume::{self, Fallback, HoldBack, Holds, MAX_RESUME_FETCH};
 use crate::room::Room;
 use crate::rooms::Rooms;
 use crate::store::{
@@ -80,6 +81,8 @@ pub struct ChatServer {
     pending: Pending,
     /// Which connection sent each recent room message (an admin's `kick` by message id).
     senders: crate::senders::RecentSenders,
+    /// Joiners resuming from storage (durable mode): their frames wait until it answers.
+    holds: Holds,
 }
 
 impl ChatServer {
@@ -113,6 +116,7 @@ impl ChatServer {
             outputs: VecDeque::new(),
             rate_limited: 0,
             pending: Pending::default(),
+            holds: Holds::default(),
         }
     }
 
@@ -265,8 +269,30 @@ impl ChatServer {
 
     /// The next thing the driver must do, or `None` when there is nothing left. Call it until it
     /// returns `None` after every [`handle_input`](Self::handle_input).
+    ///
+    /// A frame for a joiner that waits for storage (a resume beyond memory, see "Durability")
+    /// is held back here, in order, and given out after its `history`.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        loop {
+            let output = self.outputs.pop_front()?;
+            if self.holds.is_empty() {
+                return Some(output);
+            }
+            let Output::Send { to, payload } = output else {
+                return Some(output);
+            };
+            match self.holds.hold_back(to, payload) {
+                HoldBack::Pass(payload) => return Some(Output::Send { to, payload }),
+                HoldBack::Kept => {}
+                HoldBack::Overflow(client, hold) => {
+                    // Its greeting and what was held back come before anything queued later.
+                    let released = hold.release(client, Err(Fallback::Overflow));
+                    for output in released.into_iter().rev() {
+                        self.outputs.push_front(output);
+                    }
+                }
+            }
+        }
     }
 
     /// When the driver must call `handle_input(now, Input::Timeout)` next, or `None` when no
@@ -280,7 +306,10 @@ impl ChatServer {
         if self.clients.is_empty() {
             return None;
         }
-        self.timers.next()
+        match (self.timers.next(), self.holds.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// How many clients are connected (including those given an [`Output::Close`] whose
@@ -335,7 +364,7 @@ impl ChatServer {
     /// [`Output::Store`]s of messages with a `client_msg_id` (their acks wait) and unanswered
     /// [`Output::Fetch`]es. Stores without a `client_msg_id` leave nothing behind.
     pub fn awaiting_storage(&self) -> usize {
-        self.pending.acks.len() + self.pending.fetches.len()
+        self.pending.acks.len() + self.pending.fetches.len() + self.holds.len()
     }
 
     /// The users present in `room`, sorted, each once however many connections it has (those
@@ -404,17 +433,39 @@ impl ChatServer {
         }
         let (user, first) = room.join(client, user, protocol);
         let out = &mut self.outputs;
+        let s = &self.settings;
         if protocol == Protocol::V2 {
-            greet(
-                out,
-                &self.settings,
-                room,
-                &name,
-                client,
-                &user,
-                resume,
-                now.wall,
-            );
+            match resumption(s, &room.history, resume) {
+                Resumption::Storage { since, before } => {
+                    // Nothing for the joiner until storage answers: what the room sends it
+                    // meanwhile (its own notice below included) is held back.
+                    let ticket = self.pending.ticket();
+                    self.holds.start(
+                        client,
+                        resume::Request {
+                            serial,
+                            ticket,
+                            now: now.instant,
+                            wall: now.wall,
+                            room: name.clone(),
+                            epoch: s.epoch,
+                            since,
+                            fetch_before: before,
+                            welcome: welcome(s, room, &name, &user, now.wall),
+                            held: room.history.all().cloned().collect(),
+                        },
+                    );
+                    out.push_back(Output::Fetch {
+                        client,
+                        ticket,
+                        room: name.clone(),
+                        before,
+                        // At most MAX_RESUME_FETCH (`resumption` checked).
+                        limit: usize::try_from(before - since - 1).unwrap_or(MAX_RESUME_FETCH),
+                    });
+                }
+                resumption => greet(out, s, room, &name, client, &user, resumption, now.wall),
+            }
         }
         // The joiner is in the room already: it hears its own notice, after its greeting.
         let message = format!("{user} joined the chat");
@@ -878,6 +929,8 @@ impl ChatServer {
             .clients
             .remove(&client)
             .ok_or(Error::UnknownClient(client))?;
+        // A resume still waiting for storage: its answer will find nobody.
+        self.holds.remove(client);
         // Its timer entry stays behind, recognised as stale by its serial when it fires.
         if self.clients.is_empty() {
             self.timers.clear();
@@ -969,6 +1022,23 @@ impl ChatServer {
         }
     }
 
+    /// A joiner's hold ends (storage answered, or did not in time): its greeting and what was
+    /// held back go out, if it is still there and not being closed.
+    fn resumed(
+        &mut self,
+        client: ClientId,
+        hold: resume::Hold,
+        answer: Result<Vec<RestoredMessage>, Fallback>,
+    ) {
+        let open = self
+            .clients
+            .get(&client)
+            .is_some_and(|c| c.serial == hold.serial && !c.closing);
+        if open {
+            self.outputs.extend(hold.release(client, answer));
+        }
+    }
+
     /// Storage answers a `history_before`: the page goes to the asking connection, if it is
     /// still there.
     fn fetched(
@@ -977,6 +1047,10 @@ impl ChatServer {
         ticket: StoreTicket,
         result: Result<Vec<RestoredMessage>, StoreFailed>,
     ) {
+        if let Some((client, hold)) = self.holds.answered(ticket) {
+            self.resumed(client, hold, result.map_err(|_| Fallback::Failed));
+            return;
+        }
         let Some(mut fetch) = self.pending.fetches.remove(&ticket) else {
             return;
         };
@@ -1045,6 +1119,10 @@ impl ChatServer {
     /// next deadline). Every push is later than `now`, so the loop ends and a second Timeout at
     /// the same `now` finds nothing to do.
     fn timeout(&mut self, now: Now) {
+        // Resumes storage did not answer in time: the gap they would have had at connect.
+        while let Some((client, hold)) = self.holds.pop_due(now.instant) {
+            self.resumed(client, hold, Err(Fallback::Late));
+        }
         let heartbeat = &self.settings.heartbeat;
         while let Some((id, serial)) = self.timers.pop_due(now.instant) {
             let Some(client) = self.clients.get_mut(&id) else {
@@ -1085,8 +1163,84 @@ impl ChatServer {
     }
 }
 
+/// What a v2 joiner's `since` gets.
+enum Resumption<'a> {
+    /// No `since`: the whole history, no gap.
+    Fresh,
+    /// Every message after `since` is held: exactly those.
+    Held(Held<'a>),
+    /// It cannot be honoured (`why`): a `gap`, then the whole history.
+    Gap { since: u64, why: String },
+    /// Durable mode: memory no longer holds every message after `since`, storage should; ask
+    /// it for the ids `since + 1 .. before` (at most [`MAX_RESUME_FETCH`] of them).
+    Storage { since: u64, before: u64 },
+}
+
+/// Decides what a v2 joiner's `resume` gets in a room whose history is `history`.
+fn resumption<'a>(s: &Settings, history: &'a History, resume: Option<Resume>) -> Resumption<'a> {
+    let Some(Resume { epoch, since }) = resume else {
+        return Resumption::Fresh;
+    };
+    if epoch == Resume::NO_EPOCH {
+        return Resumption::Gap {
+            since,
+            why: format!(
+            "no epoch came with since {since}, so it cannot be honoured; here is the recent history"
+            ),
+        };
+    }
+    if epoch != s.epoch {
+        return Resumption::Gap {
+            since,
+            why: format!(
+            "epoch {epoch} is not this server's (the server restarted); here is the recent history"
+            ),
+        };
+    }
+    if since > history.last_id() {
+        return Resumption::Gap {
+            since,
+            why: format!("there is no message {since} in this room; here is the recent history"),
+        };
+    }
+    if let Some(held) = history.after(since) {
+        return Resumption::Held(held);
+    }
+    // `since` is below the oldest held message: `held_after() - since` messages are missing.
+    let before = history.held_after().saturating_add(1);
+    if !s.durable {
+        return Resumption::Gap {
+            since,
+            why: format!("messages after {since} are no longer held; here is the recent history"),
+        };
+    }
+    if before - since - 1 > MAX_RESUME_FETCH as u64 {
+        return Resumption::Gap {
+            since,
+            why: format!(
+            "more than {MAX_RESUME_FETCH} messages after {since} are no longer in memory; here is the recent history (older messages: history_before)"
+            ),
+        };
+    }
+    Resumption::Storage { since, before }
+}
+
+/// A v2 joiner's `welcome`: the room's members now, the joiner included.
+fn welcome(s: &Settings, room: &Room, name: &RoomName, user: &str, wall: DateTime<Utc>) -> Payload {
+    Frame::Welcome {
+        client_id: user,
+        room: name.as_str(),
+        epoch: s.epoch,
+        members: room.members(),
+        history_limit: s.history,
+        timestamp: Stamp(wall),
+    }
+    .encode()
+}
+
 /// The frames a v2 client gets before anything live: `welcome`, then `gap` when its `since`
-/// cannot be honoured, then `history`.
+/// cannot be honoured, then `history`. (Not for [`Resumption::Storage`]: that joiner is put
+/// on hold, see `resume.rs`.)
 #[allow(clippy::too_many_arguments)] // each is a different fact about the joiner
 fn greet(
     out: &mut VecDeque<Output>,
@@ -1095,7 +1249,7 @@ fn greet(
     name: &RoomName,
     client: ClientId,
     user: &str,
-    resume: Option<Resume>,
+    resumption: Resumption<'_>,
     wall: DateTime<Utc>,
 ) {
     let mut send = |payload| {
@@ -1105,52 +1259,28 @@ fn greet(
         })
     };
     let timestamp = Stamp(wall);
-    send(
-        Frame::Welcome {
-            client_id: user,
-            room: name.as_str(),
-            epoch: s.epoch,
-            members: room.members(),
-            history_limit: s.history,
-            timestamp,
-        }
-        .encode(),
-    );
-
-    let mut resumed = None;
-    if let Some(Resume { epoch, since }) = resume {
-        let why = if epoch == Resume::NO_EPOCH {
-            Some(format!(
-                "no epoch came with since {since}, so it cannot be honoured; here is the recent history"
-            ))
-        } else if epoch != s.epoch {
-            Some(format!(
-                "epoch {epoch} is not this server's (the server restarted); here is the recent history"
-            ))
-        } else if since > room.history.last_id() {
-            Some(format!(
-                "there is no message {since} in this room; here is the recent history"
-            ))
-        } else {
-            resumed = room.history.after(since);
-            resumed.is_none().then(|| {
-                format!("messages after {since} are no longer held; here is the recent history")
-            })
-        };
-        if let Some(message) = why {
+    send(welcome(s, room, name, user, wall));
+    let resumed = match resumption {
+        Resumption::Fresh => None,
+        Resumption::Held(held) => Some(held),
+        Resumption::Gap { since, why } => {
             send(
                 Frame::Gap {
                     room: name.as_str(),
                     epoch: s.epoch,
                     since,
-                    message: &message,
+                    message: &why,
                     timestamp,
                 }
                 .encode(),
             );
+            None
         }
-    }
-
+        Resumption::Storage { .. } => {
+            debug_assert!(false, "a joiner resuming from storage is put on hold");
+            None
+        }
+    };
     let is_resumed = resumed.is_some();
     send(
         Frame::History {
@@ -1159,6 +1289,7 @@ fn greet(
             resumed: is_resumed,
             messages: Messages {
                 room: name.as_str(),
+                restored: &[],
                 held: resumed.unwrap_or_else(|| room.history.all()),
             },
             timestamp,
