@@ -149,6 +149,11 @@ impl Holds {
         self.by_client.is_empty()
     }
 
+    /// What all holds keep together, in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// How many joiners wait for storage.
     pub(crate) fn len(&self) -> usize {
         self.by_client.len()

@@ -347,6 +347,14 @@ impl ChatServer {
         self.rooms.history_bytes()
     }
 
+    /// What joiners resuming from storage hold back meanwhile (frames addressed to them), in
+    /// bytes: at most [`MAX_HELD_BACK_TOTAL_BYTES`](crate::MAX_HELD_BACK_TOTAL_BYTES),
+    /// for at most [`RESUME_WAIT`](crate::RESUME_WAIT) each. A driver's memory budget
+    /// counts it with the rest.
+    pub fn held_back_bytes(&self) -> usize {
+        self.holds.bytes()
+    }
+
     /// Messages forgotten from memory so far to keep the histories within their budget (not
     /// those that left a room's history for newer ones, by [`Config::history`] or
     /// [`Config::room_history_bytes`]).

@@ -149,6 +149,18 @@ fn a_resume_beyond_memory_is_read_from_storage_and_sent_when_it_answers() {
         "alice gets nothing yet; the room hears her join"
     );
     assert_eq!(h.server.awaiting_storage(), 1);
+    // Her own join notice waits for her: held back, and counted (a driver's budget sees it).
+    let notice = h.server.held_back_bytes();
+    assert!(notice > 0);
+    // bob speaks: alice's copy joins it.
+    h.text(2, &v2::say("meanwhile", None));
+    h.drain();
+    let meanwhile = v2::message(51, "general", "bob", "meanwhile", None, T0);
+    assert_eq!(
+        h.server.held_back_bytes(),
+        notice + meanwhile.len(),
+        "alice's copy of bob's message"
+    );
     h.advance(Duration::from_millis(3));
     h.fetched(0, Ok((36..=40).map(restored).collect()));
     let mut expected_history = frames(36..=40);
@@ -159,13 +171,16 @@ fn a_resume_beyond_memory_is_read_from_storage_and_sent_when_it_answers() {
             welcome(&["alice", "bob"]),
             history(true, &expected_history),
             joined(1),
+            send(1, &meanwhile),
         ],
-        "welcome, exactly the missed messages, then her own notice (stamped at connect)"
+        "welcome, exactly the missed messages, her own notice (stamped at connect), then what \
+         was held back"
     );
     assert_eq!(h.server.awaiting_storage(), 0);
+    assert_eq!(h.server.held_back_bytes(), 0, "released");
     // Live from then on.
     h.text(2, &v2::say("hi", None));
-    let hi = v2::message(51, "general", "bob", "hi", None, "2026-11-21T20:52:58.126Z");
+    let hi = v2::message(52, "general", "bob", "hi", None, "2026-11-21T20:52:58.126Z");
     assert_eq!(
         h.drain()[..2],
         [send(1, &hi), send(2, &hi)],

@@ -10,6 +10,11 @@
 //! | `partial` | WebSocket messages still being received, and read buffers a large message left that could not be released (`Session::reclaim`) | [`Conn::held`] |
 //! | `heads` | HTTP request heads still being received | [`Conn::held`] |
 //!
+//! Frames the core holds back for joiners resuming from disk
+//! ([`ChatServer::held_back_bytes`](chat_protocol::ChatServer::held_back_bytes), at most
+//! 16 MiB for 2 s) are counted with the connections' kinds when the history's share is worked
+//! out.
+//!
 //! A connection is recounted after each of its reads and after each of its flushes (every
 //! change to its queue is followed by a flush in the same turn), and uncounted when it is
 //! removed; the totals are sums of those counts, so checking the budget costs nothing per
@@ -135,7 +140,9 @@ impl EventLoop {
             self.update_gauges();
             return;
         }
-        let others = self.memory.connections();
+        // Frames held back for joiners resuming from disk (bounded, for 2 s at most) count
+        // with the connections: what history may keep is what they leave.
+        let others = self.memory.connections() + self.core.held_back_bytes();
         let allowance = budget.saturating_sub(others);
         let history = self.core.history_bytes();
         // Shrink at once when history would not fit; grow back in steps, not on every byte.
@@ -148,14 +155,16 @@ impl EventLoop {
         let newly = trimmed - self.memory.trimmed_seen;
         self.memory.trimmed_seen = trimmed;
         self.shed(HISTORY, newly);
-        let total = self.memory.connections() + self.core.history_bytes();
+        let total = others + self.core.history_bytes();
         if total > budget {
             let retry = self.memory.stuck.is_none_or(|(at, when)| {
                 total > at + budget / 64 || self.now.instant >= when + RETRY_AFTER
             });
             if retry {
                 self.shed_connections();
-                let total = self.memory.connections() + self.core.history_bytes();
+                let total = self.memory.connections()
+                    + self.core.held_back_bytes()
+                    + self.core.history_bytes();
                 self.memory.stuck = (total > budget).then_some((total, self.now.instant));
             }
         } else if self.memory.stuck.is_some() {
