@@ -252,6 +252,7 @@ impl Node<'_> {
                         self.channel(&room),
                     );
                     let field = format!("{room}\n{user}");
+                    let name = self.options.node.clone();
                     let _ = self.with_conn(|conn, s| {
                         s.join
                             .key(&members)
@@ -259,6 +260,7 @@ impl Node<'_> {
                             .arg(&user)
                             .arg(&field)
                             .arg(&channel)
+                            .arg(&name)
                             .invoke::<i64>(conn)
                     });
                 }
@@ -279,6 +281,7 @@ impl Node<'_> {
                         self.channel(&room),
                     );
                     let field = format!("{room}\n{user}");
+                    let name = self.options.node.clone();
                     let _ = self.with_conn(|conn, s| {
                         s.leave
                             .key(&members)
@@ -286,6 +289,7 @@ impl Node<'_> {
                             .arg(&user)
                             .arg(&field)
                             .arg(&channel)
+                            .arg(&name)
                             .invoke::<i64>(conn)
                     });
                 }
@@ -530,7 +534,7 @@ impl Node<'_> {
 }
 
 /// A log entry (`ID-0`, fields) as a message; a damaged one is skipped.
-fn logged((id, fields): (String, Vec<String>)) -> Option<Logged> {
+pub(crate) fn logged((id, fields): (String, Vec<String>)) -> Option<Logged> {
     let id = id.split_once('-')?.0.parse().ok()?;
     let mut message = Logged {
         id,

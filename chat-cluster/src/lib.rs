@@ -178,6 +178,18 @@ pub enum Event {
         /// The node it came through.
         node: String,
     },
+    /// One connection of a user to a room opened (`joined`) or closed, on `node` (this one
+    /// included: a driver drops its own), for clients that announce every connection.
+    Connection {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+        /// Opened or closed.
+        joined: bool,
+        /// The node it is on.
+        node: String,
+    },
     /// A user's first connection to a room, anywhere in the cluster.
     Joined {
         /// The room.
@@ -192,14 +204,17 @@ pub enum Event {
         /// The user.
         user: String,
     },
-    /// Someone types in a room (on another node).
+    /// Someone types in a room, on `node` (this one included: a driver drops its own).
     Typing {
         /// The room.
         room: String,
         /// Who.
         user: String,
+        /// The node the typist is on.
+        node: String,
     },
-    /// A direct message in a room, for `to`, from another node.
+    /// A direct message in a room, for `to`, sent through `node` (this one included: a driver
+    /// drops its own).
     Direct {
         /// The room.
         room: String,
@@ -211,6 +226,8 @@ pub enum Event {
         text: String,
         /// When the sender's node accepted it.
         timestamp_ms: i64,
+        /// The sender's node.
+        node: String,
     },
     /// The answer to [`RunningCluster::fetch_after`] or [`RunningCluster::fetch_before`]:
     /// messages oldest first.
@@ -250,6 +267,97 @@ pub struct Connected {
     pub epoch: u64,
     /// The cluster, ready for [`Cluster::start`].
     pub cluster: Cluster,
+}
+
+/// A room as the cluster's Redis holds it, to seed a node's memory at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedRoom {
+    /// The room's name.
+    pub name: String,
+    /// Its last id.
+    pub last_id: u64,
+    /// Its newest messages (at most the number asked), oldest first.
+    pub messages: Vec<Logged>,
+}
+
+impl Connected {
+    /// Every room the cluster knows, with its newest `per_room` messages (a node starting up
+    /// seeds its memory with them, so resuming on it works as on the node that took them).
+    pub fn load_rooms(&self, per_room: usize) -> Result<Vec<SeedRoom>, ClusterError> {
+        let mut conn = self.cluster.connection()?;
+        let prefix = &self.cluster.options.prefix;
+        let mut rooms = Vec::new();
+        for key in scan(&mut conn, &format!("{prefix}seq:*"))? {
+            let Some(name) = key.strip_prefix(&format!("{prefix}seq:")) else {
+                continue;
+            };
+            let last_id: u64 = conn
+                .get(&key)
+                .map_err(|e| ClusterError(format!("Redis: {key}: {e}")))?;
+            let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+                .arg(format!("{prefix}log:{name}"))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(per_room)
+                .query(&mut conn)
+                .map_err(|e| ClusterError(format!("Redis: the log of {name}: {e}")))?;
+            let mut messages: Vec<Logged> =
+                entries.into_iter().filter_map(commands::logged).collect();
+            messages.reverse();
+            rooms.push(SeedRoom {
+                name: name.to_owned(),
+                last_id,
+                messages,
+            });
+        }
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rooms)
+    }
+
+    /// Who is in each room, cluster-wide, by room.
+    pub fn load_presence(&self) -> Result<Vec<(String, Vec<String>)>, ClusterError> {
+        let mut conn = self.cluster.connection()?;
+        let prefix = &self.cluster.options.prefix;
+        let mut rooms = Vec::new();
+        for key in scan(&mut conn, &format!("{prefix}members:*"))? {
+            let Some(name) = key.strip_prefix(&format!("{prefix}members:")) else {
+                continue;
+            };
+            let mut users: Vec<String> = redis::cmd("HKEYS")
+                .arg(&key)
+                .query(&mut conn)
+                .map_err(|e| ClusterError(format!("Redis: {key}: {e}")))?;
+            users.sort();
+            rooms.push((name.to_owned(), users));
+        }
+        rooms.sort();
+        Ok(rooms)
+    }
+}
+
+/// Every key matching `pattern` (SCAN, so Redis is never blocked by a long KEYS).
+fn scan(conn: &mut redis::Connection, pattern: &str) -> Result<Vec<String>, ClusterError> {
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let (next, mut batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(conn)
+            .map_err(|e| ClusterError(format!("Redis: SCAN {pattern}: {e}")))?;
+        keys.append(&mut batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
 }
 
 /// The cluster, not yet running.
@@ -351,6 +459,17 @@ pub(crate) enum Request {
 type Notify = Arc<dyn Fn(Event) + Send + Sync>;
 
 impl Cluster {
+    fn connection(&self) -> Result<redis::Connection, ClusterError> {
+        self.client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .map_err(|e| {
+                ClusterError(format!(
+                    "Redis at {} is unreachable: {e}",
+                    redacted(&self.options.url)
+                ))
+            })
+    }
+
     /// Spawns the command and subscriber threads; `notify` hears every [`Event`], on either
     /// thread: keep it short (hand the event to the loop and wake it) and never call the cluster
     /// from it.

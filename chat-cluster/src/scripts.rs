@@ -50,30 +50,33 @@ return {id, 0, epoch}
     )
 }
 
-/// One more connection of a user in a room on this node; the room hears `join` when it is the
-/// user's first anywhere. KEYS: members, node. ARGV: user, `ROOM\nUSER`, channel.
+/// One more connection of a user in a room on this node: the room hears `conn` (for clients
+/// that announce every connection), then `join` when it is the user's first anywhere.
+/// KEYS: members, node. ARGV: user, `ROOM\nUSER`, channel, node name.
 /// Returns the user's connections in the room, cluster-wide.
 pub(crate) fn join() -> Script {
     Script::new(
         r#"
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('PUBLISH', ARGV[3], cjson.encode({k = 'conn', u = ARGV[1], j = true, n = ARGV[4]}))
 if n == 1 then redis.call('PUBLISH', ARGV[3], cjson.encode({k = 'join', u = ARGV[1]})) end
 return n
 "#,
     )
 }
 
-/// One connection fewer; the room hears `leave` when it was the user's last anywhere. A leave
-/// this node no longer holds (a reaper took its entries while it was away) changes nothing.
-/// KEYS: members, node. ARGV: user, `ROOM\nUSER`, channel. Returns the connections left, or
-/// -1 when there was nothing to leave.
+/// One connection fewer: the room hears `conn`, then `leave` when it was the user's last
+/// anywhere. A leave this node no longer holds (a reaper took its entries while it was away)
+/// changes nothing. KEYS: members, node. ARGV: user, `ROOM\nUSER`, channel, node name.
+/// Returns the connections left, or -1 when there was nothing to leave.
 pub(crate) fn leave() -> Script {
     Script::new(
         r#"
 local c = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
 if c <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
 if c < 0 then return -1 end
+redis.call('PUBLISH', ARGV[3], cjson.encode({k = 'conn', u = ARGV[1], j = false, n = ARGV[4]}))
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
 if n <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])

@@ -137,15 +137,26 @@ fn event(room: &str, wire: Wire) -> Event {
             },
             node: n,
         },
+        Wire::Connection { u, j, n } => Event::Connection {
+            room,
+            user: u,
+            joined: j,
+            node: n,
+        },
         Wire::Join { u } => Event::Joined { room, user: u },
         Wire::Leave { u } => Event::Left { room, user: u },
-        Wire::Typing { u, .. } => Event::Typing { room, user: u },
-        Wire::Direct { u, to, t, ts, .. } => Event::Direct {
+        Wire::Typing { u, n } => Event::Typing {
+            room,
+            user: u,
+            node: n,
+        },
+        Wire::Direct { u, to, t, ts, n } => Event::Direct {
             room,
             from: u,
             to,
             text: t,
             timestamp_ms: ts,
+            node: n,
         },
     }
 }

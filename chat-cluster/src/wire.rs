@@ -21,6 +21,9 @@ pub(crate) enum Wire {
         /// The node it came through.
         n: String,
     },
+    /// One connection opened (`j`) or closed, on node `n`.
+    #[serde(rename = "conn")]
+    Connection { u: String, j: bool, n: String },
     #[serde(rename = "join")]
     Join { u: String },
     #[serde(rename = "leave")]

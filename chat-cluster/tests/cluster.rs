@@ -301,3 +301,60 @@ fn redis_restarted_publishes_fail_meanwhile_presence_is_restored_and_a_new_epoch
     let (epoch, id, _) = published(&b, 3).expect("published after the restart");
     assert_eq!((epoch, id), (new_epoch, 1));
 }
+
+#[test]
+fn a_starting_node_reads_the_rooms_and_who_is_in_them_and_hears_every_connection() {
+    let Some(redis) = Redis::start("seed") else {
+        return;
+    };
+    let a = node(&redis, "a", |_| {});
+    for i in 0..5u64 {
+        a.cluster
+            .publish(i, "general", outgoing("alice", &format!("g{i}"), None));
+        let _ = published(&a, i);
+    }
+    a.cluster.publish(9, "lobby", outgoing("bob", "l0", None));
+    let _ = published(&a, 9);
+    a.cluster.join("general", "alice");
+    a.cluster.join("lobby", "bob");
+    let conn = a.next("a Connection", |e| match e {
+        Event::Connection {
+            room,
+            user,
+            joined,
+            node,
+        } => Some((room.clone(), user.clone(), *joined, node.clone())),
+        _ => None,
+    });
+    assert_eq!(conn, ("general".into(), "alice".into(), true, "a".into()));
+    // A node that starts now sees the rooms, their newest messages and their members.
+    let connected =
+        chat_cluster::connect(chat_cluster::Options::new(redis.url(), "b", 2)).expect("join");
+    let rooms = connected.load_rooms(3).expect("rooms");
+    let summary: Vec<(String, u64, Vec<u64>)> = rooms
+        .iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                r.last_id,
+                r.messages.iter().map(|m| m.id).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("general".into(), 5, vec![3, 4, 5]),
+            ("lobby".into(), 1, vec![1])
+        ]
+    );
+    assert_eq!(rooms[0].messages[2].text, "g4");
+    let presence = connected.load_presence().expect("presence");
+    assert_eq!(
+        presence,
+        [
+            ("general".to_owned(), vec!["alice".to_owned()]),
+            ("lobby".to_owned(), vec!["bob".to_owned()])
+        ]
+    );
+}
