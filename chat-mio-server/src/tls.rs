@@ -197,3 +197,246 @@ pub fn close_notify(tls: &mut ServerConnection, socket: &mut impl Write) {
     tls.send_close_notify();
     let _ = write_records(tls, socket);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Batch;
+    use bytes::Bytes;
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    /// A socket that counts its writes: takes up to `room` bytes in all, then blocks.
+    #[derive(Default)]
+    struct Socket {
+        input: Vec<u8>,
+        output: Vec<u8>,
+        writes: usize,
+        room: usize,
+    }
+
+    impl Read for Socket {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl Write for Socket {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.writes += 1;
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.room);
+                self.output.extend_from_slice(&buf[..take]);
+                self.room -= take;
+                n += take;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// A server session and a client session that trusts its certificate, handshake done.
+    fn pair() -> (ServerConnection, ClientConnection) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a certificate");
+        let pem = Pem {
+            cert: made.cert.pem().into_bytes(),
+            key: made.signing_key.serialize_pem().into_bytes(),
+        };
+        let mut server = ServerConnection::new(server_config(&pem).expect("a server config"))
+            .expect("a server session");
+        let mut roots = RootCertStore::empty();
+        roots.add(made.cert.der().clone()).expect("a root");
+        let client_config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").expect("a name");
+        let mut client =
+            ClientConnection::new(Arc::new(client_config), name).expect("a client session");
+        for _ in 0..10 {
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).expect("client records");
+            server.read_tls(&mut &wire[..]).expect("to the server");
+            server.process_new_packets().expect("a good client");
+            let mut wire = Vec::new();
+            server.write_tls(&mut wire).expect("server records");
+            client.read_tls(&mut &wire[..]).expect("to the client");
+            client.process_new_packets().expect("a good server");
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        // Session tickets and the like: not part of what the tests count.
+        let mut wire = Vec::new();
+        server.write_tls(&mut wire).expect("server records");
+        client.read_tls(&mut &wire[..]).expect("to the client");
+        client.process_new_packets().expect("a good server");
+        (server, client)
+    }
+
+    /// What the client decrypts of `wire`.
+    fn decrypt(client: &mut ClientConnection, wire: &[u8]) -> Vec<u8> {
+        let mut wire = wire;
+        let mut plain = Vec::new();
+        while !wire.is_empty() {
+            client.read_tls(&mut wire).expect("records");
+            client.process_new_packets().expect("good records");
+            let _ = client.reader().read_to_end(&mut plain);
+        }
+        plain
+    }
+
+    #[test]
+    fn a_turns_frames_become_one_tls_write() {
+        let (mut server, mut client) = pair();
+        let mut batch = Batch::default();
+        let mut out = WriteQueue::default();
+        let mut spans = Vec::new();
+        for i in 0..200 {
+            let text = format!("{{\"type\":\"message\",\"n\":{i},\"text\":\"hello over TLS\"}}");
+            let span = batch.text_frame(Bytes::from(text));
+            out.push_span(span);
+            spans.push(span);
+        }
+        out.push(Bytes::from_static(b"own bytes: a pong"));
+        let sealed = batch.seal();
+        let mut expected = Vec::new();
+        for span in spans {
+            expected.extend_from_slice(&sealed.slice(span).expect("sealed"));
+        }
+        expected.extend_from_slice(b"own bytes: a pong");
+        let mut socket = Socket {
+            room: usize::MAX,
+            ..Socket::default()
+        };
+        assert!(flush(&mut out, sealed, &mut server, &mut socket).expect("flushed"));
+        assert_eq!(out.len(), 0);
+        assert_eq!(socket.writes, 1, "one write for the turn's 200 frames");
+        assert_eq!(decrypt(&mut client, &socket.output), expected);
+    }
+
+    #[test]
+    fn a_large_backlog_takes_one_write_per_buffer_and_resumes_where_the_socket_stopped() {
+        let (mut server, mut client) = pair();
+        let mut batch = Batch::default();
+        let mut out = WriteQueue::default();
+        let mut expected = Vec::new();
+        for i in 0..300u32 {
+            let chunk: Vec<u8> = (0..1000u32).map(|j| ((i + j) % 251) as u8).collect();
+            expected.extend_from_slice(&chunk);
+            out.push(Bytes::from(chunk));
+        }
+        let mut socket = Socket {
+            room: 100_000,
+            ..Socket::default()
+        };
+        // The socket fills up: the rest waits for WRITABLE.
+        assert!(!flush(&mut out, batch.seal(), &mut server, &mut socket).expect("blocked"));
+        assert!(server.wants_write() || out.len() > 0);
+        let writes_before = socket.writes;
+        socket.room = usize::MAX;
+        assert!(flush(&mut out, batch.seal(), &mut server, &mut socket).expect("flushed"));
+        assert!(!server.wants_write());
+        // 300 kB through rustls's 64 KiB buffer: a handful of writes, not one per chunk.
+        assert!(
+            socket.writes <= 8,
+            "{} writes for 300 kB ({writes_before} before the socket filled)",
+            socket.writes
+        );
+        assert_eq!(decrypt(&mut client, &socket.output), expected);
+    }
+
+    #[test]
+    fn garbage_instead_of_a_client_hello_is_an_error_with_an_alert() {
+        let pem = {
+            let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+                .expect("a certificate");
+            Pem {
+                cert: made.cert.pem().into_bytes(),
+                key: made.signing_key.serialize_pem().into_bytes(),
+            }
+        };
+        let mut server =
+            ServerConnection::new(server_config(&pem).expect("config")).expect("session");
+        let mut socket = Socket {
+            input: b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            room: usize::MAX,
+            ..Socket::default()
+        };
+        let mut buf = [0; 64];
+        let e = read(&mut server, &mut socket, &mut buf).expect_err("not TLS");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // An alert record: content type 21.
+        assert_eq!(socket.output.first(), Some(&21), "{:?}", socket.output);
+    }
+
+    #[test]
+    fn reads_return_plaintext_then_eof() {
+        let (mut server, mut client) = pair();
+        client
+            .writer()
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .expect("plaintext");
+        client.send_close_notify();
+        let mut socket = Socket::default();
+        client.write_tls(&mut socket.input).expect("records");
+        let mut buf = [0; 8];
+        let mut got = Vec::new();
+        loop {
+            match read(&mut server, &mut socket, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a certificate");
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a certificate");
+        let cert = made.cert.pem().into_bytes();
+        let key = made.signing_key.serialize_pem().into_bytes();
+        let cases = [
+            (Vec::new(), key.clone(), "no certificate"),
+            (b"hello".to_vec(), key.clone(), "no certificate"),
+            (cert.clone(), Vec::new(), "--tls-key"),
+            (cert.clone(), cert.clone(), "--tls-key"),
+            (
+                cert.clone(),
+                other.signing_key.serialize_pem().into_bytes(),
+                "--tls-cert/--tls-key",
+            ),
+        ];
+        for (cert, key, said) in cases {
+            let e = server_config(&Pem { cert, key }).expect_err("refused");
+            assert!(e.contains(said), "{e}");
+        }
+        assert!(server_config(&Pem { cert, key }).is_ok());
+    }
+}
