@@ -72,7 +72,7 @@ impl TestCert {
 
     /// A client configuration that trusts this certificate (and nothing else).
     pub fn client_config(&self) -> Arc<ClientConfig> {
-        client_config(&[self.der.clone()])
+        client_config(std::slice::from_ref(&self.der))
     }
 }
 
