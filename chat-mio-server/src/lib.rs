@@ -20,7 +20,9 @@
 //! ```
 //!
 //! A connection's life is one enum (`connection.rs`): `Http` → `WebSocket` → `Closing` →
-//! `Gone`; the interest it registers is derived from it. Nothing blocks the loop thread: static
+//! `Gone`; the interest it registers is derived from it. With `--tls-cert` a rustls session
+//! sits between the socket and the connection (`tls.rs`): reads return plaintext, a flush
+//! puts the turn's queue into the session and writes its records at once. Nothing blocks the loop thread: static
 //! files are loaded before it starts, and slow work belongs on a thread of its own that hands
 //! its results back through `event_loop/handoff.rs` (a channel plus the poller's waker).
 //!

@@ -10,8 +10,8 @@
 //! rustls writes every record it holds with one `writev`. A connection costs one TLS write per
 //! turn, as a plain one costs one `writev`.
 //!
-//! Certificates are read at start and again on SIGHUP (`event_loop/tls_reload.rs`, on a thread
-//! of its own): connections keep the configuration they were accepted with, new handshakes
+//! Certificates are read at start and again on SIGHUP (`event_loop/tls.rs`, on a thread of its
+//! own): connections keep the configuration they were accepted with, new handshakes
 //! use the newest.
 //!
 //! Defaults only: TLS 1.3 and 1.2, rustls's safe cipher suites (all AEAD, forward secret) on
