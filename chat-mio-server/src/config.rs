@@ -49,6 +49,16 @@ pub struct Config {
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
 
+    /// Serve HTTPS and wss:// on --bind with this PEM certificate chain (leaf first); needs
+    /// --tls-key. Both files are read again on SIGHUP (new connections get the new
+    /// certificate, open ones stay; a bad file is logged and the old one kept)
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve the browser client from this directory instead of the copy built into the binary
     /// (files are read once, at start-up)
     #[arg(long, value_name = "DIR")]
@@ -205,6 +215,19 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The certificate and key files, when the server serves TLS itself. `Err` when only one
+    /// of the two is given.
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(None),
+            _ => Err("--tls-cert and --tls-key go together".to_owned()),
+        }
+    }
+
     /// The chat core's settings derived from these.
     pub fn core(&self) -> chat_protocol::Config {
         let rate_limit =

@@ -12,6 +12,10 @@
 //! which reads the socket itself. Writes: everything (responses, broadcast frames, tungstenite's
 //! own pongs and close frames) goes through one [`WriteQueue`] in order; the event loop
 //! flushes it once per turn (`event_loop/flush.rs`).
+//!
+//! With native TLS (`tls.rs`) a connection also holds its rustls session: reads take records
+//! from the socket and return plaintext, flushes put the queue's plaintext into the session
+//! and write its records; the states above do not change.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -21,6 +25,7 @@ use bytes::Bytes;
 use chat_protocol::{ClientId, CloseReason};
 use mio::net::TcpStream;
 use mio::Interest;
+use rustls::ServerConnection;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
@@ -196,18 +201,31 @@ pub enum HeadRead {
     Eof,
 }
 
-/// tungstenite's view of the socket: it reads from the socket, and what it writes (pongs,
-/// close frames) joins the write queue behind the frames already there, so a control frame
-/// can never land in the middle of a partly written data frame.
+/// Reads what the peer sent: from the socket, or through the TLS session (plaintext).
+fn read_input(
+    stream: &mut TcpStream,
+    tls: Option<&mut ServerConnection>,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    match tls {
+        None => stream.read(buf),
+        Some(tls) => crate::tls::read(tls, stream, buf),
+    }
+}
+
+/// tungstenite's view of the socket: it reads from the socket (through TLS, if on), and what
+/// it writes (pongs, close frames) joins the write queue behind the frames already there, so a
+/// control frame can never land in the middle of a partly written data frame.
 struct Io<'a> {
     stream: &'a mut TcpStream,
+    tls: Option<&'a mut ServerConnection>,
     out: &'a mut WriteQueue,
     bytes_in: &'a mut u64,
 }
 
 impl Read for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.stream.read(buf)?;
+        let n = read_input(self.stream, self.tls.as_deref_mut(), buf)?;
         *self.bytes_in += n as u64;
         Ok(n)
     }
@@ -229,6 +247,9 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub state: State,
     out: WriteQueue,
+    /// The TLS session, when the server serves TLS itself (boxed: a plain connection pays
+    /// one pointer for it).
+    tls: Option<Box<ServerConnection>>,
     /// The interest registered with the poller.
     pub registered: Interest,
     /// When this connection must give up waiting (request head, idle keep-alive, closing).
@@ -244,10 +265,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+    pub fn new(stream: TcpStream, peer: SocketAddr, tls: Option<Box<ServerConnection>>) -> Self {
         Conn {
             stream,
             peer,
+            tls,
             state: State::Http {
                 head: Vec::new(),
                 reading: Reading::Open,
@@ -280,13 +302,26 @@ impl Conn {
 
     /// The interest this connection needs now, derived from its state: always READABLE (to
     /// read requests and frames, or to see the peer's EOF while closing), WRITABLE only while
-    /// a flush left bytes behind. `None` once it is gone.
+    /// a flush left bytes behind (queued, or TLS records in the session). `None` once it is
+    /// gone.
     pub fn wanted_interest(&self) -> Option<Interest> {
         match self.state {
             State::Gone => None,
-            _ if self.out.len() > 0 => Some(Interest::READABLE | Interest::WRITABLE),
+            _ if self.out.len() > 0 || self.tls_wants_write() => {
+                Some(Interest::READABLE | Interest::WRITABLE)
+            }
             _ => Some(Interest::READABLE),
         }
+    }
+
+    /// Whether this connection is served over native TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TLS session has records to write (a handshake message, an alert, data).
+    pub fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
     pub fn is_gone(&self) -> bool {
@@ -393,7 +428,11 @@ impl Conn {
         };
         while head.len() < limit {
             let want = scratch.len().min(limit - head.len());
-            match self.stream.read(&mut scratch[..want]) {
+            match read_input(
+                &mut self.stream,
+                self.tls.as_deref_mut(),
+                &mut scratch[..want],
+            ) {
                 Ok(0) => return Ok(HeadRead::Eof),
                 Ok(n) => {
                     *bytes_in += n as u64;
@@ -410,7 +449,7 @@ impl Conn {
     /// Reads and drops whatever the peer sends while closing. `Ok(false)` at EOF.
     pub fn discard_input(&mut self, scratch: &mut [u8], bytes_in: &mut u64) -> io::Result<bool> {
         loop {
-            match self.stream.read(scratch) {
+            match read_input(&mut self.stream, self.tls.as_deref_mut(), scratch) {
                 Ok(0) => return Ok(false),
                 Ok(n) => *bytes_in += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
@@ -432,6 +471,7 @@ impl Conn {
         let before = *bytes_in;
         let mut io = Io {
             stream: &mut self.stream,
+            tls: self.tls.as_deref_mut(),
             out: &mut self.out,
             bytes_in,
         };
@@ -470,6 +510,7 @@ impl Conn {
             let mut bytes_in = 0;
             let mut io = Io {
                 stream: &mut self.stream,
+                tls: None,
                 out: &mut self.out,
                 bytes_in: &mut bytes_in,
             };
@@ -504,6 +545,7 @@ impl Conn {
         let mut bytes_in = 0;
         let mut io = Io {
             stream: &mut self.stream,
+            tls: None,
             out: &mut self.out,
             bytes_in: &mut bytes_in,
         };
@@ -540,7 +582,11 @@ impl Conn {
     /// bytes are out shuts its write side, or is over if the peer is done too.
     pub fn flush(&mut self, sealed: &Sealed, bytes_out: &mut u64) -> Flushed {
         let before = self.out.len();
-        let result = self.out.write_to(sealed, &mut self.stream);
+        // With TLS, bytes count as sent once the session has taken them.
+        let result = match self.tls.as_deref_mut() {
+            None => self.out.write_to(sealed, &mut self.stream),
+            Some(tls) => crate::tls::flush(&mut self.out, sealed, tls, &mut self.stream),
+        };
         *bytes_out += (before - self.out.len()) as u64;
         match result {
             Ok(true) => {}
@@ -550,11 +596,19 @@ impl Conn {
         match self.state {
             State::Closing(Linger::Sending) => {
                 self.state = State::Closing(Linger::Shut);
+                if let Some(tls) = self.tls.as_deref_mut() {
+                    crate::tls::close_notify(tls, &mut self.stream);
+                }
                 // The peer's FIN then ends the lingering read.
                 let _ = self.stream.shutdown(Shutdown::Write);
             }
             // Our last bytes are out and the peer has nothing more to say.
-            State::Closing(Linger::PeerDone) => return Flushed::Gone,
+            State::Closing(Linger::PeerDone) => {
+                if let Some(tls) = self.tls.as_deref_mut() {
+                    crate::tls::close_notify(tls, &mut self.stream);
+                }
+                return Flushed::Gone;
+            }
             _ => {}
         }
         Flushed::All

@@ -74,10 +74,12 @@ impl Accepted {
 }
 
 /// Checks an upgrade request for `/ws/{raw_id}` (RFC 6455 section 4.2.1), and its `Origin`
-/// against cross-site WebSocket hijacking.
+/// against cross-site WebSocket hijacking. `scheme`: how the request reached the server
+/// (`http`, or `https` over native TLS or from a trusted proxy that says so).
 pub fn accept(
     request: &Request,
     raw_id: &str,
+    scheme: &str,
     allowed_origins: &[String],
 ) -> Result<Accepted, Refusal> {
     if request.method != "GET" {
@@ -115,7 +117,7 @@ pub fn accept(
     if !origin_allowed(
         request.origin.as_deref(),
         request.host.as_deref(),
-        SERVED_SCHEME,
+        scheme,
         allowed_origins,
     ) {
         return Err(Refusal::new(
@@ -166,10 +168,6 @@ fn query(query: &str) -> Result<(RoomName, Option<Resume>, Option<Credential>), 
     });
     Ok((room.unwrap_or_default(), resume, token))
 }
-
-/// The scheme this server is reached by, which a same-origin page's `Origin` must carry:
-/// plain `http` today. (With TLS, a later issue, it becomes the listener's.)
-pub const SERVED_SCHEME: &str = "http";
 
 /// Browsers always send `Origin` on a WebSocket request; a page from another site must not be
 /// able to chat in its visitor's name. Same origin passes: the Origin's scheme is `scheme`, the
@@ -252,6 +250,8 @@ pub fn client_id(raw: &str) -> Result<String, &'static str> {
 
 #[cfg(test)]
 mod tests {
+    /// The scheme of a plain HTTP listener.
+    const SERVED_SCHEME: &str = "http";
     use super::*;
 
     #[test]

@@ -20,7 +20,9 @@
 //! ```
 //!
 //! A connection's life is one enum (`connection.rs`): `Http` → `WebSocket` → `Closing` →
-//! `Gone`; the interest it registers is derived from it. Nothing blocks the loop thread: static
+//! `Gone`; the interest it registers is derived from it. With `--tls-cert` a rustls session
+//! sits between the socket and the connection (`tls.rs`): reads return plaintext, a flush
+//! puts the turn's queue into the session and writes its records at once. Nothing blocks the loop thread: static
 //! files are loaded before it starts, and slow work belongs on a thread of its own that hands
 //! its results back through `event_loop/handoff.rs` (a channel plus the poller's waker).
 //!
@@ -39,6 +41,7 @@ mod http;
 mod metrics;
 mod routes;
 mod timer;
+mod tls;
 mod write_queue;
 
 use std::io;
@@ -49,7 +52,7 @@ use std::time::Duration;
 use chat_protocol::ChatServer;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 pub use assets::Assets;
@@ -95,12 +98,34 @@ impl Server {
                  take any name",
             ));
         }
+        let tls = match config
+            .tls_files()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+        {
+            Some(files) => {
+                let server_config = files
+                    .load()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                log::info!(
+                    "serving TLS (HTTPS, wss://) with {}; SIGHUP reloads it",
+                    files.cert.display()
+                );
+                Some(event_loop::Tls::new(files, server_config, control.clone()))
+            }
+            None => None,
+        };
         let tokens = token_verifier(&config)?;
         let api_key = api_key(&config)?;
         let core_and_store = open_store(&config, &control)?;
         let accounts = accounts(&config, &control)?;
         let signals = if config.handle_signals {
-            let mut signals = Signals::new([SIGINT, SIGTERM])?;
+            // SIGHUP reloads the certificate; without TLS it keeps its default (it ends the
+            // process), as before.
+            let mut signals = if tls.is_some() {
+                Signals::new([SIGINT, SIGTERM, SIGHUP])?
+            } else {
+                Signals::new([SIGINT, SIGTERM])?
+            };
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             Some(signals)
@@ -117,7 +142,7 @@ impl Server {
                 (tokens, accounts),
                 api_key,
                 inbox,
-                signals,
+                (signals, tls),
                 event_loop::connection_budget(config_max_connections),
             ),
             local_addr,

@@ -125,8 +125,13 @@ fn main() -> ExitCode {
         addr.ip().to_string()
     };
     log::info!("chat server listening on {addr}");
+    let scheme = if cli.config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "Open http://{host}:{} in your browser to chat.",
+        "Open {scheme}://{host}:{} in your browser to chat.",
         addr.port()
     );
     match server.run() {

@@ -14,6 +14,9 @@ use crate::metrics::Metrics;
 pub struct Ctx<'a> {
     pub assets: &'a Assets,
     pub allowed_origins: &'a [String],
+    /// How the request reached the server: `http`, or `https` (native TLS, or a trusted
+    /// proxy's `X-Forwarded-Proto`). Same-origin pages carry it in their `Origin`.
+    pub scheme: &'static str,
     pub metrics: &'a Metrics,
     pub draining: bool,
     pub now: Instant,
@@ -63,7 +66,7 @@ pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
                 Response::text(503, "the server is shutting down\n").keep_alive(false),
             );
         }
-        return match handshake::accept(request, raw_id, ctx.allowed_origins) {
+        return match handshake::accept(request, raw_id, ctx.scheme, ctx.allowed_origins) {
             Ok(accepted) => Route::Upgrade(accepted),
             Err(refusal) => Route::respond(head, refusal.response()),
         };
@@ -352,6 +355,7 @@ mod proptests {
             let ctx = Ctx {
                 assets: &ASSETS,
                 allowed_origins: &allowed,
+                scheme: "http",
                 metrics: &metrics,
                 draining,
                 now: Instant::now(),
@@ -426,6 +430,7 @@ mod proptests {
             let ctx = Ctx {
                 assets: &ASSETS,
                 allowed_origins: &[],
+                scheme: "http",
                 metrics: &metrics,
                 draining,
                 now: Instant::now(),
@@ -459,6 +464,7 @@ mod tests {
         let ctx = Ctx {
             assets: &assets,
             allowed_origins: &[],
+            scheme: "http",
             metrics: &metrics,
             draining: false,
             now: Instant::now(),

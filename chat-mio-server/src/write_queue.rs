@@ -242,6 +242,16 @@ impl WriteQueue {
         Ok(all)
     }
 
+    /// Resolves the queued spans without writing anything, and copies what is owed out of the
+    /// shared batches: for a connection whose bytes must wait this turn (a TLS session whose
+    /// earlier records are not out yet), so it does not pin the batches either.
+    pub fn hold(&mut self, sealed: &Sealed) {
+        self.resolve(sealed);
+        if self.len > 0 {
+            self.own_shared();
+        }
+    }
+
     /// Writes chunks up to the first unresolved one.
     fn write_resolved(&mut self, sink: &mut impl Write) -> io::Result<bool> {
         while !self.chunks.is_empty() {

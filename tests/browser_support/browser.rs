@@ -42,7 +42,12 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium and connects to it.
     pub fn launch(executable: &Path) -> Browser {
-        let chromium = Chromium::launch(executable);
+        Self::launch_with(executable, &[])
+    }
+
+    /// Starts Chromium with `extra` flags (see [`Chromium::launch_with`]) and connects to it.
+    pub fn launch_with(executable: &Path, extra: &[&str]) -> Browser {
+        let chromium = Chromium::launch_with(executable, extra);
         let cdp = Cdp::connect(chromium.devtools_url())
             .unwrap_or_else(|e| panic!("connect to Chromium's DevTools: {e}"));
         Browser {

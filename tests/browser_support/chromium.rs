@@ -48,9 +48,16 @@ impl Chromium {
     /// Starts `executable` and waits for its DevTools endpoint. Panics with Chromium's own
     /// output when it does not come up.
     pub fn launch(executable: &Path) -> Chromium {
+        Self::launch_with(executable, &[])
+    }
+
+    /// Like [`Chromium::launch`], with `extra` flags after the usual ones (for one test's
+    /// needs, such as `--ignore-certificate-errors` for a throwaway certificate).
+    pub fn launch_with(executable: &Path, extra: &[&str]) -> Chromium {
         let profile = fresh_profile_dir();
         let mut child = Command::new(executable)
             .args(FLAGS)
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.display()))
             // Crashpad and caches write under $XDG_CONFIG_HOME / $XDG_CACHE_HOME, not the
             // profile; point them into it so nothing outlives the test.

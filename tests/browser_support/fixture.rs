@@ -27,9 +27,16 @@ impl BrowserTest {
 
     /// Starts a server with `config` (its bind address is replaced) and a browser.
     pub fn with_config(config: Config) -> Option<BrowserTest> {
+        Self::with_config_and_flags(config, &[])
+    }
+
+    /// Like [`BrowserTest::with_config`], with extra Chromium flags for this test only
+    /// (`--ignore-certificate-errors` for a server with a throwaway certificate: its pages
+    /// then load from `https://`, see `TestServer::http_url`).
+    pub fn with_config_and_flags(config: Config, flags: &[&str]) -> Option<BrowserTest> {
         let chromium = chromium_or_skip()?;
         let server = TestServer::with_config(config);
-        let browser = Browser::launch(&chromium);
+        let browser = Browser::launch_with(&chromium, flags);
         Some(BrowserTest {
             browser,
             server,
@@ -83,8 +90,13 @@ impl BrowserTest {
 /// A browser alone, for a test that starts and stops its servers itself (a server
 /// restart). Declare those servers before the browser, so they are dropped after it.
 pub fn browser_or_skip() -> Option<Browser> {
+    browser_with_flags_or_skip(&[])
+}
+
+/// [`browser_or_skip`] with extra Chromium flags for this test only.
+pub fn browser_with_flags_or_skip(flags: &[&str]) -> Option<Browser> {
     let chromium = chromium_or_skip()?;
-    Some(Browser::launch(&chromium))
+    Some(Browser::launch_with(&chromium, flags))
 }
 
 /// A directory of its own under the system's temp dir, removed when dropped.

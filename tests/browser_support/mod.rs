@@ -44,7 +44,7 @@ use serde_json::Value;
 
 pub use accounts::add_user;
 pub use browser::{Browser, ColorScheme, Page};
-pub use fixture::{browser_or_skip, BrowserTest};
+pub use fixture::{browser_or_skip, browser_with_flags_or_skip, BrowserTest};
 
 /// Where Debian's `chromium` package puts the browser.
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";

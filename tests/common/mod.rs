@@ -26,6 +26,8 @@ pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
 /// down and joins the thread, so no test leaves a server behind.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// It serves TLS itself (`--tls-cert`): its URLs are `https://` and `wss://`.
+    pub tls: bool,
     handle: ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -48,6 +50,7 @@ impl TestServer {
     /// Starts a server with `config`; its bind address is replaced by `127.0.0.1:0`.
     pub fn with_config(mut config: Config) -> TestServer {
         config.bind = "127.0.0.1:0".parse().expect("literal address");
+        let tls = config.tls_cert.is_some();
         let server = Server::bind(config).expect("bind an ephemeral port");
         let addr = server.local_addr();
         let handle = server.handle();
@@ -57,19 +60,23 @@ impl TestServer {
             .expect("spawn server thread");
         TestServer {
             addr,
+            tls,
             handle,
             thread: Some(thread),
         }
     }
 
-    /// `ws://127.0.0.1:PORT/ws/{client_id}` (the id is used as given: encode it yourself).
+    /// `ws://127.0.0.1:PORT/ws/{client_id}` (the id is used as given: encode it yourself);
+    /// `wss://` when the server serves TLS.
     pub fn ws_url(&self, client_id: &str) -> String {
-        format!("ws://{}/ws/{}", self.addr, client_id)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws/{}", self.addr, client_id)
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}`; `https://` when the server serves TLS.
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 }
 

@@ -55,6 +55,16 @@ impl EventLoop {
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("{peer}: TCP_NODELAY: {e}");
             }
+            let tls = match &self.tls {
+                Some(tls) => match tls.session() {
+                    Ok(session) => Some(session),
+                    Err(e) => {
+                        log::error!("{peer}: no TLS session: {e}");
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             if let Err(e) =
@@ -65,7 +75,7 @@ impl EventLoop {
                 log::error!("{peer}: cannot register connection: {e}");
                 continue;
             }
-            let conn = entry.insert(Conn::new(stream, peer));
+            let conn = entry.insert(Conn::new(stream, peer, tls));
             self.metrics.open_connections += 1;
             // A trusted proxy's connections are counted under the address it forwards for,
             // once the request says which (`upgrade.rs`).
@@ -77,7 +87,18 @@ impl EventLoop {
                 } else {
                     true
                 };
-            if over_ip_limit {
+            let tls = conn.is_tls();
+            if (over_ip_limit || full) && tls {
+                // A refusal over TLS would need a handshake first, the very work refusing
+                // saves: the connection is closed at once instead.
+                if over_ip_limit {
+                    self.metrics.refused_per_ip += 1;
+                } else {
+                    self.metrics.refused_full += 1;
+                }
+                log::warn!("{peer}: refused (closed at once: TLS), too many connections");
+                self.mark_gone(key);
+            } else if over_ip_limit {
                 self.metrics.refused_per_ip += 1;
                 log::warn!("{peer}: refused, too many connections from this address");
                 self.respond(key, &too_many_from_this_address());

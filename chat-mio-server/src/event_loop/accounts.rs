@@ -28,7 +28,7 @@ use serde_json::json;
 
 use super::EventLoop;
 use crate::connection::State;
-use crate::handshake::{origin_allowed, Accepted, SERVED_SCHEME};
+use crate::handshake::{origin_allowed, Accepted};
 use crate::http::{Request, Response};
 
 /// Largest login body read (a name and a password of at most 1 KiB, form-encoded).
@@ -73,7 +73,8 @@ struct Waiting {
 /// How the answer is to be given.
 struct Reply {
     keep_alive: bool,
-    /// The cookie gets `Secure` (the client reached us over TLS, through a trusted proxy).
+    /// The cookie gets `Secure` (the client reached us over TLS: native, or through a trusted
+    /// proxy that says so).
     secure: bool,
 }
 
@@ -142,13 +143,13 @@ impl EventLoop {
         }
         let reply = Reply {
             keep_alive: request.keep_alive,
-            secure: self.came_over_tls(key, request),
+            secure: self.scheme(key, request) == "https",
         };
         let method = request.method.as_str();
         let answer = match (path, method) {
             ("/session", "GET" | "HEAD") => return self.session_info(key, request, reply),
             ("/session", _) => Err(method_not_allowed("GET")),
-            (_, "POST") if self.cross_site(request) => Err(json_error(
+            (_, "POST") if self.cross_site(key, request) => Err(json_error(
                 403,
                 "a login or logout from another site is refused",
             )),
@@ -174,26 +175,17 @@ impl EventLoop {
         self.respond(key, &response);
     }
 
-    /// The client reached us over TLS: through a trusted proxy that says so.
-    fn came_over_tls(&self, key: usize, request: &Request) -> bool {
-        self.clients.is_trusted_proxy(self.conns[key].peer.ip())
-            && request
-                .forwarded_proto
-                .as_deref()
-                .is_some_and(|p| p.eq_ignore_ascii_case("https"))
-    }
-
     /// A browser's request from another site's page (login CSRF): its `Sec-Fetch-Site` says
     /// so, or its `Origin` is neither ours nor allowed. A request with neither header is not
     /// a browser's (curl), and has no ambient cookie to abuse.
-    fn cross_site(&self, request: &Request) -> bool {
+    fn cross_site(&self, key: usize, request: &Request) -> bool {
         let site = request.sec_fetch_site.as_deref().unwrap_or("");
         site.eq_ignore_ascii_case("cross-site")
             || site.eq_ignore_ascii_case("same-site")
             || !origin_allowed(
                 request.origin.as_deref(),
                 request.host.as_deref(),
-                SERVED_SCHEME,
+                self.scheme(key, request),
                 &self.config.allowed_origins,
             )
     }

@@ -187,6 +187,7 @@ impl EventLoop {
                 accounts::Handled::Answered => return,
             }
             drop(body);
+            let scheme = self.scheme(key, &request);
             let conn = &mut self.conns[key];
             // The core counts what only it can see.
             self.metrics.rate_limited = self.core.messages_rate_limited();
@@ -195,6 +196,7 @@ impl EventLoop {
                 store: store_stats.as_deref(),
                 assets: &self.assets,
                 allowed_origins: &self.config.allowed_origins,
+                scheme,
                 metrics: &self.metrics,
                 draining: self.drain_deadline.is_some(),
                 now: self.now.instant,

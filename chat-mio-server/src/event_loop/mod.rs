@@ -15,6 +15,7 @@
 //! | the turn's frames and flushing: seal, write, interest, removal | `flush.rs` |
 //! | events handed over by other threads | `handoff.rs` |
 //! | signals and the graceful drain | `shutdown.rs` |
+//! | native TLS: sessions, the certificate's reload on SIGHUP, a request's scheme | `tls.rs` |
 //!
 //! One loop turn:
 //! 1. wait for readiness, or until the next deadline (not at all while input is left over);
@@ -40,6 +41,7 @@ mod memory;
 mod moderation;
 mod shutdown;
 mod storage;
+mod tls;
 mod upgrade;
 mod ws_read;
 
@@ -67,6 +69,7 @@ pub use accounts::Accounts;
 use handoff::{Inbox, Left};
 pub use moderation::{loaded_bans, Bans};
 pub use storage::restored_rooms;
+pub use tls::Tls;
 
 pub const LISTENER: Token = Token(usize::MAX);
 pub const WAKER: Token = Token(usize::MAX - 1);
@@ -87,6 +90,8 @@ pub enum Control {
     Store(chat_store::Completion),
     /// A password hasher thread checked a login's password.
     Hash(chat_auth::HashDone),
+    /// The TLS certificate was read again (SIGHUP): the new configuration, or why not.
+    TlsReloaded(Result<std::sync::Arc<rustls::ServerConfig>, String>),
 }
 
 pub struct EventLoop {
@@ -98,6 +103,8 @@ pub struct EventLoop {
     pub config: Config,
     pub ws_config: WebSocketConfig,
     pub signals: Option<Signals>,
+    /// Native TLS, when the server serves it (`tls.rs`).
+    tls: Option<Tls>,
     /// Connections served at once (the configured maximum, capped by the open-files limit).
     pub max_connections: usize,
     /// Connections answered 503 while full may linger (to take their answer) up to this many
@@ -160,7 +167,7 @@ impl EventLoop {
         (tokens, accounts): (Option<chat_auth::TokenVerifier>, Option<Accounts>),
         api_key: Option<String>,
         inbox: Inbox<Control>,
-        signals: Option<Signals>,
+        (signals, tls): (Option<Signals>, Option<Tls>),
         (max_connections, refusal_headroom): (usize, usize),
     ) -> Self {
         let now = Now {
@@ -181,6 +188,7 @@ impl EventLoop {
             ),
             config,
             signals,
+            tls,
             max_connections,
             refusal_headroom,
             metrics: Metrics::new(now.instant),
@@ -295,6 +303,7 @@ impl EventLoop {
                 }
                 Control::Store(completion) => self.store_completed(completion),
                 Control::Hash(done) => self.hash_done(done),
+                Control::TlsReloaded(result) => self.tls_reloaded(result),
             }
         }
     }
@@ -315,6 +324,13 @@ impl EventLoop {
             }
             // The peer said all it had to say; our last bytes are on their way.
             State::Closing(Linger::PeerDone) | State::Gone => {}
+        }
+        // A TLS read may have made records to send (the handshake's, an alert) with nothing
+        // queued; and bytes queued during the handshake wait for its end.
+        if let Some(conn) = self.conns.get(key) {
+            if conn.is_tls() && (conn.tls_wants_write() || conn.queued() > 0) {
+                self.mark_dirty(key);
+            }
         }
         self.settle();
         self.recount(key);

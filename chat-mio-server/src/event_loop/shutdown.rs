@@ -9,12 +9,23 @@ use super::EventLoop;
 use crate::connection::State;
 
 impl EventLoop {
-    /// SIGINT or SIGTERM: the first begins the drain, a second one stops at once.
+    /// SIGINT or SIGTERM: the first begins the drain, a second one stops at once. SIGHUP
+    /// (registered only with TLS): reload the certificate.
     pub(super) fn signalled(&mut self) -> io::Result<()> {
         let Some(signals) = self.signals.as_mut() else {
             return Ok(());
         };
-        let count = signals.pending().count();
+        let (mut count, mut hangup) = (0, false);
+        for signal in signals.pending() {
+            if signal == signal_hook::consts::SIGHUP {
+                hangup = true;
+            } else {
+                count += 1;
+            }
+        }
+        if hangup {
+            self.reload_tls();
+        }
         if count == 0 {
             return Ok(());
         }

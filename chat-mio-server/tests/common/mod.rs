@@ -217,7 +217,9 @@ pub fn collect(pipe: impl Read + Send + 'static, output: &Arc<Mutex<String>>) {
 
 pub fn announced_addr(output: &str) -> Option<SocketAddr> {
     output.lines().find_map(|line| {
-        let rest = line.strip_prefix("Open http://")?;
+        let rest = line
+            .strip_prefix("Open http://")
+            .or_else(|| line.strip_prefix("Open https://"))?;
         rest.split_whitespace()
             .next()?
             .trim_end_matches('/')

@@ -28,9 +28,13 @@ use tungstenite::{Message, WebSocket};
 #[derive(Parser, Debug, Clone)]
 #[command(version)]
 struct Args {
-    /// Server base URL, e.g. ws://127.0.0.1:8000 (must be a 127.x address)
+    /// Server base URL, e.g. ws://127.0.0.1:8000 or wss://127.0.0.1:8443 (must be a 127.x
+    /// address)
     #[arg(long)]
     url_base: String,
+    /// PEM certificate to trust for wss:// (the server's self-signed one, or its CA)
+    #[arg(long, value_name = "PEM")]
+    ca: Option<std::path::PathBuf>,
     /// Number of clients
     #[arg(long, default_value_t = 1000)]
     clients: usize,
@@ -86,8 +90,67 @@ struct Shared {
     connect_errors: Mutex<BTreeMap<String, usize>>,
 }
 
+/// A client's connection: plain TCP, or TLS over it (rustls, non-blocking once connected).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl std::io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The TLS client configuration for `--ca`: that certificate is the only root.
+fn tls_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let pem = std::fs::read(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("--ca: {e}"))?;
+        roots.add(cert).map_err(|e| format!("--ca: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Stream>,
     room: usize,
     alive: bool,
     /// Bit per sequence number of this client's room: delivered already.
@@ -129,7 +192,7 @@ struct Worker {
     rooms_total: usize,
     room_size: usize,
     poll: Poll,
-    incoming: Receiver<(usize, WebSocket<TcpStream>)>,
+    incoming: Receiver<(usize, WebSocket<Stream>)>,
     clients: Vec<Client>,
     rooms: Vec<Room>,
     stats: LoopStats,
@@ -207,7 +270,7 @@ impl Worker {
     fn accept_new(&mut self) {
         while let Ok((i, ws)) = self.incoming.try_recv() {
             let slot = self.clients.len();
-            let fd = ws.get_ref().as_raw_fd();
+            let fd = ws.get_ref().tcp().as_raw_fd();
             if let Err(e) = self.poll.registry().register(
                 &mut SourceFd(&fd),
                 Token(slot),
@@ -237,7 +300,7 @@ impl Worker {
             return;
         }
         client.alive = false;
-        let fd = client.ws.get_ref().as_raw_fd();
+        let fd = client.ws.get_ref().tcp().as_raw_fd();
         let room = client.room;
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         self.room_mut(room).alive -= 1;
@@ -425,7 +488,8 @@ fn connect_one(
     addr: SocketAddr,
     url: &str,
     config: WebSocketConfig,
-) -> Result<WebSocket<TcpStream>, String> {
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<WebSocket<Stream>, String> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| format!("connect: {}", e.kind()))?;
     let _ = stream.set_nodelay(true);
@@ -433,6 +497,22 @@ fn connect_one(
         .set_read_timeout(Some(Duration::from_secs(15)))
         .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(15))))
         .map_err(|e| format!("setsockopt: {e}"))?;
+    let stream = match tls {
+        None => Stream::Plain(stream),
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let session = rustls::ClientConnection::new(Arc::clone(tls), name)
+                .map_err(|e| format!("TLS: {e}"))?;
+            let mut stream = rustls::StreamOwned::new(session, stream);
+            while stream.conn.is_handshaking() {
+                stream
+                    .conn
+                    .complete_io(&mut stream.sock)
+                    .map_err(|e| format!("TLS handshake: {}", e.kind()))?;
+            }
+            Stream::Tls(Box::new(stream))
+        }
+    };
     let (ws, _resp) = tungstenite::client::client_with_config(url, stream, Some(config)).map_err(
         |e| match e {
             tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp)) => {
@@ -442,7 +522,7 @@ fn connect_one(
             tungstenite::HandshakeError::Interrupted(_) => "handshake: interrupted".into(),
         },
     )?;
-    let s = ws.get_ref();
+    let s = ws.get_ref().tcp();
     s.set_read_timeout(None)
         .and_then(|()| s.set_write_timeout(None))
         .and_then(|()| s.set_nonblocking(true))
@@ -459,10 +539,11 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn parse_loopback(url_base: &str) -> Result<(String, SocketAddr), String> {
-    let rest = url_base
-        .strip_prefix("ws://")
-        .ok_or("--url-base must start with ws://")?
-        .trim_end_matches('/');
+    let (scheme, rest) = url_base
+        .split_once("://")
+        .filter(|(scheme, _)| *scheme == "ws" || *scheme == "wss")
+        .ok_or("--url-base must start with ws:// or wss://")?;
+    let rest = rest.trim_end_matches('/');
     let host = rest.split(':').next().unwrap_or("");
     if !host.starts_with("127.") {
         return Err(format!(
@@ -477,7 +558,7 @@ fn parse_loopback(url_base: &str) -> Result<(String, SocketAddr), String> {
     if !addr.ip().is_loopback() {
         return Err("refusing a non-loopback address".into());
     }
-    Ok((format!("ws://{rest}"), addr))
+    Ok((format!("{scheme}://{rest}"), addr))
 }
 
 fn main() -> ExitCode {
@@ -486,6 +567,20 @@ fn main() -> ExitCode {
         Ok(v) => v,
         Err(e) => {
             eprintln!("roomload: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tls = match (&args.ca, base.starts_with("wss://")) {
+        (Some(ca), true) => match tls_config(ca) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("roomload: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, false) => None,
+        _ => {
+            eprintln!("roomload: wss:// needs --ca (and --ca needs wss://)");
             return ExitCode::from(2);
         }
     };
@@ -565,6 +660,7 @@ fn main() -> ExitCode {
             let shared = Arc::clone(&shared);
             let senders = senders.clone();
             let base = base.clone();
+            let tls = tls.clone();
             let handshake_us = Arc::clone(&handshake_us);
             let (clients, room_size) = (args.clients, args.room_size);
             thread::spawn(move || {
@@ -577,7 +673,7 @@ fn main() -> ExitCode {
                     let room = i / room_size;
                     let url = format!("{base}/ws/c{i}?room=r{room}");
                     let t = Instant::now();
-                    match connect_one(addr, &url, config) {
+                    match connect_one(addr, &url, config, tls.as_ref()) {
                         Ok(ws) => {
                             mine.push(t.elapsed().as_micros() as u64);
                             shared.connected.fetch_add(1, Ordering::Relaxed);
