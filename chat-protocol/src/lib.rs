@@ -277,6 +277,7 @@
 
 mod backend;
 mod close;
+mod cluster;
 mod command;
 mod config;
 mod error_code;
@@ -296,12 +297,14 @@ mod store;
 mod timer;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 pub use backend::{PublishRefused, RoomInfo, MAX_USER_CHARS, SYSTEM_USER};
 pub use close::{CloseReason, MAX_CLOSE_TEXT};
+pub use cluster::{ClusterAck, MAX_CATCH_UP};
 pub use config::{Config, RateLimit};
 pub use error_code::ErrorCode;
 pub use event::{Event, EventKind};
@@ -548,6 +551,83 @@ pub enum Input {
         /// The budget, in bytes (counted as [`ChatServer::history_bytes`] counts).
         bytes: usize,
     },
+    /// Cluster mode: the cluster answered an [`Output::ClusterPublish`]: the id the message
+    /// got (`duplicate`: it was a retry of one published before, and was not published
+    /// again), or why it could not be published (the message may or may not be in the log; a
+    /// retry with the same `client_msg_id` is recognised). The sender gets its `ack`, or an
+    /// `error` with [`ErrorCode::ClusterUnavailable`]. An unknown or already answered ticket
+    /// is ignored.
+    ClusterPublished {
+        /// The ClusterPublish's ticket.
+        ticket: StoreTicket,
+        /// The id, or why not (for the driver's logs; clients get a fixed text).
+        result: Result<ClusterAck, String>,
+    },
+    /// Cluster mode: a room's message, from any node, this one included (a node delivers its
+    /// own messages when it hears them back, so every node shows one order with the same
+    /// ids). Feed a room's messages in the cluster's order. An epoch above the server's is
+    /// taken as an [`Input::ClusterEpoch`] first; an older one is ignored, and so is an id
+    /// already delivered. A missed stretch is asked for with an [`Output::ClusterFetchAfter`].
+    ClusterMessage {
+        /// The room.
+        room: RoomName,
+        /// The epoch its id belongs to.
+        epoch: u64,
+        /// The message (`deleted` is ignored).
+        message: RestoredMessage,
+    },
+    /// Cluster mode: `user`'s first connection to `room` anywhere in the cluster (`joined`),
+    /// or its last one closed (or its node died). The room's v2 members on this node hear it
+    /// (the `connection` / `disconnection` notices), and `welcome` lists the user.
+    ClusterPresence {
+        /// The room.
+        room: RoomName,
+        /// The user.
+        user: String,
+        /// Joined (first connection) or left (last).
+        joined: bool,
+    },
+    /// Cluster mode: one connection of `user` to `room` opened (`joined`) or closed on
+    /// **another** node (the driver drops this node's own): the room's v1 members on this node
+    /// hear it, as the tutorial's per-connection notices.
+    ClusterConnection {
+        /// The room.
+        room: RoomName,
+        /// The user.
+        user: String,
+        /// Opened or closed.
+        joined: bool,
+    },
+    /// Cluster mode: `user` types in `room`, on another node (the driver drops this node's
+    /// own): relayed to the room's v2 members here.
+    ClusterTyping {
+        /// The room.
+        room: RoomName,
+        /// Who.
+        user: String,
+    },
+    /// Cluster mode: a direct message in `room` from `from` to `to`, sent on another node (the
+    /// driver drops this node's own): delivered to `to`'s v2 connections in the room here.
+    ClusterDirect {
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        from: String,
+        /// The recipient.
+        to: String,
+        /// The text.
+        text: String,
+        /// When the sender's node accepted it.
+        timestamp: DateTime<Utc>,
+    },
+    /// Cluster mode: the cluster lost its state (Redis restarted without persistence): ids
+    /// start again at 1 under `epoch`. Every room's history in memory is cleared, catch-ups
+    /// waiting for an answer are dropped, and `welcome`, `history` and `gap` frames carry the
+    /// new epoch. The same epoch as the server's is ignored.
+    ClusterEpoch {
+        /// The cluster's new epoch.
+        epoch: u64,
+    },
 }
 
 /// What a valid token says ([`Input::TokenVerified`]).
@@ -672,6 +752,76 @@ pub enum Output {
         reason: CloseReason,
         /// How many connections were closed; 0 if the user had none open.
         connections: usize,
+    },
+    /// Cluster mode: publish this room message to the cluster, then answer with
+    /// [`Input::ClusterPublished`] and this ticket. It is not delivered here yet: every node,
+    /// this one included, delivers it when it hears it back ([`Input::ClusterMessage`]).
+    /// Every ClusterPublish must be answered once.
+    ClusterPublish {
+        /// The ticket to answer with.
+        ticket: StoreTicket,
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        user: Arc<str>,
+        /// The text.
+        text: Payload,
+        /// The sender's `client_msg_id` (the cluster's deduplication key), if any.
+        client_msg_id: Option<String>,
+        /// When this node accepted it (the `timestamp` of its frames everywhere).
+        timestamp: DateTime<Utc>,
+    },
+    /// Cluster mode: a connection of `user` opened in `room` on this node (one per
+    /// connection; the cluster counts them and announces the user's first anywhere). Not
+    /// answered.
+    ClusterJoin {
+        /// The room.
+        room: RoomName,
+        /// The user.
+        user: Arc<str>,
+    },
+    /// Cluster mode: a connection of `user` in `room` on this node closed. Not answered.
+    ClusterLeave {
+        /// The room.
+        room: RoomName,
+        /// The user.
+        user: Arc<str>,
+    },
+    /// Cluster mode: `user` types in `room` (after this node's throttle): tell the other
+    /// nodes. Not answered.
+    ClusterTyping {
+        /// The room.
+        room: RoomName,
+        /// Who.
+        user: Arc<str>,
+    },
+    /// Cluster mode: a direct message for `to`, who is in `room` on the cluster: the nodes
+    /// where `to` has connections deliver it. Not answered.
+    ClusterDirect {
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        from: Arc<str>,
+        /// The recipient.
+        to: String,
+        /// The text.
+        text: String,
+        /// When this node accepted it.
+        timestamp: DateTime<Utc>,
+    },
+    /// Cluster mode: this node missed messages of `room` (an id came that is not the next):
+    /// read the room's messages with ids above `after`, oldest first, at most `limit` (1 to
+    /// [`MAX_CATCH_UP`]), and answer with [`Input::Fetched`] and this ticket. Every
+    /// ClusterFetchAfter must be answered once.
+    ClusterFetchAfter {
+        /// The ticket to answer with.
+        ticket: StoreTicket,
+        /// The room.
+        room: RoomName,
+        /// Only ids above this.
+        after: u64,
+        /// At most this many.
+        limit: usize,
     },
 }
 
