@@ -11,11 +11,13 @@
 //! ```text
 //!  socket events ──► Input ──► ChatServer::handle_input(now, input)
 //!  storage answers ──► Input::Stored / Input::Fetched ──┤   │
+//!  the cluster (cluster mode) ──► Input::Cluster* ──────┤   │
 //!  backend (server API) ──► Input::Publish / Kick / Ban ┘   │
 //!        ┌──────────────────────────────────────────────────┘
 //!        ▼
 //!  while let Some(output) = poll_output()   ──► write a frame / ping / close a socket
 //!                                           ──► Store / Fetch: hand to storage, off the loop
+//!                                           ──► Cluster*: hand to the cluster (cluster mode)
 //!                                           ──► Published / Dismissed: answer the backend
 //!  poll_timeout()                           ──► when to call handle_input(now, Input::Timeout)
 //! ```
@@ -36,7 +38,8 @@
 //!    [`Input::Timeout`] at that instant or soon after.
 //!
 //! Before the first input, a durable driver may call [`ChatServer::restore`] once with what
-//! storage loaded.
+//! storage loaded (a cluster node: with what the cluster's log holds, and
+//! [`ChatServer::restore_presence`] with who is where; see "Cluster mode").
 //!
 //! A misbehaving *client* is never an `Err`: it gets an error frame and/or a close output. `Err`
 //! means the *driver* broke the contract (an unknown or duplicate [`ClientId`]).
@@ -50,6 +53,7 @@
 //!   │   └─ room.rs     one room: who hears broadcasts (per protocol), presence per user
 //!   │       └─ history.rs  the last `history` messages, ids, client_msg_id lookup
 //!   ├─ store.rs    durable mode: what goes to storage and comes back, the unanswered tickets
+//!   ├─ cluster.rs  cluster mode: publishes, catch-ups of missed ids, cluster-wide presence
 //!   ├─ command.rs  parses a chat.v2 client's JSON commands
 //!   ├─ event.rs    encodes the v1 (tutorial) frames;  frame.rs  the v2 frames
 //!   ├─ rate.rs     token bucket per connection
@@ -169,6 +173,63 @@
 //!
 //! Storage's answers are data, not trusted invariants: restored messages that are not
 //! consecutive up to `last_id`, or fetched ones outside the request, are dropped, never a panic.
+//!
+//! # Cluster mode
+//!
+//! With [`Config::cluster`] the server is one node of several that behave as one chat (the
+//! driver's broker, Redis through `chat-cluster`, carries what crosses nodes). The core still
+//! does no IO: it asks with `Cluster*` outputs and hears with `Cluster*` inputs, and stays
+//! deterministic. The cluster's log is the store ([`Config::durable`] is ignored) and the
+//! epoch is the cluster's ([`Config::epoch`]).
+//!
+//! - **Start.** [`ChatServer::restore`] with the rooms' last ids and messages read from the
+//!   cluster's log, [`ChatServer::restore_presence`] with who is in each room cluster-wide.
+//!   A room never seeded takes the first id it hears as its start.
+//! - **Messages.** A local chat message (v1 text, v2 `message`) passes the usual checks (rate
+//!   limit, sizes), then becomes an [`Output::ClusterPublish`]: no id, no broadcast, no
+//!   [`Output::Store`]. **Every ClusterPublish must be answered** with one
+//!   [`Input::ClusterPublished`]: the v2 sender (with a `client_msg_id`) then gets its `ack`
+//!   (no `stored` field), or, on `Err`, the sender (v1 or v2) an `error` with
+//!   [`ErrorCode::ClusterUnavailable`]. A v2 retry (same user, same `client_msg_id`) while the
+//!   first is unanswered is not published again: it waits for the same answer. A retry of a
+//!   message in the room's history is acked at once, as on one node.
+//! - **Delivery.** Feed every room message the cluster publishes, **this node's own
+//!   included**, as [`Input::ClusterMessage`], in the cluster's order: that is when every node
+//!   delivers it (v1 and v2 frames, into history), so all show one order with the same ids. A
+//!   room delivers ids consecutively: an id it delivered already is ignored (a catch-up's
+//!   overlap); one beyond the next is buffered (at most [`MAX_CATCH_UP`] per room) and an
+//!   [`Output::ClusterFetchAfter`] asks for the stretch missed (**answer every one** with
+//!   [`Input::Fetched`]). The answer's messages, then the buffered ones, are delivered in
+//!   order, each once. Whatever stays missing (the read failed, the log no longer has it, the
+//!   buffer overflowed) is a `gap` frame to the room's v2 members here, before the next
+//!   message; the history starts again there. A message of an older epoch is ignored; of a
+//!   newer one, it is first taken as an [`Input::ClusterEpoch`].
+//! - **Presence.** Every local connection with a room is reported ([`Output::ClusterJoin`]
+//!   after the usual connect outputs, [`Output::ClusterLeave`] after the disconnect's). The
+//!   core does not send v2 `connection` / `disconnection` notices itself: they come from the
+//!   cluster's edges, [`Input::ClusterPresence`] (a user's first connection anywhere, its
+//!   last; this node's own included), which also keep each room's cluster-wide members (for
+//!   `welcome`, which lists them with the local ones, and for direct messages). v1 clients
+//!   keep per-connection notices: local ones as on one node, other nodes' from
+//!   [`Input::ClusterConnection`] (the driver drops this node's own).
+//! - **Typing and direct messages.** A typing notice that passes the local throttle is also
+//!   an [`Output::ClusterTyping`]; a direct message to a user in the room's cluster-wide
+//!   members is also an [`Output::ClusterDirect`] (delivered here as on one node if the
+//!   recipient is here, else only echoed to the sender). From other nodes (the driver drops
+//!   this node's own), [`Input::ClusterTyping`] goes to the room's v2 members here and
+//!   [`Input::ClusterDirect`] to the recipient's v2 connections here.
+//! - **Resume and scroll-back** beyond memory are [`Output::Fetch`]es, exactly as in durable
+//!   mode ("Durability"); the driver answers them from the cluster's log.
+//! - **A new epoch** ([`Input::ClusterEpoch`], the cluster lost its state): ids start again
+//!   at 1, every room's history in memory is cleared and catch-ups waiting are dropped (their
+//!   answers ignored).
+//! - **Not yet:** the server API's [`Input::Publish`] is refused with
+//!   [`PublishRefused::ClusterMode`]; an admin's `delete` acts on this node's memory only.
+//!
+//! What the cluster keeps in the core is bounded by what the driver has not answered (one
+//! entry per unanswered ClusterPublish, one catch-up per room of at most [`MAX_CATCH_UP`]
+//! messages; [`ChatServer::awaiting_cluster`]) and by the rooms the cluster reports members
+//! in. Answers are data: an unknown or late ticket is ignored, never a panic.
 //!
 //! # Moderation
 //!
@@ -461,8 +522,10 @@ pub enum Input {
         result: Result<(), StoreFailed>,
     },
     /// Storage answered an [`Output::Fetch`]: the room's messages with ids below its `before`,
-    /// at most its `limit`, oldest first (`Err` if it could not read them). An unknown or
-    /// already answered ticket is ignored. Never an `Err` of [`ChatServer::handle_input`].
+    /// at most its `limit`, oldest first (`Err` if it could not read them). In cluster mode
+    /// also the answer to an [`Output::ClusterFetchAfter`]: the messages with ids above its
+    /// `after`, oldest first (`Err`: the missed stretch is a `gap`). An unknown or already
+    /// answered ticket is ignored. Never an `Err` of [`ChatServer::handle_input`].
     Fetched {
         /// The [`Output::Fetch`]'s ticket.
         ticket: StoreTicket,
@@ -509,6 +572,7 @@ pub enum Input {
     /// storage (an [`Output::Store`] with no `client_msg_id`: nobody waits for an ack). A room
     /// not in memory is made, as a first connection would make it, and stays, empty, until
     /// forgotten. Answered by exactly one [`Output::Published`], the last output of the drain.
+    /// In cluster mode it is refused with [`PublishRefused::ClusterMode`] (not built yet).
     Publish {
         /// The room to post into.
         room: RoomName,
@@ -701,7 +765,7 @@ pub enum Output {
     /// [`Input::Stored`] (success or failure, batched as storage likes). Every Store must be
     /// answered once; until it is, the sender's `ack` waits.
     Store(Record),
-    /// Durable mode only: read the messages of `room` with ids below `before`, at most `limit`
+    /// Durable or cluster mode only: read the messages of `room` with ids below `before`, at most `limit`
     /// of them (the newest such, oldest first), and answer with [`Input::Fetched`] and this
     /// ticket. Every Fetch must be answered once, even if `client` left meanwhile. Asked for a
     /// `history_before` beyond memory, or for a v2 client resuming from before what memory
