@@ -240,6 +240,13 @@ proptest! {
                 Input::Publish { .. } | Input::Kick { .. } | Input::Ban { .. } => {
                     unreachable!("no server API here")
                 }
+                Input::ClusterPublished { .. }
+                | Input::ClusterMessage { .. }
+                | Input::ClusterPresence { .. }
+                | Input::ClusterConnection { .. }
+                | Input::ClusterTyping { .. }
+                | Input::ClusterDirect { .. }
+                | Input::ClusterEpoch { .. } => unreachable!("not in cluster mode here"),
             };
 
             // poll_timeout is never later than the model's earliest deadline (earlier is fine).
@@ -282,6 +289,13 @@ proptest! {
                 Input::Publish { .. } | Input::Kick { .. } | Input::Ban { .. } => {
                     unreachable!("no server API here")
                 }
+                Input::ClusterPublished { .. }
+                | Input::ClusterMessage { .. }
+                | Input::ClusterPresence { .. }
+                | Input::ClusterConnection { .. }
+                | Input::ClusterTyping { .. }
+                | Input::ClusterDirect { .. }
+                | Input::ClusterEpoch { .. } => unreachable!("not in cluster mode here"),
             };
             if let Step::Connect { id, user, room, v2, .. } = &step {
                 let refused = out == vec![Output::Close {
@@ -331,6 +345,15 @@ proptest! {
                     }
                     Output::Published { .. } | Output::Dismissed { .. } => {
                         prop_assert!(false, "server API answer without its input: {:?}", o);
+                        unreachable!()
+                    }
+                    Output::ClusterPublish { .. }
+                    | Output::ClusterJoin { .. }
+                    | Output::ClusterLeave { .. }
+                    | Output::ClusterTyping { .. }
+                    | Output::ClusterDirect { .. }
+                    | Output::ClusterFetchAfter { .. } => {
+                        prop_assert!(false, "cluster output without Config::cluster: {:?}", o);
                         unreachable!()
                     }
                 };
@@ -478,6 +501,14 @@ proptest! {
                             Output::Published { .. } | Output::Dismissed { .. } => {
                                 prop_assert!(false, "no server API here")
                             }
+                            Output::ClusterPublish { .. }
+                            | Output::ClusterJoin { .. }
+                            | Output::ClusterLeave { .. }
+                            | Output::ClusterTyping { .. }
+                            | Output::ClusterDirect { .. }
+                            | Output::ClusterFetchAfter { .. } => {
+                                prop_assert!(false, "not in cluster mode")
+                            }
                         }
                     }
                 }
@@ -519,6 +550,13 @@ proptest! {
                 Input::Publish { .. } | Input::Kick { .. } | Input::Ban { .. } => {
                     unreachable!("no server API here")
                 }
+                Input::ClusterPublished { .. }
+                | Input::ClusterMessage { .. }
+                | Input::ClusterPresence { .. }
+                | Input::ClusterConnection { .. }
+                | Input::ClusterTyping { .. }
+                | Input::ClusterDirect { .. }
+                | Input::ClusterEpoch { .. } => unreachable!("not in cluster mode here"),
             }
             prop_assert_eq!(h.server.client_count(), conns.len());
             // The members the server reports are the model's, room by room.

@@ -37,6 +37,10 @@ pub enum PublishRefused {
     /// The user name is not one a client could have: empty, longer than [`MAX_USER_CHARS`]
     /// characters, with control characters or surrounding whitespace (HTTP 400).
     BadUser,
+    /// The server runs in cluster mode ([`Config::cluster`](crate::Config::cluster)), where
+    /// the server API cannot publish yet: a message's id must come from the cluster, and that
+    /// path is not built for the API (HTTP 503).
+    ClusterMode,
 }
 
 impl fmt::Display for PublishRefused {
@@ -44,6 +48,9 @@ impl fmt::Display for PublishRefused {
         match self {
             PublishRefused::NoRoom => {
                 f.write_str("the room does not exist and every room allowed is in use")
+            }
+            PublishRefused::ClusterMode => {
+                f.write_str("publishing through the server API is not available in cluster mode yet")
             }
             PublishRefused::BadUser => write!(
                 f,

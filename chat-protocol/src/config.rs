@@ -1,5 +1,5 @@
 //! The settings of [`ChatServer`](crate::ChatServer): rate limit, heartbeat and idle timeout,
-//! history, epoch, room limit, typing throttle and durability.
+//! history, epoch, room limit, typing throttle, durability and cluster mode.
 
 use std::time::Duration;
 
@@ -77,6 +77,14 @@ pub struct Config {
     /// a v2 client may send a fresh one with `refresh`. Without it `refresh` is a
     /// `bad_command`. Default false.
     pub token_auth: bool,
+    /// This server is one node of a cluster (the crate docs, "Cluster mode"): room messages
+    /// get their ids from the cluster ([`Output::ClusterPublish`](crate::Output::ClusterPublish),
+    /// delivered when heard back as [`Input::ClusterMessage`](crate::Input::ClusterMessage)),
+    /// presence is cluster-wide, and typing notices and direct messages cross nodes. The
+    /// cluster's log is the store: [`durable`](Self::durable) is ignored (taken as `false`),
+    /// while resume and scroll-back beyond memory use [`Output::Fetch`](crate::Output::Fetch)
+    /// as in durable mode. [`epoch`](Self::epoch) is the cluster's. Default `false`.
+    pub cluster: bool,
 }
 
 impl Default for Config {
@@ -96,6 +104,7 @@ impl Default for Config {
             typing_interval: Duration::from_secs(2),
             durable: false,
             token_auth: false,
+            cluster: false,
         }
     }
 }
@@ -168,6 +177,13 @@ impl Config {
     #[must_use]
     pub fn with_durable(mut self, durable: bool) -> Self {
         self.durable = durable;
+        self
+    }
+
+    /// Sets [`cluster`](Self::cluster).
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
         self
     }
 

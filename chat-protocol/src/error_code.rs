@@ -30,6 +30,10 @@ pub enum ErrorCode {
     UnknownMessage,
     /// A `kick` named a user with no connection on this server.
     UnknownUser,
+    /// Cluster mode: the message could not be handed to the cluster (its broker is
+    /// unreachable). It was not delivered, or (if the broker took it before failing to answer)
+    /// a retry with the same `client_msg_id` is recognised and not delivered twice.
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
@@ -45,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::UnknownMessage => "unknown_message",
             ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
         }
     }
 }
@@ -65,6 +70,7 @@ mod tests {
             ErrorCode::Forbidden,
             ErrorCode::UnknownMessage,
             ErrorCode::UnknownUser,
+            ErrorCode::ClusterUnavailable,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).expect("a unit variant serializes"),

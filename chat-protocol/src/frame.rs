@@ -5,7 +5,7 @@ use serde::{Serialize, Serializer};
 
 use crate::event::rfc3339_millis;
 use crate::history::{Held, Stored};
-use crate::room::Members;
+use crate::room::MemberNames;
 use crate::store::RestoredMessage;
 use crate::{ErrorCode, Payload};
 
@@ -27,7 +27,7 @@ pub(crate) enum Frame<'a> {
         client_id: &'a str,
         room: &'a str,
         epoch: u64,
-        members: Members<'a>,
+        members: MemberNames<'a>,
         history_limit: usize,
         timestamp: Stamp,
     },

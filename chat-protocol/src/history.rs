@@ -173,6 +173,14 @@ impl History {
         self.messages.push_back(message);
     }
 
+    /// Forgets every held message and makes `after` the last id, so the next message is
+    /// `after + 1` (cluster mode: a room whose first or next message comes after ids this
+    /// server never saw).
+    pub(crate) fn restart(&mut self, after: u64) {
+        while self.pop_oldest().is_some() {}
+        self.last_id = after;
+    }
+
     /// Forgets the oldest held message. Returns what it cost, `None` when nothing is held.
     pub(crate) fn pop_oldest(&mut self) -> Option<usize> {
         let old = self.messages.pop_front()?;

@@ -11,11 +11,13 @@
 //! ```text
 //!  socket events ──► Input ──► ChatServer::handle_input(now, input)
 //!  storage answers ──► Input::Stored / Input::Fetched ──┤   │
+//!  the cluster (cluster mode) ──► Input::Cluster* ──────┤   │
 //!  backend (server API) ──► Input::Publish / Kick / Ban ┘   │
 //!        ┌──────────────────────────────────────────────────┘
 //!        ▼
 //!  while let Some(output) = poll_output()   ──► write a frame / ping / close a socket
 //!                                           ──► Store / Fetch: hand to storage, off the loop
+//!                                           ──► Cluster*: hand to the cluster (cluster mode)
 //!                                           ──► Published / Dismissed: answer the backend
 //!  poll_timeout()                           ──► when to call handle_input(now, Input::Timeout)
 //! ```
@@ -36,7 +38,8 @@
 //!    [`Input::Timeout`] at that instant or soon after.
 //!
 //! Before the first input, a durable driver may call [`ChatServer::restore`] once with what
-//! storage loaded.
+//! storage loaded (a cluster node: with what the cluster's log holds, and
+//! [`ChatServer::restore_presence`] with who is where; see "Cluster mode").
 //!
 //! A misbehaving *client* is never an `Err`: it gets an error frame and/or a close output. `Err`
 //! means the *driver* broke the contract (an unknown or duplicate [`ClientId`]).
@@ -50,6 +53,7 @@
 //!   │   └─ room.rs     one room: who hears broadcasts (per protocol), presence per user
 //!   │       └─ history.rs  the last `history` messages, ids, client_msg_id lookup
 //!   ├─ store.rs    durable mode: what goes to storage and comes back, the unanswered tickets
+//!   ├─ cluster.rs  cluster mode: publishes, catch-ups of missed ids, cluster-wide presence
 //!   ├─ command.rs  parses a chat.v2 client's JSON commands
 //!   ├─ event.rs    encodes the v1 (tutorial) frames;  frame.rs  the v2 frames
 //!   ├─ rate.rs     token bucket per connection
@@ -170,6 +174,63 @@
 //! Storage's answers are data, not trusted invariants: restored messages that are not
 //! consecutive up to `last_id`, or fetched ones outside the request, are dropped, never a panic.
 //!
+//! # Cluster mode
+//!
+//! With [`Config::cluster`] the server is one node of several that behave as one chat (the
+//! driver's broker, Redis through `chat-cluster`, carries what crosses nodes). The core still
+//! does no IO: it asks with `Cluster*` outputs and hears with `Cluster*` inputs, and stays
+//! deterministic. The cluster's log is the store ([`Config::durable`] is ignored) and the
+//! epoch is the cluster's ([`Config::epoch`]).
+//!
+//! - **Start.** [`ChatServer::restore`] with the rooms' last ids and messages read from the
+//!   cluster's log, [`ChatServer::restore_presence`] with who is in each room cluster-wide.
+//!   A room never seeded takes the first id it hears as its start.
+//! - **Messages.** A local chat message (v1 text, v2 `message`) passes the usual checks (rate
+//!   limit, sizes), then becomes an [`Output::ClusterPublish`]: no id, no broadcast, no
+//!   [`Output::Store`]. **Every ClusterPublish must be answered** with one
+//!   [`Input::ClusterPublished`]: the v2 sender (with a `client_msg_id`) then gets its `ack`
+//!   (no `stored` field), or, on `Err`, the sender (v1 or v2) an `error` with
+//!   [`ErrorCode::ClusterUnavailable`]. A v2 retry (same user, same `client_msg_id`) while the
+//!   first is unanswered is not published again: it waits for the same answer. A retry of a
+//!   message in the room's history is acked at once, as on one node.
+//! - **Delivery.** Feed every room message the cluster publishes, **this node's own
+//!   included**, as [`Input::ClusterMessage`], in the cluster's order: that is when every node
+//!   delivers it (v1 and v2 frames, into history), so all show one order with the same ids. A
+//!   room delivers ids consecutively: an id it delivered already is ignored (a catch-up's
+//!   overlap); one beyond the next is buffered (at most [`MAX_CATCH_UP`] per room) and an
+//!   [`Output::ClusterFetchAfter`] asks for the stretch missed (**answer every one** with
+//!   [`Input::Fetched`]). The answer's messages, then the buffered ones, are delivered in
+//!   order, each once. Whatever stays missing (the read failed, the log no longer has it, the
+//!   buffer overflowed) is a `gap` frame to the room's v2 members here, before the next
+//!   message; the history starts again there. A message of an older epoch is ignored; of a
+//!   newer one, it is first taken as an [`Input::ClusterEpoch`].
+//! - **Presence.** Every local connection with a room is reported ([`Output::ClusterJoin`]
+//!   after the usual connect outputs, [`Output::ClusterLeave`] after the disconnect's). The
+//!   core does not send v2 `connection` / `disconnection` notices itself: they come from the
+//!   cluster's edges, [`Input::ClusterPresence`] (a user's first connection anywhere, its
+//!   last; this node's own included), which also keep each room's cluster-wide members (for
+//!   `welcome`, which lists them with the local ones, and for direct messages). v1 clients
+//!   keep per-connection notices: local ones as on one node, other nodes' from
+//!   [`Input::ClusterConnection`] (the driver drops this node's own).
+//! - **Typing and direct messages.** A typing notice that passes the local throttle is also
+//!   an [`Output::ClusterTyping`]; a direct message to a user in the room's cluster-wide
+//!   members is also an [`Output::ClusterDirect`] (delivered here as on one node if the
+//!   recipient is here, else only echoed to the sender). From other nodes (the driver drops
+//!   this node's own), [`Input::ClusterTyping`] goes to the room's v2 members here and
+//!   [`Input::ClusterDirect`] to the recipient's v2 connections here.
+//! - **Resume and scroll-back** beyond memory are [`Output::Fetch`]es, exactly as in durable
+//!   mode ("Durability"); the driver answers them from the cluster's log.
+//! - **A new epoch** ([`Input::ClusterEpoch`], the cluster lost its state): ids start again
+//!   at 1, every room's history in memory is cleared and catch-ups waiting are dropped (their
+//!   answers ignored).
+//! - **Not yet:** the server API's [`Input::Publish`] is refused with
+//!   [`PublishRefused::ClusterMode`]; an admin's `delete` acts on this node's memory only.
+//!
+//! What the cluster keeps in the core is bounded by what the driver has not answered (one
+//! entry per unanswered ClusterPublish, one catch-up per room of at most [`MAX_CATCH_UP`]
+//! messages; [`ChatServer::awaiting_cluster`]) and by the rooms the cluster reports members
+//! in. Answers are data: an unknown or late ticket is ignored, never a panic.
+//!
 //! # Moderation
 //!
 //! A driver that knows who is an admin says so with [`Input::Grant`] right after
@@ -277,6 +338,7 @@
 
 mod backend;
 mod close;
+mod cluster;
 mod command;
 mod config;
 mod error_code;
@@ -296,12 +358,14 @@ mod store;
 mod timer;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 pub use backend::{PublishRefused, RoomInfo, MAX_USER_CHARS, SYSTEM_USER};
 pub use close::{CloseReason, MAX_CLOSE_TEXT};
+pub use cluster::{ClusterAck, MAX_CATCH_UP};
 pub use config::{Config, RateLimit};
 pub use error_code::ErrorCode;
 pub use event::{Event, EventKind};
@@ -458,8 +522,10 @@ pub enum Input {
         result: Result<(), StoreFailed>,
     },
     /// Storage answered an [`Output::Fetch`]: the room's messages with ids below its `before`,
-    /// at most its `limit`, oldest first (`Err` if it could not read them). An unknown or
-    /// already answered ticket is ignored. Never an `Err` of [`ChatServer::handle_input`].
+    /// at most its `limit`, oldest first (`Err` if it could not read them). In cluster mode
+    /// also the answer to an [`Output::ClusterFetchAfter`]: the messages with ids above its
+    /// `after`, oldest first (`Err`: the missed stretch is a `gap`). An unknown or already
+    /// answered ticket is ignored. Never an `Err` of [`ChatServer::handle_input`].
     Fetched {
         /// The [`Output::Fetch`]'s ticket.
         ticket: StoreTicket,
@@ -506,6 +572,7 @@ pub enum Input {
     /// storage (an [`Output::Store`] with no `client_msg_id`: nobody waits for an ack). A room
     /// not in memory is made, as a first connection would make it, and stays, empty, until
     /// forgotten. Answered by exactly one [`Output::Published`], the last output of the drain.
+    /// In cluster mode it is refused with [`PublishRefused::ClusterMode`] (not built yet).
     Publish {
         /// The room to post into.
         room: RoomName,
@@ -547,6 +614,83 @@ pub enum Input {
     HistoryBudget {
         /// The budget, in bytes (counted as [`ChatServer::history_bytes`] counts).
         bytes: usize,
+    },
+    /// Cluster mode: the cluster answered an [`Output::ClusterPublish`]: the id the message
+    /// got (`duplicate`: it was a retry of one published before, and was not published
+    /// again), or why it could not be published (the message may or may not be in the log; a
+    /// retry with the same `client_msg_id` is recognised). The sender gets its `ack`, or an
+    /// `error` with [`ErrorCode::ClusterUnavailable`]. An unknown or already answered ticket
+    /// is ignored.
+    ClusterPublished {
+        /// The ClusterPublish's ticket.
+        ticket: StoreTicket,
+        /// The id, or why not (for the driver's logs; clients get a fixed text).
+        result: Result<ClusterAck, String>,
+    },
+    /// Cluster mode: a room's message, from any node, this one included (a node delivers its
+    /// own messages when it hears them back, so every node shows one order with the same
+    /// ids). Feed a room's messages in the cluster's order. An epoch above the server's is
+    /// taken as an [`Input::ClusterEpoch`] first; an older one is ignored, and so is an id
+    /// already delivered. A missed stretch is asked for with an [`Output::ClusterFetchAfter`].
+    ClusterMessage {
+        /// The room.
+        room: RoomName,
+        /// The epoch its id belongs to.
+        epoch: u64,
+        /// The message (`deleted` is ignored).
+        message: RestoredMessage,
+    },
+    /// Cluster mode: `user`'s first connection to `room` anywhere in the cluster (`joined`),
+    /// or its last one closed (or its node died). The room's v2 members on this node hear it
+    /// (the `connection` / `disconnection` notices), and `welcome` lists the user.
+    ClusterPresence {
+        /// The room.
+        room: RoomName,
+        /// The user.
+        user: String,
+        /// Joined (first connection) or left (last).
+        joined: bool,
+    },
+    /// Cluster mode: one connection of `user` to `room` opened (`joined`) or closed on
+    /// **another** node (the driver drops this node's own): the room's v1 members on this node
+    /// hear it, as the tutorial's per-connection notices.
+    ClusterConnection {
+        /// The room.
+        room: RoomName,
+        /// The user.
+        user: String,
+        /// Opened or closed.
+        joined: bool,
+    },
+    /// Cluster mode: `user` types in `room`, on another node (the driver drops this node's
+    /// own): relayed to the room's v2 members here.
+    ClusterTyping {
+        /// The room.
+        room: RoomName,
+        /// Who.
+        user: String,
+    },
+    /// Cluster mode: a direct message in `room` from `from` to `to`, sent on another node (the
+    /// driver drops this node's own): delivered to `to`'s v2 connections in the room here.
+    ClusterDirect {
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        from: String,
+        /// The recipient.
+        to: String,
+        /// The text.
+        text: String,
+        /// When the sender's node accepted it.
+        timestamp: DateTime<Utc>,
+    },
+    /// Cluster mode: the cluster lost its state (Redis restarted without persistence): ids
+    /// start again at 1 under `epoch`. Every room's history in memory is cleared, catch-ups
+    /// waiting for an answer are dropped, and `welcome`, `history` and `gap` frames carry the
+    /// new epoch. The same epoch as the server's is ignored.
+    ClusterEpoch {
+        /// The cluster's new epoch.
+        epoch: u64,
     },
 }
 
@@ -621,7 +765,7 @@ pub enum Output {
     /// [`Input::Stored`] (success or failure, batched as storage likes). Every Store must be
     /// answered once; until it is, the sender's `ack` waits.
     Store(Record),
-    /// Durable mode only: read the messages of `room` with ids below `before`, at most `limit`
+    /// Durable or cluster mode only: read the messages of `room` with ids below `before`, at most `limit`
     /// of them (the newest such, oldest first), and answer with [`Input::Fetched`] and this
     /// ticket. Every Fetch must be answered once, even if `client` left meanwhile. Asked for a
     /// `history_before` beyond memory, or for a v2 client resuming from before what memory
@@ -672,6 +816,76 @@ pub enum Output {
         reason: CloseReason,
         /// How many connections were closed; 0 if the user had none open.
         connections: usize,
+    },
+    /// Cluster mode: publish this room message to the cluster, then answer with
+    /// [`Input::ClusterPublished`] and this ticket. It is not delivered here yet: every node,
+    /// this one included, delivers it when it hears it back ([`Input::ClusterMessage`]).
+    /// Every ClusterPublish must be answered once.
+    ClusterPublish {
+        /// The ticket to answer with.
+        ticket: StoreTicket,
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        user: Arc<str>,
+        /// The text.
+        text: Payload,
+        /// The sender's `client_msg_id` (the cluster's deduplication key), if any.
+        client_msg_id: Option<String>,
+        /// When this node accepted it (the `timestamp` of its frames everywhere).
+        timestamp: DateTime<Utc>,
+    },
+    /// Cluster mode: a connection of `user` opened in `room` on this node (one per
+    /// connection; the cluster counts them and announces the user's first anywhere). Not
+    /// answered.
+    ClusterJoin {
+        /// The room.
+        room: RoomName,
+        /// The user.
+        user: Arc<str>,
+    },
+    /// Cluster mode: a connection of `user` in `room` on this node closed. Not answered.
+    ClusterLeave {
+        /// The room.
+        room: RoomName,
+        /// The user.
+        user: Arc<str>,
+    },
+    /// Cluster mode: `user` types in `room` (after this node's throttle): tell the other
+    /// nodes. Not answered.
+    ClusterTyping {
+        /// The room.
+        room: RoomName,
+        /// Who.
+        user: Arc<str>,
+    },
+    /// Cluster mode: a direct message for `to`, who is in `room` on the cluster: the nodes
+    /// where `to` has connections deliver it. Not answered.
+    ClusterDirect {
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        from: Arc<str>,
+        /// The recipient.
+        to: String,
+        /// The text.
+        text: String,
+        /// When this node accepted it.
+        timestamp: DateTime<Utc>,
+    },
+    /// Cluster mode: this node missed messages of `room` (an id came that is not the next):
+    /// read the room's messages with ids above `after`, oldest first, at most `limit` (1 to
+    /// [`MAX_CATCH_UP`]), and answer with [`Input::Fetched`] and this ticket. Every
+    /// ClusterFetchAfter must be answered once.
+    ClusterFetchAfter {
+        /// The ticket to answer with.
+        ticket: StoreTicket,
+        /// The room.
+        room: RoomName,
+        /// Only ids above this.
+        after: u64,
+        /// At most this many.
+        limit: usize,
     },
 }
 

@@ -41,6 +41,9 @@ pub(crate) struct Room {
     pub(crate) active_since: Option<u64>,
     /// What its history cost when [`Rooms`](crate::rooms::Rooms) last counted it.
     pub(crate) counted_bytes: usize,
+    /// Cluster mode: its last id is the cluster's (restored at start, heard from the cluster,
+    /// or restarted by a new epoch). Until then any id the cluster gives is its start.
+    pub(crate) synced: bool,
 }
 
 impl Room {
@@ -55,6 +58,7 @@ impl Room {
             vacant_since: None,
             active_since: None,
             counted_bytes: 0,
+            synced: false,
         }
     }
 
@@ -190,6 +194,14 @@ impl Room {
         );
     }
 
+    /// The v2 connections of `user` that are not being closed, in [`ClientId`] order.
+    pub(crate) fn v2_of(&self, user: &str) -> Vec<ClientId> {
+        self.users
+            .get(user)
+            .map(|p| p.v2.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Where a direct message from `from` to `to` goes: every v2 connection of `to` and of
     /// `from` (the echo), each once, in [`ClientId`] order. `None` when `to` has no v2
     /// connection here.
@@ -204,6 +216,25 @@ impl Room {
         all.sort_unstable();
         all.dedup();
         Some(all)
+    }
+}
+
+/// The `members` of a `welcome` frame: the room's, or (cluster mode) those and the cluster's
+/// together, sorted, each once.
+#[derive(Debug)]
+pub(crate) enum MemberNames<'a> {
+    /// Only this server's.
+    Local(Members<'a>),
+    /// The union with the cluster's.
+    Union(BTreeSet<&'a str>),
+}
+
+impl Serialize for MemberNames<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MemberNames::Local(members) => members.serialize(s),
+            MemberNames::Union(names) => s.collect_seq(names),
+        }
     }
 }
 

@@ -147,12 +147,28 @@ impl Rooms {
                 r.messages,
                 durability,
             );
-            self.map.insert(r.name.clone(), Room::new(history));
+            let mut room = Room::new(history);
+            room.synced = true;
+            self.map.insert(r.name.clone(), room);
             self.left(&r.name);
             // Loaded least recently used first: the first is trimmed first, as it is forgotten.
             self.counted(&r.name, true);
         }
         self.trim();
+    }
+
+    /// Cluster mode, a new epoch: every room's history is emptied and its ids start again at 1
+    /// (forgotten rooms' ids too).
+    pub(crate) fn restart_ids(&mut self) {
+        self.retired_last_id = 0;
+        self.bytes = 0;
+        self.active.clear();
+        for room in self.map.values_mut() {
+            room.history.restart(0);
+            room.counted_bytes = 0;
+            room.active_since = None;
+            room.synced = true;
+        }
     }
 
     /// What all histories hold, in bytes.

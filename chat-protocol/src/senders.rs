@@ -24,6 +24,11 @@ impl RecentSenders {
         self.entries.push_back((room.clone(), id, client, serial));
     }
 
+    /// Forgets every entry (cluster mode: the ids started again under a new epoch).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// The connection that sent message `id` of `room`, if it is among the recent ones.
     pub(crate) fn find(&self, room: &RoomName, id: u64) -> Option<(ClientId, u64)> {
         self.entries

@@ -1,7 +1,7 @@
 //! [`ChatServer`]: the clients, the broadcast decisions, and the deadline loop.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,13 +9,14 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::{is_valid_user, PublishRefused, RoomInfo, SYSTEM_USER};
 use crate::close::close_text;
+use crate::cluster::Cluster;
 use crate::command::{self, Command};
 use crate::frame::{Frame, Messages, Stamp};
 use crate::heartbeat::{Due, Heartbeat, Liveness};
 use crate::history::{Held, History, Stored};
 use crate::rate::{self, Rate, Verdict};
 use crate::resume::{self, Fallback, HoldBack, Holds, MAX_RESUME_FETCH};
-use crate::room::Room;
+use crate::room::{MemberNames, Room};
 use crate::rooms::Rooms;
 use crate::store::{
     Durability, Pending, PendingAck, PendingFetch, Record, RestoredMessage, RestoredRoom,
@@ -29,60 +30,72 @@ use crate::{
 
 /// One connected client.
 #[derive(Debug)]
-struct Client {
+pub(crate) struct Client {
     /// The user's name, shared with the room's presence entry.
-    user: Arc<str>,
-    protocol: Protocol,
+    pub(crate) user: Arc<str>,
+    pub(crate) protocol: Protocol,
     /// `None` only for a connection refused with [`CloseReason::TooManyRooms`]: it never
     /// joined a room (and is `closing` from the start).
-    room: Option<RoomName>,
+    pub(crate) room: Option<RoomName>,
     /// Tells this connection's timer entries from those of an earlier connection that had the
     /// same [`ClientId`].
-    serial: u64,
-    rate: Rate,
-    liveness: Liveness,
+    pub(crate) serial: u64,
+    pub(crate) rate: Rate,
+    pub(crate) liveness: Liveness,
     /// An [`Output::Close`] was given: the client is only waiting for its Disconnect.
-    closing: bool,
+    pub(crate) closing: bool,
     /// Its `history_before` requests waiting for storage ([`Output::Fetch`] not answered).
-    fetches: usize,
+    pub(crate) fetches: usize,
     /// The driver said it may moderate ([`Input::Grant`]).
-    admin: bool,
+    pub(crate) admin: bool,
 }
 
 /// What the server needs of its [`Config`], worked out once.
 #[derive(Debug)]
-struct Settings {
+pub(crate) struct Settings {
     /// The rate limit, if it limits anything ([`RateLimit::is_effective`]).
-    rate_limit: Option<RateLimit>,
+    pub(crate) rate_limit: Option<RateLimit>,
     /// The `message` of the error frame for a rejected message; the same for every rejection.
-    rate_message: String,
-    heartbeat: Heartbeat,
-    epoch: u64,
-    history: usize,
-    typing_interval: Duration,
-    durable: bool,
-    token_auth: bool,
+    pub(crate) rate_message: String,
+    pub(crate) heartbeat: Heartbeat,
+    pub(crate) epoch: u64,
+    pub(crate) history: usize,
+    pub(crate) typing_interval: Duration,
+    pub(crate) durable: bool,
+    pub(crate) token_auth: bool,
+    /// Cluster mode ([`Config::cluster`]).
+    pub(crate) cluster: bool,
+}
+
+impl Settings {
+    /// Whether something beyond memory holds older messages (storage, or the cluster's log):
+    /// resume and scroll-back then reach it through [`Output::Fetch`].
+    fn beyond_memory(&self) -> bool {
+        self.durable || self.cluster
+    }
 }
 
 /// The chat server's state: every connected client, every room, their deadlines, and the
 /// outputs not yet drained.
 #[derive(Debug)]
 pub struct ChatServer {
-    settings: Settings,
+    pub(crate) settings: Settings,
     /// Ordered, so that whatever is done client by client is done in the same order every run.
-    clients: BTreeMap<ClientId, Client>,
-    rooms: Rooms,
-    timers: Timers,
-    next_serial: u64,
-    outputs: VecDeque<Output>,
+    pub(crate) clients: BTreeMap<ClientId, Client>,
+    pub(crate) rooms: Rooms,
+    pub(crate) timers: Timers,
+    pub(crate) next_serial: u64,
+    pub(crate) outputs: VecDeque<Output>,
     /// Messages refused by the rate limit so far (for a driver's metrics).
-    rate_limited: u64,
+    pub(crate) rate_limited: u64,
     /// The storage requests not answered yet (durable mode).
-    pending: Pending,
+    pub(crate) pending: Pending,
     /// Which connection sent each recent room message (an admin's `kick` by message id).
-    senders: crate::senders::RecentSenders,
+    pub(crate) senders: crate::senders::RecentSenders,
     /// Joiners resuming from storage (durable mode): their frames wait until it answers.
-    holds: Holds,
+    pub(crate) holds: Holds,
+    /// Cluster mode: publishes waiting for the cluster, catch-ups, cluster-wide presence.
+    pub(crate) cluster: Cluster,
 }
 
 impl ChatServer {
@@ -100,8 +113,10 @@ impl ChatServer {
                 epoch: config.epoch,
                 history: config.history,
                 typing_interval: config.typing_interval,
-                durable: config.durable,
+                // The cluster's log is the store.
+                durable: config.durable && !config.cluster,
                 token_auth: config.token_auth,
+                cluster: config.cluster,
             },
             clients: BTreeMap::new(),
             rooms: Rooms::new(
@@ -117,6 +132,7 @@ impl ChatServer {
             rate_limited: 0,
             pending: Pending::default(),
             holds: Holds::default(),
+            cluster: Cluster::default(),
         }
     }
 
@@ -202,6 +218,44 @@ impl ChatServer {
             }
             Input::HistoryBudget { bytes } => {
                 self.rooms.set_budget(bytes);
+                Ok(())
+            }
+            Input::ClusterPublished { ticket, result } => {
+                self.cluster_published(now, ticket, result);
+                Ok(())
+            }
+            Input::ClusterMessage {
+                room,
+                epoch,
+                message,
+            } => {
+                self.cluster_message(now, room, epoch, message);
+                Ok(())
+            }
+            Input::ClusterPresence { room, user, joined } => {
+                self.cluster_presence(now, &room, user, joined);
+                Ok(())
+            }
+            Input::ClusterConnection { room, user, joined } => {
+                self.cluster_connection(now, &room, &user, joined);
+                Ok(())
+            }
+            Input::ClusterTyping { room, user } => {
+                self.cluster_typing(now, &room, &user);
+                Ok(())
+            }
+            Input::ClusterDirect {
+                room,
+                from,
+                to,
+                text,
+                timestamp,
+            } => {
+                self.cluster_direct(&room, &from, &to, &text, timestamp);
+                Ok(())
+            }
+            Input::ClusterEpoch { epoch } => {
+                self.cluster_epoch(epoch);
                 Ok(())
             }
         }
@@ -459,7 +513,14 @@ impl ChatServer {
                             epoch: s.epoch,
                             since,
                             fetch_before: before,
-                            welcome: welcome(s, room, &name, &user, now.wall),
+                            welcome: welcome(
+                                s,
+                                room,
+                                self.cluster.members(&name),
+                                &name,
+                                &user,
+                                now.wall,
+                            ),
                             held: room.history.all().cloned().collect(),
                         },
                     );
@@ -472,7 +533,14 @@ impl ChatServer {
                         limit: usize::try_from(before - since - 1).unwrap_or(MAX_RESUME_FETCH),
                     });
                 }
-                resumption => greet(out, s, room, &name, client, &user, resumption, now.wall),
+                resumption => {
+                    let joiner = Joiner {
+                        client,
+                        user: &user,
+                        cluster_members: self.cluster.members(&name),
+                    };
+                    greet(out, s, room, &name, joiner, resumption, now.wall);
+                }
             }
         }
         // The joiner is in the room already: it hears its own notice, after its greeting.
@@ -480,7 +548,8 @@ impl ChatServer {
         let v1 = room
             .has(Protocol::V1)
             .then(|| Event::new(EventKind::Connection, &user, &message, now.wall).encode());
-        let v2 = (first && room.has(Protocol::V2)).then(|| {
+        // In cluster mode a v2 notice is the cluster's (the user's first connection anywhere).
+        let v2 = (first && !s.cluster && room.has(Protocol::V2)).then(|| {
             Frame::Connection {
                 client_id: &user,
                 message: &message,
@@ -490,6 +559,12 @@ impl ChatServer {
             .encode()
         });
         room.broadcast(out, v1.as_ref(), v2.as_ref());
+        if s.cluster {
+            out.push_back(Output::ClusterJoin {
+                room: name.clone(),
+                user: Arc::clone(&user),
+            });
+        }
 
         self.clients.insert(
             client,
@@ -671,6 +746,20 @@ impl ChatServer {
             Command::Message {
                 text,
                 client_msg_id,
+            } if s.cluster => {
+                let publish = crate::cluster::Publish {
+                    client,
+                    serial: sender.serial,
+                    user: Arc::clone(&sender.user),
+                    room: room_name.clone(),
+                    text: Payload::from(text.into_owned()),
+                    client_msg_id,
+                };
+                self.cluster_post(now, publish);
+            }
+            Command::Message {
+                text,
+                client_msg_id,
             } => {
                 if let Some(id) = from.post(out, pending, room, text, client_msg_id) {
                     self.senders.record(room_name, id, client, sender.serial);
@@ -680,9 +769,18 @@ impl ChatServer {
             Command::Typing => {
                 if room.may_type(from.user, now.instant, s.typing_interval) {
                     from.typing(out, room);
+                    if s.cluster {
+                        out.push_back(Output::ClusterTyping {
+                            room: room_name.clone(),
+                            user: Arc::clone(from.user),
+                        });
+                    }
                 }
             }
-            Command::Direct { to, text } => from.direct(out, pending, room, to, text),
+            Command::Direct { to, text } => {
+                let remote = s.cluster && self.cluster.is_member(room_name, &to);
+                from.direct(out, pending, room, to, text, remote);
+            }
             Command::HistoryBefore { .. }
             | Command::Refresh { .. }
             | Command::Kick { .. }
@@ -865,6 +963,9 @@ impl ChatServer {
         user: Option<String>,
         text: String,
     ) -> Result<u64, PublishRefused> {
+        if self.settings.cluster {
+            return Err(PublishRefused::ClusterMode);
+        }
         let user: Arc<str> = match user {
             None => SYSTEM_USER.into(),
             Some(user) if is_valid_user(&user) => user.into(),
@@ -963,7 +1064,8 @@ impl ChatServer {
         let v1 = room
             .has(Protocol::V1)
             .then(|| Event::new(EventKind::Disconnection, &gone.user, &message, now.wall).encode());
-        let v2 = (last && room.has(Protocol::V2)).then(|| {
+        // In cluster mode a v2 notice is the cluster's (the user's last connection anywhere).
+        let v2 = (last && !self.settings.cluster && room.has(Protocol::V2)).then(|| {
             Frame::Disconnection {
                 client_id: &gone.user,
                 message: &message,
@@ -973,6 +1075,12 @@ impl ChatServer {
             .encode()
         });
         room.broadcast(&mut self.outputs, v1.as_ref(), v2.as_ref());
+        if self.settings.cluster {
+            self.outputs.push_back(Output::ClusterLeave {
+                room: name.clone(),
+                user: gone.user,
+            });
+        }
         self.rooms.left(&name);
         Ok(())
     }
@@ -1057,6 +1165,10 @@ impl ChatServer {
     ) {
         if let Some((client, hold)) = self.holds.answered(ticket) {
             self.resumed(client, hold, result.map_err(|_| Fallback::Failed));
+            return;
+        }
+        if self.cluster.is_catch_up(ticket) {
+            self.caught_up(now, ticket, result.ok());
             return;
         }
         let Some(mut fetch) = self.pending.fetches.remove(&ticket) else {
@@ -1216,7 +1328,7 @@ fn resumption<'a>(s: &Settings, history: &'a History, resume: Option<Resume>) ->
     }
     // `since` is below the oldest held message: `held_after() - since` messages are missing.
     let before = history.held_after().saturating_add(1);
-    if !s.durable {
+    if !s.beyond_memory() {
         return Resumption::Gap {
             since,
             why: format!("messages after {since} are no longer held; here is the recent history"),
@@ -1233,13 +1345,29 @@ fn resumption<'a>(s: &Settings, history: &'a History, resume: Option<Resume>) ->
     Resumption::Storage { since, before }
 }
 
-/// A v2 joiner's `welcome`: the room's members now, the joiner included.
-fn welcome(s: &Settings, room: &Room, name: &RoomName, user: &str, wall: DateTime<Utc>) -> Payload {
+/// A v2 joiner's `welcome`: the room's members now, the joiner included (in cluster mode,
+/// with the cluster's members of the room).
+fn welcome(
+    s: &Settings,
+    room: &Room,
+    cluster_members: Option<&BTreeSet<Arc<str>>>,
+    name: &RoomName,
+    user: &str,
+    wall: DateTime<Utc>,
+) -> Payload {
+    let members = match cluster_members {
+        None => MemberNames::Local(room.members()),
+        Some(cluster) => MemberNames::Union(
+            room.members()
+                .chain(cluster.iter().map(|name| &**name))
+                .collect(),
+        ),
+    };
     Frame::Welcome {
         client_id: user,
         room: name.as_str(),
         epoch: s.epoch,
-        members: room.members(),
+        members,
         history_limit: s.history,
         timestamp: Stamp(wall),
     }
@@ -1249,17 +1377,20 @@ fn welcome(s: &Settings, room: &Room, name: &RoomName, user: &str, wall: DateTim
 /// The frames a v2 client gets before anything live: `welcome`, then `gap` when its `since`
 /// cannot be honoured, then `history`. (Not for [`Resumption::Storage`]: that joiner is put
 /// on hold, see `resume.rs`.)
-#[allow(clippy::too_many_arguments)] // each is a different fact about the joiner
 fn greet(
     out: &mut VecDeque<Output>,
     s: &Settings,
     room: &Room,
     name: &RoomName,
-    client: ClientId,
-    user: &str,
+    joiner: Joiner<'_>,
     resumption: Resumption<'_>,
     wall: DateTime<Utc>,
 ) {
+    let Joiner {
+        client,
+        user,
+        cluster_members,
+    } = joiner;
     let mut send = |payload| {
         out.push_back(Output::Send {
             to: client,
@@ -1267,7 +1398,7 @@ fn greet(
         })
     };
     let timestamp = Stamp(wall);
-    send(welcome(s, room, name, user, wall));
+    send(welcome(s, room, cluster_members, name, user, wall));
     let resumed = match resumption {
         Resumption::Fresh => None,
         Resumption::Held(held) => Some(held),
@@ -1306,6 +1437,14 @@ fn greet(
     );
 }
 
+/// A v2 joiner to greet.
+struct Joiner<'a> {
+    client: ClientId,
+    user: &'a str,
+    /// Cluster mode: the room's members on the cluster.
+    cluster_members: Option<&'a BTreeSet<Arc<str>>>,
+}
+
 /// The connection asking for a page.
 struct Asker<'a> {
     id: ClientId,
@@ -1336,14 +1475,15 @@ fn history_before(
     let top = before.saturating_sub(1).min(h.last_id());
     let want_lo = top.saturating_sub(limit as u64 - 1).max(1);
     let held_after = h.held_after();
-    if top == 0 || !s.durable || want_lo > held_after {
+    if top == 0 || !s.beyond_memory() || want_lo > held_after {
         let from = want_lo.max(held_after.saturating_add(1));
         let messages: Vec<Frame<'_>> = h
             .range(from, top)
             .map(|m| Frame::message(name.as_str(), m))
             .collect();
-        // Durable: storage may hold what came before the page. In memory: only the ring does.
-        let older = if s.durable {
+        // Durable (or a cluster): storage may hold what came before the page. In memory: only
+        // the ring does.
+        let older = if s.beyond_memory() {
             1
         } else {
             held_after.saturating_add(1)
@@ -1433,7 +1573,7 @@ fn with_reason(start: String, reason: &str) -> String {
 }
 
 /// An error frame for one client, in its protocol's shape.
-fn error_frame(
+pub(crate) fn error_frame(
     protocol: Protocol,
     user: &str,
     message: &str,
@@ -1457,7 +1597,7 @@ fn error_frame(
 /// A new room message (its id the room's next): broadcast to the room, then (durable, its
 /// durability [`Durability::Pending`]) handed to storage, and held in the room's history. Live
 /// delivery never waits for the disk.
-fn deliver(
+pub(crate) fn deliver(
     out: &mut VecDeque<Output>,
     room: &mut Room,
     name: &RoomName,
@@ -1610,7 +1750,8 @@ impl Sender<'_> {
     }
 
     /// A direct message to every v2 connection of `to` in the room, echoed to the sender's,
-    /// then (durable) handed to storage.
+    /// then (durable) handed to storage; (cluster mode, `to` on the cluster) handed to the
+    /// cluster for `to`'s connections on other nodes.
     fn direct(
         &self,
         out: &mut VecDeque<Output>,
@@ -1618,8 +1759,14 @@ impl Sender<'_> {
         room: &Room,
         to: String,
         text: String,
+        remote: bool,
     ) {
-        let Some(audience) = room.direct_audience(self.user, &to) else {
+        // Cluster mode: a recipient on the cluster (`remote`) but not here still gets it, on
+        // its nodes; the echo goes to the sender's connections here.
+        let audience = room
+            .direct_audience(self.user, &to)
+            .or_else(|| remote.then(|| room.v2_of(self.user)));
+        let Some(audience) = audience else {
             let explanation = command::bounded(format!(
                 "unknown recipient {to:?}: no such user with a chat.v2 connection in this room"
             ));
@@ -1648,6 +1795,16 @@ impl Sender<'_> {
             to,
             payload: payload.clone(),
         }));
+        if remote {
+            out.push_back(Output::ClusterDirect {
+                room: self.room.clone(),
+                from: Arc::clone(self.user),
+                to,
+                text,
+                timestamp: self.wall,
+            });
+            return;
+        }
         if self.durable {
             out.push_back(Output::Store(Record {
                 ticket: pending.ticket(),

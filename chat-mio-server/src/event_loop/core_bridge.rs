@@ -148,6 +148,14 @@ impl EventLoop {
             Output::Dismissed { connections, .. } => {
                 self.api_answer = Some(super::api::CoreAnswer::Dismissed(connections));
             }
+            // Cluster mode (issue 13): never given without `Config::cluster`, which this driver
+            // does not set yet. Placeholders, to be replaced by the cluster driver.
+            Output::ClusterPublish { .. }
+            | Output::ClusterJoin { .. }
+            | Output::ClusterLeave { .. }
+            | Output::ClusterTyping { .. }
+            | Output::ClusterDirect { .. }
+            | Output::ClusterFetchAfter { .. } => {}
         }
     }
 
