@@ -94,6 +94,19 @@ pub struct Config {
     #[arg(long = "room-access", value_name = "ROOM=USER,USER", value_parser = room_access)]
     pub room_access: Vec<RoomAccess>,
 
+    /// Run as one node of a cluster whose rooms, ids, history and presence live in this Redis
+    /// (redis://HOST:PORT/DB); without it the node is alone (see README, Running several nodes)
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// This node's name in the cluster, unique among the running nodes [default: ADDR:PORT#PID]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// Seconds after which a silent node is taken for dead and its users leave their rooms
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub cluster_dead_after: Duration,
+
     /// Days a login lasts (--auth accounts): the session cookie's lifetime
     #[arg(long, value_name = "DAYS", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub session_days: u32,

@@ -114,6 +114,13 @@ impl Server {
             }
             None => None,
         };
+        if config.redis.is_some() && config.auth == AuthMode::Accounts {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--auth accounts keeps users in one node's database: it cannot be used with \
+                 --redis yet (use --auth token for a cluster)",
+            ));
+        }
         let tokens = token_verifier(&config)?;
         let api_key = api_key(&config)?;
         let core_and_store = open_store(&config, &control)?;
@@ -292,26 +299,31 @@ fn token_verifier(config: &Config) -> io::Result<Option<chat_auth::TokenVerifier
 /// before anything is served (its faults stop the start with a clear message), the core gets
 /// back the rooms and the epoch it had, and the thread hands its results to the loop through
 /// `control`.
-fn open_store(
-    config: &Config,
-    control: &Handoff<Control>,
-) -> io::Result<(
+/// The core and what backs it: the message store, the bans, the cluster.
+type Backing = (
     ChatServer,
     Option<chat_store::RunningStore>,
     event_loop::Bans,
-)> {
+    Option<(chat_cluster::RunningCluster, String)>,
+);
+
+fn open_store(config: &Config, control: &Handoff<Control>) -> io::Result<Backing> {
     // The epoch (PROTOCOL.md) of a run that keeps nothing, or that cannot keep the stored one:
     // the start time in milliseconds, which differs on every start.
     let fresh_epoch = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(1);
     let core_config = config
         .core()
         .with_token_auth(config.auth == AuthMode::Token);
+    if let Some(url) = &config.redis {
+        return join_cluster(config, url, core_config, fresh_epoch, control);
+    }
     if config.store == StoreKind::Memory {
         // Bans live in memory only: a restart forgets them.
         return Ok((
             ChatServer::new(core_config.with_epoch(fresh_epoch)),
             None,
             event_loop::Bans::default(),
+            None,
         ));
     }
     // A file that may grow no more (a size limit, `ulimit -f`) must fail the write (the store
@@ -368,7 +380,55 @@ fn open_store(
         // The loop is gone only after the store was shut down: nothing is lost here.
         let _ = control.send(Control::Store(completion));
     })?;
-    Ok((core, Some(store), bans))
+    Ok((core, Some(store), bans, None))
+}
+
+/// `--redis`: this node joins the cluster. Redis must answer now (a node never starts alone by
+/// mistake); the rooms' newest messages and who is in them are read before serving, so a
+/// client resumes here as on the node it left.
+fn join_cluster(
+    config: &Config,
+    url: &str,
+    core_config: chat_protocol::Config,
+    fresh_epoch: u64,
+    control: &Handoff<Control>,
+) -> io::Result<Backing> {
+    let node = config
+        .node_name
+        .clone()
+        .unwrap_or_else(|| format!("{}#{}", config.bind, std::process::id()));
+    let mut options = chat_cluster::Options::new(url, node.clone(), fresh_epoch);
+    options.log_len = config.history.max(1_000);
+    options.dead_after = config.cluster_dead_after;
+    options.heartbeat =
+        (config.cluster_dead_after / 6).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let connected = chat_cluster::connect(options)
+        .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string()))?;
+    let rooms = connected
+        .load_rooms(config.history)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let presence = connected
+        .load_presence()
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    log::info!(
+        "joined the cluster at {} as {node:?}: epoch {}, {} rooms",
+        chat_cluster::redacted(url),
+        connected.epoch,
+        rooms.len()
+    );
+    let mut core = ChatServer::new(core_config.with_epoch(connected.epoch).with_cluster(true));
+    core.restore(event_loop::cluster_rooms(rooms), 0);
+    core.restore_presence(event_loop::restored_presence(presence));
+    let control = control.clone();
+    let cluster = connected.cluster.start(move |event| {
+        let _ = control.send(Control::Cluster(event));
+    })?;
+    Ok((
+        core,
+        None,
+        event_loop::Bans::default(),
+        Some((cluster, node)),
+    ))
 }
 
 /// Stops a running [`Server`] from any thread.

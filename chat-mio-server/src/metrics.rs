@@ -47,6 +47,8 @@ pub struct Metrics {
     pub logins_failed: u64,
     pub logins_throttled: u64,
     pub logins_busy: u64,
+    /// Times a link to the cluster's Redis went down or came back.
+    pub cluster_link_changes: u64,
     closes: [u64; CloseReason::ALL.len()],
     /// Responses by status class: 1xx .. 5xx.
     http_responses: [u64; 5],
@@ -74,6 +76,7 @@ impl Metrics {
             logins_failed: 0,
             logins_throttled: 0,
             logins_busy: 0,
+            cluster_link_changes: 0,
             closes: [0; CloseReason::ALL.len()],
             http_responses: [0; 5],
             memory: MemoryGauges::default(),
@@ -155,6 +158,12 @@ impl Metrics {
                 ("{result=\"throttled\"}", v(self.logins_throttled)),
                 ("{result=\"busy\"}", v(self.logins_busy)),
             ],
+        );
+        metric(
+            "chat_cluster_link_changes_total",
+            "counter",
+            "Times a link to the cluster's Redis (--redis) went down or came back.",
+            &[("", v(self.cluster_link_changes))],
         );
         metric(
             "chat_messages_received_total",

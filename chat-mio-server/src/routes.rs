@@ -22,6 +22,8 @@ pub struct Ctx<'a> {
     pub now: Instant,
     /// The message store's counters, when messages are kept on disk.
     pub store: Option<&'a chat_store::Stats>,
+    /// A link to the cluster's Redis is down (`--redis`): new clients belong elsewhere.
+    pub cluster_down: bool,
 }
 
 /// The page served at `/`.
@@ -103,6 +105,12 @@ pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
     match path {
         "/healthz" => return plain(200, "ok\n"),
         "/readyz" if ctx.draining => return plain(503, "draining\n"),
+        "/readyz" if ctx.cluster_down => {
+            return plain(
+                503,
+                "the cluster's Redis is unreachable: messages cannot be sent\n",
+            )
+        }
         "/readyz" if ctx.store.is_some_and(|s| !s.healthy()) => {
             return plain(503, "message store failing: new messages are not saved\n")
         }
@@ -358,6 +366,7 @@ mod proptests {
                 scheme: "http",
                 metrics: &metrics,
                 draining,
+                cluster_down: false,
                 now: Instant::now(),
                 store: None,
             };
@@ -433,6 +442,7 @@ mod proptests {
                 scheme: "http",
                 metrics: &metrics,
                 draining,
+                cluster_down: false,
                 now: Instant::now(),
                 store: None,
             };
@@ -467,6 +477,7 @@ mod tests {
             scheme: "http",
             metrics: &metrics,
             draining: false,
+            cluster_down: false,
             now: Instant::now(),
             store: None,
         };

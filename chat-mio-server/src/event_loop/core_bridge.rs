@@ -150,12 +150,60 @@ impl EventLoop {
             }
             // Cluster mode (issue 13): never given without `Config::cluster`, which this driver
             // does not set yet. Placeholders, to be replaced by the cluster driver.
-            Output::ClusterPublish { .. }
-            | Output::ClusterJoin { .. }
-            | Output::ClusterLeave { .. }
-            | Output::ClusterTyping { .. }
-            | Output::ClusterDirect { .. }
-            | Output::ClusterFetchAfter { .. } => {}
+            Output::ClusterPublish {
+                ticket,
+                room,
+                user,
+                text,
+                client_msg_id,
+                timestamp,
+            } => {
+                let outgoing = chat_cluster::Outgoing {
+                    user: user.to_string(),
+                    text: text.as_str().to_owned(),
+                    client_msg_id,
+                    timestamp_ms: timestamp.timestamp_millis(),
+                };
+                self.cluster_publish(ticket, &room, outgoing);
+            }
+            Output::ClusterJoin { room, user } => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.join(room.as_str(), &user);
+                }
+            }
+            Output::ClusterLeave { room, user } => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.leave(room.as_str(), &user);
+                }
+            }
+            Output::ClusterTyping { room, user } => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.typing(room.as_str(), &user);
+                }
+            }
+            Output::ClusterDirect {
+                room,
+                from,
+                to,
+                text,
+                timestamp,
+            } => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.direct(
+                        room.as_str(),
+                        &from,
+                        &to,
+                        &text,
+                        timestamp.timestamp_millis(),
+                    );
+                }
+            }
+            Output::ClusterFetchAfter {
+                ticket,
+                room,
+                after,
+                limit,
+            } => self.cluster_fetch_after(ticket, &room, after, limit),
         }
     }
 

@@ -199,6 +199,7 @@ impl EventLoop {
                 scheme,
                 metrics: &self.metrics,
                 draining: self.drain_deadline.is_some(),
+                cluster_down: self.cluster.is_some() && !self.cluster_links.up(),
                 now: self.now.instant,
             };
             match route(&request, &ctx) {

@@ -33,6 +33,7 @@ mod accept;
 mod accounts;
 mod api;
 mod auth;
+mod cluster;
 mod core_bridge;
 mod flush;
 pub mod handoff;
@@ -66,6 +67,7 @@ use crate::metrics::Metrics;
 use crate::timer::Timers;
 pub use accept::connection_budget;
 pub use accounts::Accounts;
+pub use cluster::{restored_presence, restored_rooms as cluster_rooms};
 use handoff::{Inbox, Left};
 pub use moderation::{loaded_bans, Bans};
 pub use storage::restored_rooms;
@@ -92,6 +94,8 @@ pub enum Control {
     Hash(chat_auth::HashDone),
     /// The TLS certificate was read again (SIGHUP): the new configuration, or why not.
     TlsReloaded(Result<std::sync::Arc<rustls::ServerConfig>, String>),
+    /// The cluster's threads heard something (`--redis`).
+    Cluster(chat_cluster::Event),
 }
 
 pub struct EventLoop {
@@ -123,6 +127,12 @@ pub struct EventLoop {
     accounts: Option<Accounts>,
     /// The message store's thread, when messages are kept on disk.
     store: Option<chat_store::RunningStore>,
+    /// The cluster's threads, when this node is one of several (`--redis`).
+    cluster: Option<chat_cluster::RunningCluster>,
+    /// This node's name in the cluster.
+    cluster_node: Option<String>,
+    /// Whether the links to the cluster's Redis are up.
+    cluster_links: cluster::Links,
     /// The bans in force (`moderation.rs`).
     bans: Bans,
     inbox: Inbox<Control>,
@@ -163,7 +173,12 @@ impl EventLoop {
         listener: TcpListener,
         config: Config,
         assets: Assets,
-        (core, store, bans): (ChatServer, Option<chat_store::RunningStore>, Bans),
+        (core, store, bans, cluster): (
+            ChatServer,
+            Option<chat_store::RunningStore>,
+            Bans,
+            Option<(chat_cluster::RunningCluster, String)>,
+        ),
         (tokens, accounts): (Option<chat_auth::TokenVerifier>, Option<Accounts>),
         api_key: Option<String>,
         inbox: Inbox<Control>,
@@ -193,6 +208,12 @@ impl EventLoop {
             refusal_headroom,
             metrics: Metrics::new(now.instant),
             store,
+            cluster_node: cluster.as_ref().map(|(_, node)| node.clone()),
+            cluster: cluster.map(|(cluster, _)| cluster),
+            cluster_links: cluster::Links {
+                commands: true,
+                subscription: true,
+            },
             bans,
             api_key,
             api_answer: None,
@@ -225,6 +246,7 @@ impl EventLoop {
             if let Some(deadline) = self.drain_deadline {
                 if self.drained() || Instant::now() >= deadline {
                     self.close_store();
+                    self.leave_cluster();
                     log::info!("shutdown complete");
                     return Ok(());
                 }
@@ -303,6 +325,7 @@ impl EventLoop {
                 }
                 Control::Store(completion) => self.store_completed(completion),
                 Control::Hash(done) => self.hash_done(done),
+                Control::Cluster(event) => self.cluster_event(event),
                 Control::TlsReloaded(result) => self.tls_reloaded(result),
             }
         }

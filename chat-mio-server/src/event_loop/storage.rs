@@ -73,6 +73,11 @@ impl EventLoop {
 
     /// The core wants older messages of a room for a client's scroll-back.
     pub(super) fn fetch(&mut self, ticket: StoreTicket, room: RoomName, before: u64, limit: usize) {
+        if let Some(cluster) = &self.cluster {
+            // In a cluster the rooms' logs in Redis are the store.
+            cluster.fetch_before(ticket.0, room.as_str(), before, limit);
+            return;
+        }
         match &self.store {
             Some(store) => store.fetch_before(ticket.0, room.as_str().to_owned(), before, limit),
             // Answered after the outputs being carried out (never feed the core from here).
