@@ -32,10 +32,12 @@ mod assets;
 mod batch;
 mod client_addr;
 mod config;
+pub mod config_file;
 mod connection;
 mod event_loop;
 mod handshake;
 mod http;
+pub mod logging;
 mod metrics;
 mod routes;
 mod timer;
@@ -88,13 +90,9 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (control, inbox) = handoff::channel(Arc::clone(&waker));
-        if !config.room_access.is_empty() && config.auth == AuthMode::Open {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "--room-access needs --auth token or --auth accounts: in open mode anyone can \
-                 take any name",
-            ));
-        }
+        config
+            .check()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let tokens = token_verifier(&config)?;
         let api_key = api_key(&config)?;
         let core_and_store = open_store(&config, &control)?;
@@ -128,6 +126,12 @@ impl Server {
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Calls `hook` once, on the loop thread, when a graceful shutdown begins (a signal or
+    /// [`ServerHandle::shutdown`]): the command line tells systemd it is stopping.
+    pub fn on_drain(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.event_loop.on_drain = Some(Box::new(hook));
     }
 
     /// A handle that stops the server from another thread.

@@ -147,6 +147,8 @@ pub struct EventLoop {
     scratch: Box<[u8]>,
     /// The memory budget and what connections hold of it (`memory.rs`).
     memory: memory::Memory,
+    /// Called once when the drain begins (`Server::on_drain`: systemd's STOPPING=1).
+    pub on_drain: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl EventLoop {
@@ -206,6 +208,7 @@ impl EventLoop {
             drain_deadline: None,
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
             memory: memory::Memory::new(config_memory_budget),
+            on_drain: None,
         }
     }
 
