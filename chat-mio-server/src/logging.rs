@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use clap::{Args, ValueEnum};
 use log::kv::{Error as KvError, Key, Value as KvValue, VisitSource};
 use log::{LevelFilter, Log, Metadata, Record};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The target of access-log records.
 pub const ACCESS: &str = "access";
@@ -200,17 +200,32 @@ pub fn format_record(
             line
         }
         LogFormat::Json => {
-            let mut object = Map::new();
-            object.insert("timestamp".into(), timestamp.into());
-            object.insert("level".into(), record.level().as_str().into());
-            object.insert("target".into(), record.target().into());
-            object.insert("message".into(), record.args().to_string().into());
-            for (key, value) in fields.0 {
-                // A field never hides one of the four above.
-                object.entry(key).or_insert(value);
+            // Written key by key (serde_json escapes each part) so the four fixed keys come
+            // first, in this order, whatever order a JSON map would choose.
+            let fixed = [
+                ("timestamp", Value::from(timestamp)),
+                ("level", Value::from(record.level().as_str())),
+                ("target", Value::from(record.target())),
+                ("message", Value::from(record.args().to_string())),
+            ];
+            let mut line = String::from("{");
+            let mut seen: Vec<&str> = Vec::new();
+            let all = fixed
+                .iter()
+                .map(|(k, v)| (*k, v))
+                .chain(fields.0.iter().map(|(k, v)| (k.as_str(), v)));
+            for (key, value) in all {
+                // A field never hides one of the fixed keys, nor an earlier field.
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key);
+                if line.len() > 1 {
+                    line.push(',');
+                }
+                let _ = write!(line, "{}:{value}", Value::from(key));
             }
-            let mut line = Value::Object(object).to_string();
-            line.push('\n');
+            line.push_str("}\n");
             line
         }
     }
@@ -269,6 +284,7 @@ mod tests {
             text.ends_with('\n') && text.matches('\n').count() == 1,
             "{text}"
         );
+        assert!(text.starts_with("{\"timestamp\":"), "{text}");
         let value: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(
             value,

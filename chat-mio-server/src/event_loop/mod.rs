@@ -29,6 +29,7 @@
 //! `Input::Disconnect` exactly once per client, however the connection ended.
 
 mod accept;
+mod access_log;
 mod accounts;
 mod api;
 mod auth;
@@ -370,7 +371,10 @@ impl EventLoop {
             return;
         }
         if let Some(session) = conn.end() {
-            log::info!("{} ({}) disconnected", session.user, conn.peer);
+            log::info!(
+                peer:% = conn.peer, user = session.user.as_str();
+                "{} ({}) disconnected", session.user, conn.peer
+            );
             self.leave(session.client);
         }
         self.gone.push(key);
