@@ -238,6 +238,7 @@ impl EventLoop {
                 wall: Utc::now(),
             };
             self.idle_before_turn = self.now.instant - before_poll >= flush::IDLE_WAIT;
+            let received_before = self.metrics.messages_received;
             for key in std::mem::take(&mut self.backlog) {
                 self.readable(key);
             }
@@ -266,6 +267,11 @@ impl EventLoop {
             }
             self.fire_timers();
             self.end_turn();
+            let received = self.metrics.messages_received - received_before;
+            if received > 0 {
+                self.metrics
+                    .delivered(received, self.now.instant, Instant::now());
+            }
         }
     }
 
