@@ -66,7 +66,13 @@ fn git_commit() {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
     };
-    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    // A build without the repository (a container build) may name the commit itself.
+    println!("cargo:rerun-if-env-changed=CHAT_GIT_COMMIT");
+    let commit = env::var("CHAT_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=CHAT_GIT_COMMIT={commit}");
     // HEAD itself (in a worktree `.git` is a file naming the real directory), and the branch
     // file it points to: a commit changes that one, not HEAD. Only existing paths, since cargo
