@@ -12,7 +12,7 @@ use chat_store::accounts;
 
 use chat_mio_server::config_file::{self, ConfigFile};
 use chat_mio_server::logging::{self, LogOptions};
-use chat_mio_server::{Config, Server};
+use chat_mio_server::{AuthMode, Config, Server};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// The version and the commit it was built from (`build.rs`).
@@ -249,7 +249,15 @@ fn config_check(cli: &Cli, args: &[OsString], file: Option<&ConfigFile>) -> Exit
         "{}",
         config_file::render(&command, &matches, file, &secrets)
     );
-    match cli.server.check() {
+    let token_keys = secrets[0].1.is_some() || cli.server.jwt_public_key.is_some();
+    let checked = cli.server.check().and_then(|()| {
+        if cli.server.auth == AuthMode::Token && !token_keys {
+            Err("--auth token needs --jwt-secret-file, CHAT_JWT_SECRET or --jwt-public-key".into())
+        } else {
+            Ok(())
+        }
+    });
+    match checked {
         Ok(()) => {
             if let Some(file) = file {
                 eprintln!("{}: OK", file.path.display());

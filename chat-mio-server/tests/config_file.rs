@@ -172,11 +172,17 @@ fn config_check_masks_the_secrets() {
     let key_file = write(&dir, "api-key", API_KEY);
     let out = run(
         &["--api-key-file", &key_file, "config", "check", &file],
-        &[],
+        &[("CHAT_JWT_SECRET", SECRET)],
     );
     let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains(&format!("read from --api-key-file {key_file}")));
     assert!(!stdout.contains(API_KEY), "{stdout}");
+    // Token mode without any key cannot start: config check says so.
+    let out = run(&["config", "check", &file], &[]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--auth token needs"), "{stderr}");
 }
 
 #[test]
