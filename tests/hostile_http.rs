@@ -1304,6 +1304,15 @@ fn metrics_are_prometheus_text_with_every_family() {
             .unwrap_or_else(|| panic!("bad sample line {line:?}"));
         assert!(value.parse::<f64>().is_ok(), "bad value in {line:?}");
         let name = series.split('{').next().unwrap_or_default();
+        // A histogram's samples are NAME_bucket, NAME_sum and NAME_count of family NAME.
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                let family = name.strip_suffix(suffix)?;
+                text.contains(&format!("# TYPE {family} histogram\n"))
+                    .then_some(family)
+            })
+            .unwrap_or(name);
         for kind in ["HELP", "TYPE"] {
             assert!(
                 text.contains(&format!("# {kind} {name} ")),

@@ -262,6 +262,9 @@ pub struct Conn {
     pub flush_round: u64,
     /// What the memory budget last counted for this connection (`event_loop/memory.rs`).
     pub counted: Held,
+    /// The method and the loggable target of the request being answered, kept for the access
+    /// log's record (`event_loop/access_log.rs`) when it is on.
+    pub request_line: Option<(String, String)>,
 }
 
 impl Conn {
@@ -281,6 +284,7 @@ impl Conn {
             counted_ip: None,
             flush_round: 0,
             counted: Held::default(),
+            request_line: None,
         }
     }
 

@@ -34,10 +34,12 @@ mod assets;
 mod batch;
 mod client_addr;
 mod config;
+pub mod config_file;
 mod connection;
 mod event_loop;
 mod handshake;
 mod http;
+pub mod logging;
 mod metrics;
 mod routes;
 mod timer;
@@ -91,13 +93,9 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (control, inbox) = handoff::channel(Arc::clone(&waker));
-        if !config.room_access.is_empty() && config.auth == AuthMode::Open {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "--room-access needs --auth token or --auth accounts: in open mode anyone can \
-                 take any name",
-            ));
-        }
+        config
+            .check()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let tls = match config
             .tls_files()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
@@ -114,13 +112,6 @@ impl Server {
             }
             None => None,
         };
-        if config.redis.is_some() && config.auth == AuthMode::Accounts {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "--auth accounts keeps users in one node's database: it cannot be used with \
-                 --redis yet (use --auth token for a cluster)",
-            ));
-        }
         let tokens = token_verifier(&config)?;
         let api_key = api_key(&config)?;
         let core_and_store = open_store(&config, &control)?;
@@ -160,6 +151,12 @@ impl Server {
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Calls `hook` once, on the loop thread, when a graceful shutdown begins (a signal or
+    /// [`ServerHandle::shutdown`]): the command line tells systemd it is stopping.
+    pub fn on_drain(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.event_loop.on_drain = Some(Box::new(hook));
     }
 
     /// A handle that stops the server from another thread.

@@ -1,5 +1,8 @@
 //! `chat-mio-server`: serves the chat page and the WebSocket chat on one port.
 
+mod systemd;
+
+use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,23 +10,38 @@ use std::process::ExitCode;
 use chat_auth::password::{hash_password, Secret, MAX_PASSWORD_BYTES};
 use chat_store::accounts;
 
-use chat_mio_server::{Config, Server};
-use clap::{Parser, Subcommand};
-use log::LevelFilter;
+use chat_mio_server::config_file::{self, ConfigFile};
+use chat_mio_server::logging::{self, LogOptions};
+use chat_mio_server::{AuthMode, Config, Server};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// The version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CHAT_GIT_COMMIT"),
+    ")"
+);
 
 /// A real-time WebSocket chat server. Open the printed URL in a browser to chat.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
-    #[command(flatten)]
-    config: Config,
+    /// TOML file of options: the keys are the long options without `--` (`bind = "0.0.0.0:8000"`,
+    /// `allowed-origin = ["https://chat.example.org"]`). Every option may also come from its
+    /// environment variable (shown as [env: ...]); a flag beats the environment, which beats
+    /// the file, which beats the default. Check one with `chat-mio-server config check FILE`
+    #[arg(long, value_name = "FILE", env = "CHAT_CONFIG")]
+    config: Option<PathBuf>,
 
-    /// Log level: off, error, warn, info, debug or trace [default: RUST_LOG if set, else info]
-    #[arg(long, value_name = "LEVEL")]
-    log_level: Option<LevelFilter>,
+    #[command(flatten)]
+    server: Config,
+
+    #[command(flatten)]
+    logs: LogOptions,
 }
 
 /// Operator tools; without one, the server runs.
@@ -44,6 +62,22 @@ enum Command {
         /// Directory of the message database
         #[arg(long, value_name = "DIR", default_value = "chat-data", global = true)]
         data_dir: PathBuf,
+    },
+    /// Configuration files
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// What `config` does.
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Check FILE (unknown keys, bad values) and print the effective configuration: the file,
+    /// overridden by the environment and the flags given before `config`; secrets masked
+    Check {
+        /// The TOML file
+        file: PathBuf,
     },
 }
 
@@ -77,7 +111,20 @@ enum UserAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let (cli, file) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Config {
+        action: ConfigAction::Check { .. },
+    }) = &cli.command
+    {
+        return config_check(&cli, &args, file.as_ref());
+    }
     if let Some(Command::Backup { out, data_dir }) = &cli.command {
         return match chat_store::backup(data_dir, out) {
             Ok(()) => {
@@ -99,33 +146,32 @@ fn main() -> ExitCode {
             }
         };
     }
-    let logger = simple_logger::SimpleLogger::new().with_level(LevelFilter::Info);
-    // RUST_LOG (a plain level) overrides the default; --log-level overrides both.
-    let logger = match cli.log_level {
-        Some(level) => logger.with_level(level),
-        None => logger.env(),
-    };
-    if let Err(e) = logger.init() {
+    if let Err(e) = logging::init(&cli.logs) {
         eprintln!("cannot start logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(file) = &file {
+        log::info!(file:% = file.path.display(); "options read from {}", file.path.display());
     }
 
-    let mut config = cli.config.clone();
+    let mut config = cli.server.clone();
     config.handle_signals = true;
-    let server = match Server::bind(config) {
+    let mut server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("cannot start on {}: {e}", cli.config.bind);
+            log::error!(bind:% = cli.server.bind; "cannot start on {}: {e}", cli.server.bind);
             return ExitCode::FAILURE;
         }
     };
+    server.on_drain(systemd::stopping);
     let addr = server.local_addr();
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_owned()
     } else {
         addr.ip().to_string()
     };
-    log::info!("chat server listening on {addr}");
-    let scheme = if cli.config.tls_cert.is_some() {
+    log::info!(addr:% = addr, version = VERSION; "chat server listening on {addr}");
+    let scheme = if cli.server.tls_cert.is_some() {
         "https"
     } else {
         "http"
@@ -134,10 +180,97 @@ fn main() -> ExitCode {
         "Open {scheme}://{host}:{} in your browser to chat.",
         addr.port()
     );
+    systemd::ready();
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line, over the environment, over the config file (`--config FILE`, CHAT_CONFIG,
+/// or the FILE of `config check`), over the defaults. Clap's own errors (and `--help`,
+/// `--version`) exit here; `Err` is a config file's error.
+fn parse(args: &[OsString]) -> Result<(Cli, Option<ConfigFile>), String> {
+    let file = match config_path(args) {
+        Some(path) => Some(ConfigFile::load(&path, &Cli::command())?),
+        None => None,
+    };
+    let command = match &file {
+        Some(file) => file.apply(Cli::command()),
+        None => Cli::command(),
+    };
+    let matches = command.get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok((cli, file))
+}
+
+/// The config file named on the command line or in CHAT_CONFIG, found before the real parse
+/// (the file's values are the real parse's defaults). Errors are left to the real parse.
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let matches = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()?;
+    if let Some(("config", config)) = matches.subcommand() {
+        if let Some(("check", check)) = config.subcommand() {
+            return check.get_one::<PathBuf>("file").cloned();
+        }
+    }
+    matches.get_one::<PathBuf>("config").cloned()
+}
+
+/// `config check FILE`: the file parsed already (or the parse failed before this); checks what
+/// only the whole configuration shows and prints it.
+fn config_check(cli: &Cli, args: &[OsString], file: Option<&ConfigFile>) -> ExitCode {
+    let command = match file {
+        Some(file) => file.apply(Cli::command()),
+        None => Cli::command(),
+    };
+    let matches = command.clone().get_matches_from(args);
+    let secret = |env: &str, file: &Option<PathBuf>, flag: &str| match (file, std::env::var_os(env))
+    {
+        (Some(path), _) => Some(format!("read from {flag} {}", path.display())),
+        (None, Some(_)) => Some(format!("from the environment variable {env}")),
+        (None, None) => None,
+    };
+    let secrets = [
+        (
+            "JWT secret",
+            secret(
+                "CHAT_JWT_SECRET",
+                &cli.server.jwt_secret_file,
+                "--jwt-secret-file",
+            ),
+        ),
+        (
+            "API key",
+            secret("CHAT_API_KEY", &cli.server.api_key_file, "--api-key-file"),
+        ),
+    ];
+    print!(
+        "{}",
+        config_file::render(&command, &matches, file, &secrets)
+    );
+    let token_keys = secrets[0].1.is_some() || cli.server.jwt_public_key.is_some();
+    let checked = cli.server.check().and_then(|()| {
+        if cli.server.auth == AuthMode::Token && !token_keys {
+            Err("--auth token needs --jwt-secret-file, CHAT_JWT_SECRET or --jwt-public-key".into())
+        } else {
+            Ok(())
+        }
+    });
+    match checked {
+        Ok(()) => {
+            if let Some(file) = file {
+                eprintln!("{}: OK", file.path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

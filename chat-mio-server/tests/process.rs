@@ -676,12 +676,22 @@ fn help_lists_every_option_the_readme_documents_and_no_other() {
 }
 
 #[test]
-fn version_prints_the_package_version() {
+fn version_prints_the_package_version_and_the_commit() {
     let (status, stdout, stderr) = run(&["--version"], Duration::from_secs(10));
     assert!(status.success(), "--version: {status}; stderr:\n{stderr}");
-    assert_eq!(
-        stdout.trim(),
-        concat!("chat-mio-server ", env!("CARGO_PKG_VERSION"))
+    // `chat-mio-server 0.1.0 (commit 1a2b3c4)`, or `(commit unknown)` built outside git.
+    let commit = stdout
+        .trim()
+        .strip_prefix(concat!(
+            "chat-mio-server ",
+            env!("CARGO_PKG_VERSION"),
+            " (commit "
+        ))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("--version: {stdout:?}"));
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "--version names no commit: {stdout:?}"
     );
 }
 

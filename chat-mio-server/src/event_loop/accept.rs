@@ -100,11 +100,17 @@ impl EventLoop {
                 self.mark_gone(key);
             } else if over_ip_limit {
                 self.metrics.refused_per_ip += 1;
-                log::warn!("{peer}: refused, too many connections from this address");
+                log::warn!(
+                    peer:% = peer, status = 429u16;
+                    "{peer}: refused, too many connections from this address"
+                );
                 self.respond(key, &too_many_from_this_address());
             } else if full {
                 self.metrics.refused_full += 1;
-                log::warn!("{peer}: refused, {} connections open", self.max_connections);
+                log::warn!(
+                    peer:% = peer, status = 503u16;
+                    "{peer}: refused, {} connections open", self.max_connections
+                );
                 self.respond(
                     key,
                     &Response::text(503, "the server is full, try again later\n")
@@ -112,7 +118,7 @@ impl EventLoop {
                         .keep_alive(false),
                 );
             } else {
-                log::debug!("{peer}: accepted");
+                log::debug!(peer:% = peer; "{peer}: accepted");
                 self.set_deadline(key, self.config.request_timeout);
             }
         }

@@ -248,7 +248,7 @@ impl EventLoop {
         };
         if let Err(wait) = accounts.throttle.check(ip, &name, now) {
             self.metrics.logins_throttled += 1;
-            log::warn!("{ip}: login as {name:?} throttled");
+            log::warn!(client:% = ip, user = name.as_str(); "{ip}: login as {name:?} throttled");
             let response = json_error(429, "too many failed logins: wait before trying again")
                 .header("Retry-After", wait.as_secs_ceil().to_string())
                 .keep_alive(reply.keep_alive);
@@ -416,7 +416,7 @@ impl EventLoop {
                 let Some(accounts) = self.accounts.as_ref() else {
                     return;
                 };
-                log::info!("{user:?} logged in");
+                log::info!(user = user.as_str(); "{user:?} logged in");
                 self.metrics.logins_ok += 1;
                 let set = chat_auth::set_cookie_header(&cookie, accounts.lifetime, reply.secure);
                 let response = see_other("/")
@@ -484,7 +484,7 @@ impl EventLoop {
         if !ok {
             accounts.throttle.failed(ip, &name, now);
             self.metrics.logins_failed += 1;
-            log::info!("{ip}: login as {name:?} failed");
+            log::info!(client:% = ip, user = name.as_str(); "{ip}: login as {name:?} failed");
             let response = json_error(401, "wrong name or password").keep_alive(reply.keep_alive);
             self.finish(key, response);
             return;

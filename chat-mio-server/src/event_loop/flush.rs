@@ -107,9 +107,9 @@ impl EventLoop {
             for key in dirty {
                 // `written` is in key order (the slab's): look the result up.
                 let result = written
-                    .binary_search_by_key(&key, |(k, _)| *k)
+                    .binary_search_by_key(&key, |(k, _, _)| *k)
                     .ok()
-                    .map(|i| written[i].1);
+                    .map(|i| (written[i].1, written[i].2));
                 self.flush(key, result);
                 self.recount(key);
             }
@@ -135,7 +135,7 @@ impl EventLoop {
     /// a core to spare. Only the writes: what follows from each result is done by
     /// [`EventLoop::flush`] on this thread, in order, as usual. Returns each written
     /// connection's result, in key order.
-    fn write_in_parallel(&mut self, round: u64) -> Vec<(usize, Flushed)> {
+    fn write_in_parallel(&mut self, round: u64) -> Vec<(usize, Flushed, u64)> {
         let Some(writer) = &self.writer else {
             return Vec::new();
         };
@@ -149,9 +149,13 @@ impl EventLoop {
         let (mine, theirs) = conns.split_at_mut(half);
         let write_all = |conns: &mut [(usize, &mut Conn)]| {
             let mut bytes_out = 0;
-            let results: Vec<(usize, Flushed)> = conns
+            let results: Vec<(usize, Flushed, u64)> = conns
                 .iter_mut()
-                .map(|(key, conn)| (*key, conn.flush(sealed, &mut bytes_out)))
+                .map(|(key, conn)| {
+                    let before = bytes_out;
+                    let result = conn.flush(sealed, &mut bytes_out);
+                    (*key, result, bytes_out - before)
+                })
                 .collect();
             (results, bytes_out)
         };
@@ -171,14 +175,19 @@ impl EventLoop {
     /// Writes one connection (unless the second writer already did: `written`), then acts on
     /// the result: a broken connection ends, a drained one reads again if it was paused, and
     /// the poller's interest follows what is left to write.
-    fn flush(&mut self, key: usize, written: Option<Flushed>) {
+    fn flush(&mut self, key: usize, written: Option<(Flushed, u64)>) {
         let Some(conn) = self.conns.get_mut(key).filter(|c| !c.is_gone()) else {
             return;
         };
-        let result = match written {
-            Some(result) => result,
-            None => conn.flush(self.batch.seal(), &mut self.metrics.bytes_out),
+        let (result, bytes) = match written {
+            Some(written) => written,
+            None => {
+                let before = self.metrics.bytes_out;
+                let result = conn.flush(self.batch.seal(), &mut self.metrics.bytes_out);
+                (result, self.metrics.bytes_out - before)
+            }
         };
+        self.metrics.flushed(bytes);
         match result {
             Flushed::Gone => {
                 self.mark_gone(key);

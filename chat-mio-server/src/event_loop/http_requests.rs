@@ -123,6 +123,7 @@ impl EventLoop {
                     return;
                 }
             };
+            self.note_request(key, &request);
             let is_api = api_on && api::is_api(request.path());
             let is_login = self.is_login(&request);
             let mut body = Vec::new();
@@ -164,9 +165,11 @@ impl EventLoop {
             if is_api {
                 let response = self.answer_api(&request, &body);
                 let (status, keep_alive) = (response.status, response.keep_alive);
+                let peer = self.conns[key].peer;
                 log::info!(
-                    "{}: API {} {} -> {status}",
-                    self.conns[key].peer,
+                    peer:% = peer, method = request.method.as_str(),
+                    path = request.loggable_target().as_str(), status = status;
+                    "{peer}: API {} {} -> {status}",
                     request.method,
                     request.loggable_target()
                 );
@@ -210,12 +213,16 @@ impl EventLoop {
                     status,
                 } => {
                     log::debug!(
+                        peer:% = conn.peer, method = request.method.as_str(),
+                        path = request.loggable_target().as_str(), status = status;
                         "{}: {} {} -> {status}",
                         conn.peer,
                         request.method,
                         request.loggable_target()
                     );
                     self.metrics.http_response(status);
+                    self.access(key, status, None);
+                    let conn = &mut self.conns[key];
                     conn.queue_response(bytes, body, !keep_alive);
                     self.mark_dirty(key);
                     if !keep_alive {
@@ -258,6 +265,7 @@ impl EventLoop {
     pub(super) fn refuse(&mut self, key: usize, status: u16, reason: &str) {
         if let Some(conn) = self.conns.get(key) {
             log::debug!(
+                peer:% = conn.peer, status = status;
                 "{}: refused with {status}: {}",
                 conn.peer,
                 reason.trim_end()
@@ -273,6 +281,7 @@ impl EventLoop {
         let (bytes, body) = response.encode();
         conn.queue_response(bytes, body, !response.keep_alive);
         self.metrics.http_response(response.status);
+        self.access(key, response.status, None);
         self.set_deadline(key, CLOSE_LINGER);
         self.mark_dirty(key);
     }

@@ -30,6 +30,7 @@
 //! `Input::Disconnect` exactly once per client, however the connection ended.
 
 mod accept;
+mod access_log;
 mod accounts;
 mod api;
 mod auth;
@@ -164,6 +165,8 @@ pub struct EventLoop {
     scratch: Box<[u8]>,
     /// The memory budget and what connections hold of it (`memory.rs`).
     memory: memory::Memory,
+    /// Called once when the drain begins (`Server::on_drain`: systemd's STOPPING=1).
+    pub on_drain: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl EventLoop {
@@ -235,6 +238,7 @@ impl EventLoop {
             drain_deadline: None,
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
             memory: memory::Memory::new(config_memory_budget),
+            on_drain: None,
         }
     }
 
@@ -264,6 +268,7 @@ impl EventLoop {
                 wall: Utc::now(),
             };
             self.idle_before_turn = self.now.instant - before_poll >= flush::IDLE_WAIT;
+            let received_before = self.metrics.messages_received;
             for key in std::mem::take(&mut self.backlog) {
                 self.readable(key);
             }
@@ -292,6 +297,11 @@ impl EventLoop {
             }
             self.fire_timers();
             self.end_turn();
+            let received = self.metrics.messages_received - received_before;
+            if received > 0 {
+                self.metrics
+                    .delivered(received, self.now.instant, Instant::now());
+            }
         }
     }
 
@@ -406,7 +416,10 @@ impl EventLoop {
             return;
         }
         if let Some(session) = conn.end() {
-            log::info!("{} ({}) disconnected", session.user, conn.peer);
+            log::info!(
+                peer:% = conn.peer, user = session.user.as_str();
+                "{} ({}) disconnected", session.user, conn.peer
+            );
             self.leave(session.client);
         }
         self.gone.push(key);

@@ -44,6 +44,9 @@ impl EventLoop {
     /// Graceful shutdown: WebSocket upgrades and `/readyz` answer 503 from now on, every chat
     /// client gets close 1001, and `run` returns once they are gone or the timeout passed.
     pub(super) fn begin_drain(&mut self) {
+        if let Some(hook) = self.on_drain.take() {
+            hook();
+        }
         log::info!(
             "draining {} chat clients (at most {:?})",
             self.metrics.websocket_open,

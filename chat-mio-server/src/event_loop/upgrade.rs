@@ -41,9 +41,10 @@ impl EventLoop {
         } else {
             response
         };
+        let peer = self.conns[key].peer;
         log::info!(
-            "{} refused as {user:?}: {}",
-            self.conns[key].peer,
+            peer:% = peer, user = user, status = status;
+            "{peer} refused as {user:?}: {}",
             reason.trim_end()
         );
         self.respond(key, &response);
@@ -66,6 +67,7 @@ impl EventLoop {
             if !self.clients.admit(client_ip) {
                 self.metrics.refused_per_ip += 1;
                 log::warn!(
+                    peer:% = conn.peer, client:% = client_ip, status = 429u16;
                     "{client_ip} (via {}): refused, too many connections from this address",
                     conn.peer
                 );
@@ -83,18 +85,23 @@ impl EventLoop {
         let (response, _) = accepted.response().encode();
         conn.queue_response(response, None, false);
         let client = ClientId(key as u64);
+        let (user, room) = (accepted.user.as_str(), accepted.room.as_str());
         if client_ip == conn.peer.ip() {
-            log::info!("{} ({}) connected", accepted.user, conn.peer);
+            log::info!(
+                peer:% = conn.peer, user = user, room = room;
+                "{user} ({}) connected", conn.peer
+            );
         } else {
             log::info!(
-                "{} ({client_ip} via {}) connected",
-                accepted.user,
+                peer:% = conn.peer, client:% = client_ip, user = user, room = room;
+                "{user} ({client_ip} via {}) connected",
                 conn.peer
             );
         }
         conn.upgrade(client, accepted.user.clone(), leftover, self.ws_config);
         conn.deadline = None;
         self.metrics.http_response(101);
+        self.access(key, 101, Some((&accepted.user, accepted.room.as_str())));
         self.metrics.websocket_open += 1;
         self.metrics.websockets_total += 1;
         self.mark_dirty(key);

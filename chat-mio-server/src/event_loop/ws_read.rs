@@ -57,7 +57,10 @@ impl EventLoop {
                     // tungstenite queued the reply; send it and end.
                     let conn = &mut self.conns[key];
                     if let Some(session) = conn.close_ws(None, None, false) {
-                        log::info!("{} ({}) disconnected", session.user, conn.peer);
+                        log::info!(
+                            peer:% = conn.peer, user = session.user.as_str();
+                            "{} ({}) disconnected", session.user, conn.peer
+                        );
                         self.set_deadline(key, CLOSE_LINGER);
                         self.mark_dirty(key);
                         self.leave(session.client);
