@@ -29,9 +29,10 @@ use tungstenite::{Message, WebSocket};
 #[command(version)]
 struct Args {
     /// Server base URL, e.g. ws://127.0.0.1:8000 or wss://127.0.0.1:8443 (must be a 127.x
-    /// address)
-    #[arg(long)]
-    url_base: String,
+    /// address). Repeat it for the nodes of a cluster: client i connects to the (i mod N)th,
+    /// so every room is spread over all of them
+    #[arg(long, required = true)]
+    url_base: Vec<String>,
     /// PEM certificate to trust for wss:// (the server's self-signed one, or its CA)
     #[arg(long, value_name = "PEM")]
     ca: Option<std::path::PathBuf>,
@@ -563,13 +564,17 @@ fn parse_loopback(url_base: &str) -> Result<(String, SocketAddr), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (base, addr) = match parse_loopback(&args.url_base) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("roomload: {e}");
-            return ExitCode::from(2);
+    let mut nodes: Vec<(String, SocketAddr)> = Vec::new();
+    for url_base in &args.url_base {
+        match parse_loopback(url_base) {
+            Ok(v) => nodes.push(v),
+            Err(e) => {
+                eprintln!("roomload: {e}");
+                return ExitCode::from(2);
+            }
         }
-    };
+    }
+    let base = nodes[0].0.clone();
     let tls = match (&args.ca, base.starts_with("wss://")) {
         (Some(ca), true) => match tls_config(ca) {
             Ok(config) => Some(config),
@@ -659,7 +664,7 @@ fn main() -> ExitCode {
             let next = Arc::clone(&next);
             let shared = Arc::clone(&shared);
             let senders = senders.clone();
-            let base = base.clone();
+            let nodes = nodes.clone();
             let tls = tls.clone();
             let handshake_us = Arc::clone(&handshake_us);
             let (clients, room_size) = (args.clients, args.room_size);
@@ -671,9 +676,10 @@ fn main() -> ExitCode {
                         break;
                     }
                     let room = i / room_size;
+                    let (base, addr) = &nodes[i % nodes.len()];
                     let url = format!("{base}/ws/c{i}?room=r{room}");
                     let t = Instant::now();
-                    match connect_one(addr, &url, config, tls.as_ref()) {
+                    match connect_one(*addr, &url, config, tls.as_ref()) {
                         Ok(ws) => {
                             mine.push(t.elapsed().as_micros() as u64);
                             shared.connected.fetch_add(1, Ordering::Relaxed);
