@@ -114,6 +114,10 @@ pub struct Config {
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
 
+    /// The prefix of the cluster's keys and channels in Redis, so several chats can share one
+    #[arg(long, value_name = "PREFIX", default_value = "chat:")]
+    pub redis_prefix: String,
+
     /// This node's name in the cluster, unique among the running nodes [default: ADDR:PORT#PID]
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,

@@ -395,6 +395,7 @@ fn join_cluster(
         .clone()
         .unwrap_or_else(|| format!("{}#{}", config.bind, std::process::id()));
     let mut options = chat_cluster::Options::new(url, node.clone(), fresh_epoch);
+    options.prefix = config.redis_prefix.clone();
     options.log_len = config.history.max(1_000);
     options.dead_after = config.cluster_dead_after;
     options.heartbeat =

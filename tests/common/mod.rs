@@ -47,9 +47,19 @@ impl TestServer {
         })
     }
 
-    /// Starts a server with `config`; its bind address is replaced by `127.0.0.1:0`.
+    /// Starts a server with `config`; its bind address is replaced by `127.0.0.1:0`. With
+    /// `CHAT_TEST_REDIS=redis://...` in the environment, the server is a node of a cluster on
+    /// that Redis, under a prefix of its own (`tests/tutorial_on_a_cluster.rs` runs the
+    /// tutorial's tests that way).
     pub fn with_config(mut config: Config) -> TestServer {
         config.bind = "127.0.0.1:0".parse().expect("literal address");
+        if let Ok(url) = std::env::var("CHAT_TEST_REDIS") {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            config.redis = Some(url);
+            config.redis_prefix = format!("test{}-{n}:", std::process::id());
+            config.node_name = Some(format!("test-node-{n}"));
+        }
         let tls = config.tls_cert.is_some();
         let server = Server::bind(config).expect("bind an ephemeral port");
         let addr = server.local_addr();
