@@ -57,11 +57,11 @@ pub struct Config {
     /// Serve HTTPS and wss:// on --bind with this PEM certificate chain (leaf first); needs
     /// --tls-key. Both files are read again on SIGHUP (new connections get the new
     /// certificate, open ones stay; a bad file is logged and the old one kept)
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    #[arg(long, value_name = "PEM", requires = "tls_key", env = "CHAT_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
 
     /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    #[arg(long, value_name = "PEM", requires = "tls_cert", env = "CHAT_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
     /// Serve the browser client from this directory instead of the copy built into the binary
@@ -111,19 +111,30 @@ pub struct Config {
 
     /// Run as one node of a cluster whose rooms, ids, history and presence live in this Redis
     /// (redis://HOST:PORT/DB); without it the node is alone (see README, Running several nodes)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "CHAT_REDIS")]
     pub redis: Option<String>,
 
     /// The prefix of the cluster's keys and channels in Redis, so several chats can share one
-    #[arg(long, value_name = "PREFIX", default_value = "chat:")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "chat:",
+        env = "CHAT_REDIS_PREFIX"
+    )]
     pub redis_prefix: String,
 
     /// This node's name in the cluster, unique among the running nodes [default: ADDR:PORT#PID]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "CHAT_NODE_NAME")]
     pub node_name: Option<String>,
 
     /// Seconds after which a silent node is taken for dead and its users leave their rooms
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "30",
+        value_parser = seconds,
+        env = "CHAT_CLUSTER_DEAD_AFTER"
+    )]
     pub cluster_dead_after: Duration,
 
     /// Days a login lasts (--auth accounts): the session cookie's lifetime
