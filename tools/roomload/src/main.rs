@@ -42,6 +42,10 @@ struct Args {
     /// Clients per room: client i joins room `r{i / room-size}`
     #[arg(long, default_value_t = 100)]
     room_size: usize,
+    /// The first room's number (`r{N}`) and client names from `c{N * room-size}`: several
+    /// roomload processes with disjoint ranges load one server (or cluster) together
+    #[arg(long, default_value_t = 0)]
+    first_room: usize,
     /// Chat messages per second per room, sent by a rotating member
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
@@ -667,7 +671,7 @@ fn main() -> ExitCode {
             let nodes = nodes.clone();
             let tls = tls.clone();
             let handshake_us = Arc::clone(&handshake_us);
-            let (clients, room_size) = (args.clients, args.room_size);
+            let (clients, room_size, first_room) = (args.clients, args.room_size, args.first_room);
             thread::spawn(move || {
                 let mut mine = Vec::new();
                 loop {
@@ -677,7 +681,11 @@ fn main() -> ExitCode {
                     }
                     let room = i / room_size;
                     let (base, addr) = &nodes[i % nodes.len()];
-                    let url = format!("{base}/ws/c{i}?room=r{room}");
+                    let url = format!(
+                        "{base}/ws/c{}?room=r{}",
+                        i + first_room * room_size,
+                        room + first_room
+                    );
                     let t = Instant::now();
                     match connect_one(*addr, &url, config, tls.as_ref()) {
                         Ok(ws) => {
