@@ -245,25 +245,7 @@ impl Node<'_> {
             }
             Request::Join { room, user } => {
                 *self.tally.entry((room.clone(), user.clone())).or_default() += 1;
-                if !self.out_of_sync {
-                    let (members, node, channel) = (
-                        self.key("members", &room),
-                        self.node_key(),
-                        self.channel(&room),
-                    );
-                    let field = format!("{room}\n{user}");
-                    let name = self.options.node.clone();
-                    let _ = self.with_conn(|conn, s| {
-                        s.join
-                            .key(&members)
-                            .key(&node)
-                            .arg(&user)
-                            .arg(&field)
-                            .arg(&channel)
-                            .arg(&name)
-                            .invoke::<i64>(conn)
-                    });
-                }
+                self.presence(true, &room, &user);
             }
             Request::Leave { room, user } => {
                 let key = (room.clone(), user.clone());
@@ -274,25 +256,7 @@ impl Node<'_> {
                     }
                     None => return, // never joined here
                 }
-                if !self.out_of_sync {
-                    let (members, node, channel) = (
-                        self.key("members", &room),
-                        self.node_key(),
-                        self.channel(&room),
-                    );
-                    let field = format!("{room}\n{user}");
-                    let name = self.options.node.clone();
-                    let _ = self.with_conn(|conn, s| {
-                        s.leave
-                            .key(&members)
-                            .key(&node)
-                            .arg(&user)
-                            .arg(&field)
-                            .arg(&channel)
-                            .arg(&name)
-                            .invoke::<i64>(conn)
-                    });
-                }
+                self.presence(false, &room, &user);
             }
             Request::Typing { room, user } => {
                 let event = Wire::Typing {
@@ -342,6 +306,32 @@ impl Node<'_> {
             }
             Request::Shutdown => {}
         }
+    }
+
+    /// One connection of `user` in `room` opened (`join`) or closed, told to Redis unless this
+    /// node must sync first (the tally already has it).
+    fn presence(&mut self, join: bool, room: &str, user: &str) {
+        if self.out_of_sync {
+            return;
+        }
+        let (members, node, channel) = (
+            self.key("members", room),
+            self.node_key(),
+            self.channel(room),
+        );
+        let field = format!("{room}\n{user}");
+        let name = self.options.node.clone();
+        let _ = self.with_conn(|conn, s| {
+            let script = if join { &s.join } else { &s.leave };
+            script
+                .key(&members)
+                .key(&node)
+                .arg(user)
+                .arg(&field)
+                .arg(&channel)
+                .arg(&name)
+                .invoke::<i64>(conn)
+        });
     }
 
     fn publish(
