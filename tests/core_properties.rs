@@ -246,7 +246,8 @@ proptest! {
                 | Input::ClusterConnection { .. }
                 | Input::ClusterTyping { .. }
                 | Input::ClusterDirect { .. }
-                | Input::ClusterEpoch { .. } => unreachable!("not in cluster mode here"),
+                | Input::ClusterEpoch { .. }
+                | Input::ClusterDeleted { .. } => unreachable!("not in cluster mode here"),
             };
 
             // poll_timeout is never later than the model's earliest deadline (earlier is fine).
@@ -295,7 +296,8 @@ proptest! {
                 | Input::ClusterConnection { .. }
                 | Input::ClusterTyping { .. }
                 | Input::ClusterDirect { .. }
-                | Input::ClusterEpoch { .. } => unreachable!("not in cluster mode here"),
+                | Input::ClusterEpoch { .. }
+                | Input::ClusterDeleted { .. } => unreachable!("not in cluster mode here"),
             };
             if let Step::Connect { id, user, room, v2, .. } = &step {
                 let refused = out == vec![Output::Close {
@@ -352,7 +354,8 @@ proptest! {
                     | Output::ClusterLeave { .. }
                     | Output::ClusterTyping { .. }
                     | Output::ClusterDirect { .. }
-                    | Output::ClusterFetchAfter { .. } => {
+                    | Output::ClusterFetchAfter { .. }
+                    | Output::ClusterDelete { .. } => {
                         prop_assert!(false, "cluster output without Config::cluster: {:?}", o);
                         unreachable!()
                     }
@@ -506,7 +509,8 @@ proptest! {
                             | Output::ClusterLeave { .. }
                             | Output::ClusterTyping { .. }
                             | Output::ClusterDirect { .. }
-                            | Output::ClusterFetchAfter { .. } => {
+                            | Output::ClusterFetchAfter { .. }
+                    | Output::ClusterDelete { .. } => {
                                 prop_assert!(false, "not in cluster mode")
                             }
                         }
@@ -556,7 +560,8 @@ proptest! {
                 | Input::ClusterConnection { .. }
                 | Input::ClusterTyping { .. }
                 | Input::ClusterDirect { .. }
-                | Input::ClusterEpoch { .. } => unreachable!("not in cluster mode here"),
+                | Input::ClusterEpoch { .. }
+                | Input::ClusterDeleted { .. } => unreachable!("not in cluster mode here"),
             }
             prop_assert_eq!(h.server.client_count(), conns.len());
             // The members the server reports are the model's, room by room.

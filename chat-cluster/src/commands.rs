@@ -21,6 +21,7 @@ const MAX_FETCH: usize = 1_000;
 
 struct Scripts {
     publish: Script,
+    delete: Script,
     join: Script,
     leave: Script,
     sync: Script,
@@ -63,6 +64,7 @@ pub(crate) fn run(
         notify,
         scripts: Scripts {
             publish: scripts::publish(),
+            delete: scripts::delete(),
             join: scripts::join(),
             leave: scripts::leave(),
             sync: scripts::sync(),
@@ -304,6 +306,24 @@ impl Node<'_> {
                 });
                 (self.notify)(Event::Members { ticket, result });
             }
+            Request::Delete { room, id } => {
+                let (log, tombstones, channel) = (
+                    self.key("log", &room),
+                    self.key("deleted", &room),
+                    self.channel(&room),
+                );
+                let deleted = self.with_conn(|conn, s| {
+                    s.delete
+                        .key(&log)
+                        .key(&tombstones)
+                        .arg(id)
+                        .arg(&channel)
+                        .invoke::<i64>(conn)
+                });
+                if let Err(e) = deleted {
+                    log::error!("cluster: deleting message {id} of {room}: {e}");
+                }
+            }
             Request::Shutdown => {}
         }
     }
@@ -423,7 +443,16 @@ impl Node<'_> {
         if after.is_none() {
             messages.reverse();
         }
-        Ok(messages)
+        let prefix = self.options.prefix.clone();
+        let tombstones = self.with_conn(|conn, _| tombstones(conn, &prefix, room))?;
+        Ok(with_tombstones(
+            messages,
+            tombstones,
+            after,
+            before,
+            limit,
+            after.is_none(),
+        ))
     }
 
     /// The heartbeat and the reaper, when due.
@@ -523,6 +552,69 @@ impl Node<'_> {
     }
 }
 
+/// The messages an admin deleted in `room`: id → (sender, time).
+pub(crate) fn tombstones(
+    conn: &mut Connection,
+    prefix: &str,
+    room: &str,
+) -> Result<Vec<(u64, String, i64)>, RedisError> {
+    let entries: Vec<(u64, String)> = redis::cmd("HGETALL")
+        .arg(format!("{prefix}deleted:{room}"))
+        .query(conn)?;
+    Ok(entries
+        .into_iter()
+        .map(|(id, value)| {
+            let (user, ts) = value.split_once('\n').unwrap_or((value.as_str(), "0"));
+            (id, user.to_owned(), ts.parse().unwrap_or(0))
+        })
+        .collect())
+}
+
+/// `messages` (oldest first, at most `limit`, read with ids above `after` or below `before`)
+/// with the deleted messages of the same window put back in their places, as deleted: at most
+/// `limit` in all, the newest when `newest`, else the oldest.
+pub(crate) fn with_tombstones(
+    mut messages: Vec<Logged>,
+    tombstones: Vec<(u64, String, i64)>,
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: usize,
+    newest: bool,
+) -> Vec<Logged> {
+    let full = messages.len() >= limit;
+    let (first, last) = (
+        messages.first().map(|m| m.id),
+        messages.last().map(|m| m.id),
+    );
+    for (id, user, timestamp_ms) in tombstones {
+        let in_window = after.is_none_or(|a| id > a)
+            && before.is_none_or(|b| id < b)
+            // A full read stops somewhere: a tombstone beyond that end belongs to the next one.
+            && !(full && newest && first.is_some_and(|f| id < f))
+            && !(full && !newest && last.is_some_and(|l| id > l));
+        if in_window && messages.iter().all(|m| m.id != id) {
+            messages.push(Logged {
+                id,
+                user,
+                text: String::new(),
+                client_msg_id: None,
+                timestamp_ms,
+                deleted: true,
+            });
+        }
+    }
+    messages.sort_by_key(|m| m.id);
+    if messages.len() > limit {
+        let extra = messages.len() - limit;
+        if newest {
+            messages.drain(..extra);
+        } else {
+            messages.truncate(limit);
+        }
+    }
+    messages
+}
+
 /// A log entry (`ID-0`, fields) as a message; a damaged one is skipped.
 pub(crate) fn logged((id, fields): (String, Vec<String>)) -> Option<Logged> {
     let id = id.split_once('-')?.0.parse().ok()?;
@@ -532,6 +624,7 @@ pub(crate) fn logged((id, fields): (String, Vec<String>)) -> Option<Logged> {
         text: String::new(),
         client_msg_id: None,
         timestamp_ms: 0,
+        deleted: false,
     };
     let mut pairs = fields.into_iter();
     while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {

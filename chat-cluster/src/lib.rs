@@ -56,7 +56,7 @@
 //!
 //! ```text
 //!  lib.rs         these docs, Options, Event, connect, Cluster, RunningCluster
-//!  scripts.rs     the Lua scripts and the key layout
+//!  scripts.rs     the Lua scripts and the key layout (publish, presence, delete, liveness)
 //!  wire.rs        the JSON of a room channel's events
 //!  commands.rs    the command thread
 //!  subscriber.rs  the subscriber thread
@@ -140,6 +140,8 @@ pub struct Logged {
     pub client_msg_id: Option<String>,
     /// When the node that took it accepted it, in milliseconds since 1970.
     pub timestamp_ms: i64,
+    /// An admin deleted it: its text is gone (empty here).
+    pub deleted: bool,
 }
 
 /// What to publish.
@@ -189,6 +191,13 @@ pub enum Event {
         joined: bool,
         /// The node it is on.
         node: String,
+    },
+    /// An admin deleted message `id` of `room` (through any node, this one included).
+    Deleted {
+        /// The room.
+        room: String,
+        /// The message's id.
+        id: u64,
     },
     /// A user's first connection to a room, anywhere in the cluster.
     Joined {
@@ -305,6 +314,10 @@ impl Connected {
             let mut messages: Vec<Logged> =
                 entries.into_iter().filter_map(commands::logged).collect();
             messages.reverse();
+            let tombstones = commands::tombstones(&mut conn, prefix, name)
+                .map_err(|e| ClusterError(format!("Redis: the deletions of {name}: {e}")))?;
+            let messages =
+                commands::with_tombstones(messages, tombstones, None, None, per_room, true);
             rooms.push(SeedRoom {
                 name: name.to_owned(),
                 last_id,
@@ -453,10 +466,17 @@ pub(crate) enum Request {
         ticket: u64,
         room: String,
     },
+    Delete {
+        room: String,
+        id: u64,
+    },
     Shutdown,
 }
 
 type Notify = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// How long [`Cluster::start`] waits for the subscription to the rooms' channels.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
 
 impl Cluster {
     fn connection(&self) -> Result<redis::Connection, ClusterError> {
@@ -470,9 +490,10 @@ impl Cluster {
             })
     }
 
-    /// Spawns the command and subscriber threads; `notify` hears every [`Event`], on either
-    /// thread: keep it short (hand the event to the loop and wake it) and never call the cluster
-    /// from it.
+    /// Spawns the command and subscriber threads and returns once the subscriber hears every
+    /// room (an error after 5 s without: a node must not serve before it hears the rooms);
+    /// `notify` hears every [`Event`], on either thread: keep it short (hand the event to the
+    /// loop and wake it) and never call the cluster from it.
     pub fn start(
         self,
         notify: impl Fn(Event) + Send + Sync + 'static,
@@ -480,6 +501,9 @@ impl Cluster {
         let notify: Notify = Arc::new(notify);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
+        // The node serves only once it hears the rooms: a message published before the
+        // subscription would never reach it.
+        let (subscribed_tx, subscribed_rx) = mpsc::sync_channel(1);
         let subscriber = {
             let (client, options, notify, stop) = (
                 self.client.clone(),
@@ -489,8 +513,19 @@ impl Cluster {
             );
             std::thread::Builder::new()
                 .name("chat-cluster-sub".into())
-                .spawn(move || subscriber::run(&client, &options, &notify, &stop))?
+                .spawn(move || subscriber::run(&client, &options, &notify, &stop, &subscribed_tx))?
         };
+        if subscribed_rx.recv_timeout(SUBSCRIBE_WAIT).is_err() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = subscriber.join();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "could not subscribe to the rooms' channels in Redis within {} s",
+                    SUBSCRIBE_WAIT.as_secs()
+                ),
+            ));
+        }
         let commands = {
             let (client, options, epoch) = (self.client, self.options, self.epoch);
             std::thread::Builder::new()
@@ -581,6 +616,15 @@ impl RunningCluster {
             after: None,
             before: Some(before),
             limit,
+        });
+    }
+
+    /// An admin deletes message `id` of `room`: its text leaves Redis and every node hears
+    /// [`Event::Deleted`] (this one included).
+    pub fn delete(&self, room: &str, id: u64) {
+        self.send(Request::Delete {
+            room: room.to_owned(),
+            id,
         });
     }
 

@@ -9,6 +9,7 @@
 //! | `P epoch` | string | the cluster's epoch, set once (`SET NX`) by the first node |
 //! | `P seq:ROOM` | string | the room's last message id (`INCR`) |
 //! | `P log:ROOM` | stream | the room's messages, entry id `ID-0`, capped at about the history size |
+//! | `P deleted:ROOM` | hash | id → `USER\nTS` of messages an admin deleted (their entries left the log) |
 //! | `P dedup:ROOM:LEN:USER:KEY` | string | the id a `client_msg_id` got, for a day |
 //! | `P members:ROOM` | hash | user → open connections, cluster-wide |
 //! | `P node:NODE` | hash | `ROOM\nUSER` → open connections on that node |
@@ -46,6 +47,30 @@ end
 if dedup then redis.call('SET', dedup, id, 'EX', 86400) end
 redis.call('PUBLISH', ARGV[1], '{"k":"m","id":' .. id .. ',"e":' .. epoch .. ARGV[7])
 return {id, 0, epoch}
+"#,
+    )
+}
+
+/// An admin's deletion: the entry leaves the room's log (its text is gone from Redis), a
+/// tombstone keeps its id, sender and time (`P deleted:ROOM`, id → `USER\nTS`) so reads still
+/// show the message as deleted, and every node hears `del`. KEYS: log, tombstones. ARGV: id,
+/// channel. Returns 1 when the log still had the entry.
+pub(crate) fn delete() -> Script {
+    Script::new(
+        r#"
+local id = ARGV[1]
+local entry = redis.call('XRANGE', KEYS[1], id .. '-0', id .. '-0')
+if #entry > 0 then
+  local fields = entry[1][2]
+  local user, ts = '', '0'
+  for i = 1, #fields, 2 do
+    if fields[i] == 'u' then user = fields[i + 1] elseif fields[i] == 'ts' then ts = fields[i + 1] end
+  end
+  redis.call('HSET', KEYS[2], id, user .. '\n' .. ts)
+  redis.call('XDEL', KEYS[1], id .. '-0')
+end
+redis.call('PUBLISH', ARGV[2], '{"k":"del","id":' .. id .. '}')
+return #entry
 "#,
     )
 }

@@ -15,7 +15,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(250);
 
 /// The thread's body; returns when `stop` is set.
-pub(crate) fn run(client: &redis::Client, options: &Options, notify: &Notify, stop: &AtomicBool) {
+pub(crate) fn run(
+    client: &redis::Client,
+    options: &Options,
+    notify: &Notify,
+    stop: &AtomicBool,
+    subscribed: &std::sync::mpsc::SyncSender<()>,
+) {
     let pattern = format!("{}r:*", options.prefix);
     let channel_prefix = format!("{}r:", options.prefix);
     let mut backoff = MIN_BACKOFF;
@@ -60,6 +66,8 @@ pub(crate) fn run(client: &redis::Client, options: &Options, notify: &Notify, st
             continue;
         }
         backoff = MIN_BACKOFF;
+        // The first time: Cluster::start may return (later ones find the slot full or gone).
+        let _ = subscribed.try_send(());
         if was_up || reported_down {
             // Events published meanwhile were missed: the driver reads the logs.
             notify(Event::Link {
@@ -134,6 +142,7 @@ fn event(room: &str, wire: Wire) -> Event {
                 text: t,
                 client_msg_id: c,
                 timestamp_ms: ts,
+                deleted: false,
             },
             node: n,
         },
@@ -143,6 +152,7 @@ fn event(room: &str, wire: Wire) -> Event {
             joined: j,
             node: n,
         },
+        Wire::Deleted { id } => Event::Deleted { room, id },
         Wire::Join { u } => Event::Joined { room, user: u },
         Wire::Leave { u } => Event::Left { room, user: u },
         Wire::Typing { u, n } => Event::Typing {

@@ -24,6 +24,9 @@ pub(crate) enum Wire {
     /// One connection opened (`j`) or closed, on node `n`.
     #[serde(rename = "conn")]
     Connection { u: String, j: bool, n: String },
+    /// An admin deleted message `id`.
+    #[serde(rename = "del")]
+    Deleted { id: u64 },
     #[serde(rename = "join")]
     Join { u: String },
     #[serde(rename = "leave")]

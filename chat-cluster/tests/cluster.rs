@@ -358,3 +358,73 @@ fn a_starting_node_reads_the_rooms_and_who_is_in_them_and_hears_every_connection
         ]
     );
 }
+
+#[test]
+fn a_deleted_message_leaves_the_log_every_node_hears_it_and_reads_show_it_deleted() {
+    let Some(redis) = Redis::start("delete") else {
+        return;
+    };
+    let a = node(&redis, "a", |_| {});
+    let b = node(&redis, "b", |_| {});
+    for i in 1..=5u64 {
+        a.cluster
+            .publish(i, "general", outgoing("alice", &format!("secret{i}"), None));
+        let _ = published(&a, i);
+    }
+    b.cluster.delete("general", 3);
+    for n in [&a, &b] {
+        let deleted = n.next("a Deleted", |e| match e {
+            Event::Deleted { room, id } => Some((room.clone(), *id)),
+            _ => None,
+        });
+        assert_eq!(deleted, ("general".into(), 3));
+    }
+    let fetched = |node: &Node, ticket: u64| {
+        node.next("a Fetched", |e| match e {
+            Event::Fetched { ticket: t, result } if *t == ticket => Some(result.clone()),
+            _ => None,
+        })
+        .expect("fetched")
+    };
+    a.cluster.fetch_after(50, "general", 0, 100);
+    let all = fetched(&a, 50);
+    let summary: Vec<(u64, bool, &str)> = all
+        .iter()
+        .map(|m| (m.id, m.deleted, m.text.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, false, "secret1"),
+            (2, false, "secret2"),
+            (3, true, ""),
+            (4, false, "secret4"),
+            (5, false, "secret5")
+        ]
+    );
+    assert_eq!(all[2].user, "alice", "the sender stays");
+    b.cluster.fetch_before(51, "general", 5, 2);
+    let page: Vec<(u64, bool)> = fetched(&b, 51).iter().map(|m| (m.id, m.deleted)).collect();
+    assert_eq!(page, [(3, true), (4, false)]);
+    let seeded = chat_cluster::connect(chat_cluster::Options::new(redis.url(), "c", 9))
+        .expect("join")
+        .load_rooms(10)
+        .expect("rooms");
+    assert_eq!(
+        seeded[0]
+            .messages
+            .iter()
+            .map(|m| (m.id, m.deleted))
+            .collect::<Vec<_>>(),
+        [(1, false), (2, false), (3, true), (4, false), (5, false)]
+    );
+    // The text is gone from Redis.
+    let mut conn = redis.conn();
+    let log: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg("chat:log:general")
+        .arg("-")
+        .arg("+")
+        .query(&mut conn)
+        .expect("xrange");
+    assert!(log.iter().all(|(_, f)| !f.contains(&"secret3".to_owned())));
+}

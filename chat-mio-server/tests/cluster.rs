@@ -315,3 +315,106 @@ fn redis_restarted_mid_chat_the_nodes_refuse_meanwhile_and_chat_again_after() {
     let seen = messages(&mut bob, 1);
     assert_eq!((seen[0].0, seen[0].2.as_str()), (1, "after"));
 }
+
+const SECRET: &str = "a cluster test secret of at least thirty-two bytes";
+
+fn token(sub: &str, admin: bool) -> String {
+    let mut claims = json!({"sub": sub, "exp": chrono::Utc::now().timestamp() + 3600});
+    if admin {
+        claims["role"] = json!("admin");
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("a token")
+}
+
+/// A v2 client of `user` with its token, `welcome` and `history` read; the history returned.
+fn join_with_token(node: &Server, user: &str, admin: bool) -> (Client, Value) {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "ws://{}/ws/{user}?room=general&token={}",
+        node.addr,
+        token(user, admin)
+    );
+    let mut request = url.into_client_request().expect("a request");
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "chat.v2".parse().expect("value"));
+    let stream = std::net::TcpStream::connect(node.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut client = tungstenite::client(request, stream).expect("upgrade").0;
+    recv_until(&mut client, "welcome");
+    let history = recv_until(&mut client, "history");
+    (client, history)
+}
+
+#[test]
+fn an_admin_deletes_a_message_on_every_node_and_in_redis() {
+    let Some(redis) = Redis::start("delete-e2e") else {
+        return;
+    };
+    let dir = TempDir::new("delete-e2e");
+    std::fs::create_dir_all(dir.path()).expect("dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).expect("write the secret");
+    let secret = secret.to_str().expect("a UTF-8 path").to_owned();
+    let start = |name: &str| {
+        Server::start(
+            &dir.path().join(name),
+            &[
+                "--redis",
+                &redis.url(),
+                "--node-name",
+                name,
+                "--auth",
+                "token",
+                "--jwt-secret-file",
+                &secret,
+                "--heartbeat",
+                "0",
+                "--idle-timeout",
+                "0",
+            ],
+        )
+    };
+    let (n1, n2) = (start("n1"), start("n2"));
+    let (mut admin, _) = join_with_token(&n1, "root", true);
+    let (mut bob, _) = join_with_token(&n2, "bob", false);
+    say(&mut bob, "buy cheap pills");
+    let (id, _, _) = messages(&mut admin, 1)[0].clone();
+    admin
+        .send(Message::text(json!({"type":"delete","id":id}).to_string()))
+        .expect("send");
+    for client in [&mut admin, &mut bob] {
+        let deleted = recv_until(client, "deleted");
+        assert_eq!(deleted["id"], id);
+    }
+    // A newcomer on either node sees it deleted, and the text is gone from Redis.
+    for node in [&n1, &n2] {
+        let (_carol, history) = join_with_token(node, "carol", false);
+        let shown = history["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .expect("the message is listed");
+        assert_eq!(shown["deleted"], true, "{shown}");
+        assert!(!shown.to_string().contains("pills"), "{shown}");
+    }
+    let mut conn = redis.conn();
+    let log: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg("chat:log:general")
+        .arg("-")
+        .arg("+")
+        .query(&mut conn)
+        .expect("xrange");
+    assert!(log
+        .iter()
+        .all(|(_, f)| f.iter().all(|v| !v.contains("pills"))));
+}

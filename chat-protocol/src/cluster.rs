@@ -535,6 +535,27 @@ impl ChatServer {
         room.relay_typing(&mut self.outputs, user, &payload);
     }
 
+    /// An admin's deletion, heard from the cluster (its own node's included): marked in
+    /// memory if held, and the room's v2 members hear `deleted`.
+    pub(crate) fn cluster_deleted(&mut self, now: Now, name: &RoomName, id: u64) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        let held = room.history.delete(id);
+        let v2 = room.has(Protocol::V2).then(|| {
+            Frame::Deleted {
+                room: name.as_str(),
+                id,
+                timestamp: Stamp(now.wall),
+            }
+            .encode()
+        });
+        room.broadcast(&mut self.outputs, None, v2.as_ref());
+        if held {
+            self.rooms.history_changed(name, false);
+        }
+    }
+
     /// A direct message sent on another node: delivered to the recipient's v2 connections in
     /// the room here (the sender's node echoed it to the sender).
     pub(crate) fn cluster_direct(

@@ -692,6 +692,15 @@ pub enum Input {
         /// The cluster's new epoch.
         epoch: u64,
     },
+    /// Cluster mode: an admin deleted message `id` of `room`, on any node (this one included:
+    /// a node's own deletion comes back this way too). The message is marked deleted in
+    /// memory if held, and the room's v2 members hear `deleted`.
+    ClusterDeleted {
+        /// The room.
+        room: RoomName,
+        /// The message's id.
+        id: u64,
+    },
 }
 
 /// What a valid token says ([`Input::TokenVerified`]).
@@ -886,6 +895,15 @@ pub enum Output {
         after: u64,
         /// At most this many.
         limit: usize,
+    },
+    /// Cluster mode: an admin deleted message `id` of `room`: remove its text from the
+    /// cluster's log and tell every node (each answers with [`Input::ClusterDeleted`], this
+    /// one included; nothing is marked before that).
+    ClusterDelete {
+        /// The room.
+        room: RoomName,
+        /// The message's id.
+        id: u64,
     },
 }
 

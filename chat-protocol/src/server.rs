@@ -258,6 +258,10 @@ impl ChatServer {
                 self.cluster_epoch(epoch);
                 Ok(())
             }
+            Input::ClusterDeleted { room, id } => {
+                self.cluster_deleted(now, &room, id);
+                Ok(())
+            }
         }
     }
 
@@ -864,6 +868,18 @@ impl ChatServer {
                 let Some(room) = self.rooms.get_mut(&name) else {
                     return;
                 };
+                if self.settings.cluster {
+                    // The cluster's log holds what memory may not: any id it gave. Marked when
+                    // the deletion comes back (Input::ClusterDeleted), on every node alike.
+                    if id == 0 || id > room.history.last_id() {
+                        let message = format!("there is no message {id} in this room to delete");
+                        refuse(&mut self.outputs, &message, ErrorCode::UnknownMessage);
+                    } else {
+                        self.outputs
+                            .push_back(Output::ClusterDelete { room: name, id });
+                    }
+                    return;
+                }
                 let h = &mut room.history;
                 // Storage may hold what memory no longer does.
                 let held = h.delete(id);

@@ -1167,3 +1167,57 @@ fn two_nodes_show_one_order_with_the_same_ids_and_one_presence() {
         "v2: bob is still here"
     );
 }
+
+#[test]
+fn an_admin_deletion_goes_through_the_cluster_and_is_marked_when_it_comes_back() {
+    let mut h = three();
+    h.grant_admin(1);
+    heard(&mut h, 1);
+    heard(&mut h, 2);
+    h.drain();
+    // Nothing is marked here yet: the cluster is asked, every node (this one too) hears it.
+    h.text(1, r#"{"type":"delete","id":2}"#);
+    assert_eq!(
+        h.drain(),
+        [Output::ClusterDelete {
+            room: general(),
+            id: 2,
+        }]
+    );
+    // An id the room never gave is refused at once.
+    h.text(1, r#"{"type":"delete","id":9}"#);
+    assert_eq!(
+        h.drain(),
+        [send(
+            1,
+            &v2::error(
+                "alice",
+                "there is no message 9 in this room to delete",
+                "unknown_message",
+                T0
+            )
+        )]
+    );
+    // The deletion comes back (from this node or another): v2 members hear it, v1 nothing.
+    h.input(Input::ClusterDeleted {
+        room: general(),
+        id: 2,
+    });
+    assert_eq!(h.drain(), sends(&[1, 2], &v2::deleted("general", 2, T0)));
+    // A later joiner's history shows it deleted.
+    h.connect_v2(4, "dave", "general");
+    let joined = h.drain();
+    let history = joined
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { to, payload }
+                if *to == ClientId(4) && payload.as_str().contains("\"history\"") =>
+            {
+                Some(payload.as_str().to_owned())
+            }
+            _ => None,
+        })
+        .expect("dave's history");
+    assert!(history.contains("\"deleted\":true"), "{history}");
+    assert!(!history.contains("\"m2\""), "the text is gone: {history}");
+}

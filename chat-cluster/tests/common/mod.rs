@@ -144,8 +144,7 @@ pub fn node(redis: &Redis, name: &str, tune: impl FnOnce(&mut Options)) -> Node 
             let _ = tx.send(event);
         })
         .expect("start the cluster threads");
-    // The subscriber needs a moment to subscribe before anything is published.
-    std::thread::sleep(Duration::from_millis(100));
+    // `start` returns once the node hears the rooms: a publish right away is heard.
     Node {
         cluster,
         events: rx,

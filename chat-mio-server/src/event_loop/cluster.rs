@@ -16,7 +16,7 @@ pub fn restored(message: Logged) -> RestoredMessage {
         text: message.text,
         client_msg_id: message.client_msg_id,
         timestamp: super::storage::timestamp(message.timestamp_ms),
-        deleted: false,
+        deleted: message.deleted,
     }
 }
 
@@ -203,6 +203,12 @@ impl EventLoop {
                     .map_err(|reason| StoreFailed { reason }),
             },
             Event::Members { .. } => return,
+            Event::Deleted { room, id } => {
+                let Ok(room) = RoomName::parse(&room) else {
+                    return;
+                };
+                Input::ClusterDeleted { room, id }
+            }
             Event::Epoch(epoch) => Input::ClusterEpoch { epoch },
             Event::Link {
                 subscribed,

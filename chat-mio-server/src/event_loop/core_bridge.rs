@@ -198,6 +198,12 @@ impl EventLoop {
                     );
                 }
             }
+            Output::ClusterDelete { room, id } => {
+                log::info!("message {id} of {room} deleted by an admin (cluster-wide)");
+                if let Some(cluster) = &self.cluster {
+                    cluster.delete(room.as_str(), id);
+                }
+            }
             Output::ClusterFetchAfter {
                 ticket,
                 room,
