@@ -44,7 +44,7 @@ use chrono::{DateTime, Utc};
 
 use crate::frame::{Frame, Stamp};
 use crate::history::Stored;
-use crate::server::{deliver, error_frame};
+use crate::server::{announce_deleted, deliver, error_frame};
 use crate::store::{Durability, RestoredMessage, StoreTicket, Waiter};
 use crate::{
     ChatServer, ClientId, ErrorCode, Event, EventKind, Now, Output, Payload, Protocol, RoomName,
@@ -542,15 +542,7 @@ impl ChatServer {
             return;
         };
         let held = room.history.delete(id);
-        let v2 = room.has(Protocol::V2).then(|| {
-            Frame::Deleted {
-                room: name.as_str(),
-                id,
-                timestamp: Stamp(now.wall),
-            }
-            .encode()
-        });
-        room.broadcast(&mut self.outputs, None, v2.as_ref());
+        announce_deleted(&mut self.outputs, room, name, id, now.wall);
         if held {
             self.rooms.history_changed(name, false);
         }

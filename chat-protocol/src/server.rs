@@ -889,15 +889,7 @@ impl ChatServer {
                     refuse(&mut self.outputs, &message, ErrorCode::UnknownMessage);
                     return;
                 }
-                let v2 = room.has(Protocol::V2).then(|| {
-                    Frame::Deleted {
-                        room: name.as_str(),
-                        id,
-                        timestamp: Stamp(now.wall),
-                    }
-                    .encode()
-                });
-                room.broadcast(&mut self.outputs, None, v2.as_ref());
+                announce_deleted(&mut self.outputs, room, &name, id, now.wall);
                 if held {
                     self.rooms.history_changed(&name, false);
                 }
@@ -1580,6 +1572,25 @@ fn page(
 }
 
 /// A close text: `start`, then `: reason` when there is one, cut to fit a close frame.
+/// Tells the room's v2 members that message `id` was deleted (v1 has no such frame).
+pub(crate) fn announce_deleted(
+    out: &mut VecDeque<Output>,
+    room: &Room,
+    name: &RoomName,
+    id: u64,
+    wall: DateTime<Utc>,
+) {
+    let v2 = room.has(Protocol::V2).then(|| {
+        Frame::Deleted {
+            room: name.as_str(),
+            id,
+            timestamp: Stamp(wall),
+        }
+        .encode()
+    });
+    room.broadcast(out, None, v2.as_ref());
+}
+
 fn with_reason(start: String, reason: &str) -> String {
     if reason.is_empty() {
         close_text(start)
