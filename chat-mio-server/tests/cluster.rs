@@ -13,12 +13,10 @@ mod redis_fixture;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, TempDir};
+use common::{recv, Client, Server, TempDir};
 use redis_fixture::Redis;
 use serde_json::{json, Value};
 use tungstenite::Message;
-
-type Client = tungstenite::WebSocket<std::net::TcpStream>;
 
 /// A node of the cluster on `redis`, quick to notice a dead peer.
 fn node(redis: &Redis, dir: &TempDir, name: &str) -> Server {
@@ -48,17 +46,6 @@ fn three_nodes(name: &str) -> Option<(Redis, TempDir, [Server; 3])> {
         node(&redis, &dir, "n3"),
     ];
     Some((redis, dir, nodes))
-}
-
-/// The next JSON frame (bounded by the client's read timeout).
-fn recv(client: &mut Client) -> Value {
-    loop {
-        match client.read().expect("a frame") {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
 }
 
 /// Frames until one of type `kind` (bounded).

@@ -15,17 +15,7 @@ use tungstenite::Message;
 
 mod common;
 
-use common::{raw_request, Client, Server, TempDir, BINARY, IO_TIMEOUT};
-
-fn recv(client: &mut Client) -> Value {
-    loop {
-        match client.read().expect("a frame") {
-            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
+use common::{joined, raw_request, recv, send, Client, Server, TempDir, BINARY, IO_TIMEOUT};
 
 /// Reads frames until one of `kind` arrives; returns it and what came before.
 fn recv_until(client: &mut Client, kind: &str) -> (Value, Vec<Value>) {
@@ -37,26 +27,6 @@ fn recv_until(client: &mut Client, kind: &str) -> (Value, Vec<Value>) {
         }
         before.push(frame);
     }
-}
-
-fn send(client: &mut Client, command: Value) {
-    client
-        .send(Message::text(command.to_string()))
-        .expect("send a command");
-}
-
-/// The joining frames: welcome, an optional gap, history. Returns (welcome, gap, history).
-fn joined(client: &mut Client) -> (Value, Option<Value>, Value) {
-    let welcome = recv(client);
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    let next = recv(client);
-    let (gap, history) = if next["type"] == "gap" {
-        (Some(next), recv(client))
-    } else {
-        (None, next)
-    };
-    assert_eq!(history["type"], "history", "{history}");
-    (welcome, gap, history)
 }
 
 /// Sends `text` with a client_msg_id and waits for its ack; returns the ack.

@@ -7,41 +7,10 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tungstenite::Message;
 
 mod common;
 
-use common::{Client, Server, TempDir};
-
-fn recv(client: &mut Client) -> Value {
-    loop {
-        match client.read().expect("a frame") {
-            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-fn send(client: &mut Client, command: Value) {
-    client
-        .send(Message::text(command.to_string()))
-        .expect("send a command");
-}
-
-/// The joining frames: welcome, an optional gap, history.
-fn joined(client: &mut Client) -> (Value, Option<Value>, Value) {
-    let welcome = recv(client);
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    let next = recv(client);
-    let (gap, history) = if next["type"] == "gap" {
-        (Some(next), recv(client))
-    } else {
-        (None, next)
-    };
-    assert_eq!(history["type"], "history", "{history}");
-    (welcome, gap, history)
-}
+use common::{joined, recv, send, Client, Server, TempDir};
 
 /// Posts `texts` (keys `k0`, `k1`, ...) without waiting, then waits for the last one's ack.
 /// Returns the ids the acks gave, in order.

@@ -19,6 +19,46 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Client = WebSocket<TcpStream>;
 
+/// The next JSON text frame (pings and pongs skipped); panics on a close.
+pub fn recv(client: &mut Client) -> serde_json::Value {
+    loop {
+        match client.read().expect("a frame") {
+            tungstenite::Message::Text(text) => {
+                return serde_json::from_str(text.as_str()).expect("JSON")
+            }
+            tungstenite::Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Sends a v2 command.
+pub fn send(client: &mut Client, command: serde_json::Value) {
+    client
+        .send(tungstenite::Message::text(command.to_string()))
+        .expect("send a command");
+}
+
+/// The joining frames of a v2 client: welcome, an optional gap, history.
+pub fn joined(
+    client: &mut Client,
+) -> (
+    serde_json::Value,
+    Option<serde_json::Value>,
+    serde_json::Value,
+) {
+    let welcome = recv(client);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let next = recv(client);
+    let (gap, history) = if next["type"] == "gap" {
+        (Some(next), recv(client))
+    } else {
+        (None, next)
+    };
+    assert_eq!(history["type"], "history", "{history}");
+    (welcome, gap, history)
+}
+
 /// Writes `request` (a whole HTTP/1.1 request, `Connection: close`) and reads the answer to
 /// its end: the status and the body.
 pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
