@@ -30,18 +30,10 @@
 //! [`ServerHandle::shutdown`].
 #![forbid(unsafe_code)]
 
-mod assets;
 mod batch;
-mod client_addr;
-mod config;
-pub mod config_file;
 mod connection;
 mod event_loop;
-mod handshake;
-mod http;
-pub mod logging;
 mod metrics;
-mod routes;
 mod timer;
 mod tls;
 mod write_queue;
@@ -57,10 +49,14 @@ use mio::{Interest, Poll, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-pub use assets::Assets;
-pub use config::{AuthMode, Config, RoomAccess, StoreKind, SyncLevel};
+// What both adapters share that is not IO (options, HTTP, the upgrade rules, static files,
+// logs) lives in `chat-adapter`; the paths this crate always had keep working.
+pub use chat_adapter::{assets, config, config_file, logging};
+use chat_adapter::{client_addr, handshake, http, routes};
+pub use chat_adapter::{Assets, AuthMode, Config, RoomAccess, StoreKind, SyncLevel};
 use event_loop::handoff::{self, Handoff};
 use event_loop::{Control, EventLoop, LISTENER, SIGNALS, WAKER};
+use tls::LoadTls;
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {

@@ -28,12 +28,7 @@ use rustls::{ServerConfig, ServerConnection};
 use crate::batch::Sealed;
 use crate::write_queue::WriteQueue;
 
-/// The certificate chain and key files, as given on the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
-}
+pub use chat_adapter::config::TlsFiles;
 
 /// The files' contents, read (at start, or on a reload's thread) but not yet parsed.
 pub struct Pem {
@@ -41,9 +36,18 @@ pub struct Pem {
     key: Vec<u8>,
 }
 
-impl TlsFiles {
+/// Reading and parsing the files named by [`TlsFiles`].
+pub trait LoadTls {
     /// Reads both files. Blocking file IO: at start, or on a thread of its own.
-    pub fn read(&self) -> Result<Pem, String> {
+    fn read(&self) -> Result<Pem, String>;
+
+    /// Reads and checks both files: the server configuration they make, or why they make
+    /// none (never the key's bytes).
+    fn load(&self) -> Result<Arc<ServerConfig>, String>;
+}
+
+impl LoadTls for TlsFiles {
+    fn read(&self) -> Result<Pem, String> {
         let read = |what: &str, path: &Path| {
             std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
         };
@@ -53,9 +57,7 @@ impl TlsFiles {
         })
     }
 
-    /// Reads and checks both files: the server configuration they make, or why they make
-    /// none (never the key's bytes).
-    pub fn load(&self) -> Result<Arc<ServerConfig>, String> {
+    fn load(&self) -> Result<Arc<ServerConfig>, String> {
         server_config(&self.read()?)
     }
 }

@@ -15,7 +15,7 @@ pub fn restored(message: Logged) -> RestoredMessage {
         user: message.user,
         text: message.text,
         client_msg_id: message.client_msg_id,
-        timestamp: super::storage::timestamp(message.timestamp_ms),
+        timestamp: chat_adapter::store_records::timestamp(message.timestamp_ms),
         deleted: message.deleted,
     }
 }
@@ -193,7 +193,7 @@ impl EventLoop {
                     from,
                     to,
                     text,
-                    timestamp: super::storage::timestamp(timestamp_ms),
+                    timestamp: chat_adapter::store_records::timestamp(timestamp_ms),
                 }
             }
             Event::Fetched { ticket, result } => Input::Fetched {

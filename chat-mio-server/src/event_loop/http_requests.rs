@@ -195,23 +195,25 @@ impl EventLoop {
             // The core counts what only it can see.
             self.metrics.rate_limited = self.core.messages_rate_limited();
             let store_stats = self.store.as_ref().map(|s| s.stats());
+            let draining = self.drain_deadline.is_some();
+            let render_metrics = || {
+                self.metrics
+                    .render(self.now.instant, draining, store_stats.as_deref())
+            };
             let ctx = Ctx {
                 store: store_stats.as_deref(),
                 assets: &self.assets,
                 allowed_origins: &self.config.allowed_origins,
                 scheme,
-                metrics: &self.metrics,
-                draining: self.drain_deadline.is_some(),
+                render_metrics: &render_metrics,
+                draining,
                 cluster_down: self.cluster.is_some() && !self.cluster_links.up(),
                 now: self.now.instant,
             };
             match route(&request, &ctx) {
-                Route::Respond {
-                    bytes,
-                    body,
-                    keep_alive,
-                    status,
-                } => {
+                Route::Respond(response) => {
+                    let (status, keep_alive) = (response.status, response.keep_alive);
+                    let (bytes, body) = response.encode();
                     log::debug!(
                         peer:% = conn.peer, method = request.method.as_str(),
                         path = request.loggable_target().as_str(), status = status;

@@ -68,10 +68,10 @@ use crate::metrics::Metrics;
 use crate::timer::Timers;
 pub use accept::connection_budget;
 pub use accounts::Accounts;
+pub use chat_adapter::store_records::restored_rooms;
 pub use cluster::{restored_presence, restored_rooms as cluster_rooms};
 use handoff::{Inbox, Left};
 pub use moderation::{loaded_bans, Bans};
-pub use storage::restored_rooms;
 pub use tls::Tls;
 
 pub const LISTENER: Token = Token(usize::MAX);

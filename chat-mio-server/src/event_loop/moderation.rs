@@ -29,7 +29,7 @@ pub fn loaded_bans(bans: Vec<chat_store::Ban>) -> Bans {
             (
                 b.user,
                 Ban {
-                    until: super::storage::timestamp(b.until_ms),
+                    until: chat_adapter::store_records::timestamp(b.until_ms),
                     reason: b.reason,
                 },
             )

@@ -2,64 +2,10 @@
 //! thread (`chat-store`, which knows nothing of mio), and what it answers comes back through
 //! the loop's handoff inbox as core inputs. The loop never waits for the disk.
 
-use chat_protocol::{Input, Record, RestoredMessage, RoomName, StoreFailed, StoreTicket};
-use chrono::{DateTime, TimeZone, Utc};
+use chat_adapter::store_records::{from_store, to_store};
+use chat_protocol::{Input, Record, RoomName, StoreFailed, StoreTicket};
 
 use super::EventLoop;
-
-/// A stored message as the store keeps it.
-pub fn to_store(record: Record) -> chat_store::Message {
-    chat_store::Message {
-        room: record.room.as_str().to_owned(),
-        epoch: record.epoch,
-        id: record.id,
-        user: record.user.as_ref().to_owned(),
-        text: record.text.as_str().to_owned(),
-        client_msg_id: record.client_msg_id.map(String::from),
-        timestamp_ms: record.timestamp.timestamp_millis(),
-        to: record.to.map(String::from),
-        deleted: false,
-    }
-}
-
-/// A stored message as the core takes it back.
-pub fn from_store(message: chat_store::Message) -> RestoredMessage {
-    RestoredMessage {
-        id: message.id,
-        user: message.user,
-        text: message.text,
-        client_msg_id: message.client_msg_id,
-        timestamp: timestamp(message.timestamp_ms),
-        deleted: message.deleted,
-    }
-}
-
-/// Milliseconds since 1970 as a time; an impossible value (a damaged row) becomes 1970 rather
-/// than a panic.
-pub(super) fn timestamp(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-}
-
-/// The rooms the store loaded at start, as the core restores them. A stored room name that is
-/// not valid any more is skipped with a warning.
-pub fn restored_rooms(rooms: Vec<chat_store::LoadedRoom>) -> Vec<chat_protocol::RestoredRoom> {
-    rooms
-        .into_iter()
-        .filter_map(|room| match RoomName::parse(&room.name) {
-            Ok(name) => Some(chat_protocol::RestoredRoom {
-                name,
-                last_id: room.last_id,
-                messages: room.messages.into_iter().map(from_store).collect(),
-            }),
-            Err(e) => {
-                log::warn!("stored room {:?} skipped: {e}", room.name);
-                None
-            }
-        })
-        .collect()
-}
 
 impl EventLoop {
     /// The core wants this message made durable.

@@ -13,7 +13,7 @@ use rustls::{ServerConfig, ServerConnection};
 use super::handoff::Handoff;
 use super::{Control, EventLoop};
 use crate::http::Request;
-use crate::tls::TlsFiles;
+use crate::tls::{LoadTls, TlsFiles};
 
 /// The TLS state of a server that serves TLS itself.
 pub struct Tls {

@@ -29,8 +29,8 @@ impl Refusal {
 
     /// The response that carries the refusal. The connection is closed after it: a client that
     /// failed an upgrade has no reason to keep it.
-    pub fn response(&self) -> Response<'_> {
-        let response = Response::text(self.status, &self.reason).keep_alive(false);
+    pub fn into_response(self) -> Response<'static> {
+        let response = Response::text_owned(self.status, self.reason).keep_alive(false);
         match self.status {
             426 => response.header("Sec-WebSocket-Version", "13"),
             // RFC 9110 section 15.5.6: a 405 names the methods that are allowed.

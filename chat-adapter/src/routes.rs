@@ -8,7 +8,6 @@ use std::time::Instant;
 use crate::assets::Assets;
 use crate::handshake::{self, Accepted};
 use crate::http::{Request, Response};
-use crate::metrics::Metrics;
 
 /// What the routes need to know about the server.
 pub struct Ctx<'a> {
@@ -17,7 +16,8 @@ pub struct Ctx<'a> {
     /// How the request reached the server: `http`, or `https` (native TLS, or a trusted
     /// proxy's `X-Forwarded-Proto`). Same-origin pages carry it in their `Origin`.
     pub scheme: &'static str,
-    pub metrics: &'a Metrics,
+    /// The Prometheus text for `/metrics`, rendered only when asked for.
+    pub render_metrics: &'a dyn Fn() -> String,
     pub draining: bool,
     pub now: Instant,
     /// The message store's counters, when messages are kept on disk.
@@ -31,29 +31,17 @@ pub const INDEX: &str = "index.html";
 
 /// The answer to one request.
 pub enum Route {
-    /// Write this response (already encoded: `bytes`, then the shared `body` if any).
-    /// `keep_alive`: the connection may carry more.
-    Respond {
-        bytes: Vec<u8>,
-        body: Option<Bytes>,
-        keep_alive: bool,
-        status: u16,
-    },
+    /// Write this response (`Response::encode` for a hand-rolled HTTP writer, its parts for
+    /// an HTTP library's). `keep_alive` on it: the connection may carry more.
+    Respond(Response<'static>),
     /// Switch this connection to WebSocket.
     Upgrade(Accepted),
 }
 
 impl Route {
-    /// Encodes `response`; the answer to a `HEAD` request never carries a body, whatever it is.
-    fn respond(head: bool, response: Response<'_>) -> Route {
-        let response = response.head_only(head);
-        let (bytes, body) = response.encode();
-        Route::Respond {
-            bytes,
-            body,
-            keep_alive: response.keep_alive,
-            status: response.status,
-        }
+    /// The answer to a `HEAD` request never carries a body, whatever it is.
+    fn respond(head: bool, response: Response<'static>) -> Route {
+        Route::Respond(response.head_only(head))
     }
 }
 
@@ -70,7 +58,7 @@ pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
         }
         return match handshake::accept(request, raw_id, ctx.scheme, ctx.allowed_origins) {
             Ok(accepted) => Route::Upgrade(accepted),
-            Err(refusal) => Route::respond(head, refusal.response()),
+            Err(refusal) => Route::respond(head, refusal.into_response()),
         };
     }
     let head_only = match request.method.as_str() {
@@ -93,7 +81,7 @@ pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
         );
     }
     let keep_alive = request.keep_alive;
-    let plain = |status: u16, body: &str| {
+    let plain = |status: u16, body: &'static str| {
         Route::respond(
             head,
             Response::text(status, body)
@@ -116,10 +104,10 @@ pub fn route(request: &Request, ctx: &Ctx<'_>) -> Route {
         }
         "/readyz" => return plain(200, "ready\n"),
         "/metrics" => {
-            let text = ctx.metrics.render(ctx.now, ctx.draining, ctx.store);
+            let text = (ctx.render_metrics)();
             return Route::respond(
                 head,
-                Response::new(200, text.as_bytes())
+                Response::shared(200, Bytes::from(text))
                     .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                     .header("Cache-Control", "no-store")
                     .head_only(head_only)
@@ -359,12 +347,11 @@ mod proptests {
             allowed in allowed_origins(),
             draining in prop::bool::weighted(0.2),
         ) {
-            let metrics = Metrics::new(Instant::now());
             let ctx = Ctx {
                 assets: &ASSETS,
                 allowed_origins: &allowed,
                 scheme: "http",
-                metrics: &metrics,
+                render_metrics: &String::new,
                 draining,
                 cluster_down: false,
                 now: Instant::now(),
@@ -372,7 +359,9 @@ mod proptests {
             };
             let path = request.path();
             match route(&request, &ctx) {
-                Route::Respond { bytes, body, keep_alive, status } => {
+                Route::Respond(response) => {
+                    let (status, keep_alive) = (response.status, response.keep_alive);
+                    let (bytes, body) = response.encode();
                     let bytes = [bytes, body.map(Vec::from).unwrap_or_default()].concat();
                     let (status_line, headers, body) = split(&bytes);
                     prop_assert!(
@@ -435,18 +424,19 @@ mod proptests {
             // RFC 9110, 9.3.2: a body after a HEAD answer's head would be read by the client
             // as the next response.
             let request = Request { method: "HEAD".to_owned(), ..request };
-            let metrics = Metrics::new(Instant::now());
             let ctx = Ctx {
                 assets: &ASSETS,
                 allowed_origins: &[],
                 scheme: "http",
-                metrics: &metrics,
+                render_metrics: &String::new,
                 draining,
                 cluster_down: false,
                 now: Instant::now(),
                 store: None,
             };
-            if let Route::Respond { bytes, body, status, .. } = route(&request, &ctx) {
+            if let Route::Respond(response) = route(&request, &ctx) {
+                let status = response.status;
+                let (bytes, body) = response.encode();
                 let bytes = [bytes, body.map(Vec::from).unwrap_or_default()].concat();
                 let (_, _, body) = split(&bytes);
                 prop_assert!(
@@ -470,12 +460,11 @@ mod tests {
     #[test]
     fn a_static_file_is_answered_from_its_shared_bytes_not_a_copy() {
         let assets = Assets::embedded();
-        let metrics = Metrics::new(Instant::now());
         let ctx = Ctx {
             assets: &assets,
             allowed_origins: &[],
             scheme: "http",
-            metrics: &metrics,
+            render_metrics: &String::new,
             draining: false,
             cluster_down: false,
             now: Instant::now(),
@@ -486,9 +475,10 @@ mod tests {
             let (request, _) = http::parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 .expect("well-formed")
                 .expect("complete");
-            let Route::Respond { bytes, body, .. } = route(&request, &ctx) else {
+            let Route::Respond(response) = route(&request, &ctx) else {
                 panic!("/ is answered, not upgraded");
             };
+            let (bytes, body) = response.encode();
             let body = body.expect("the file goes out as a shared body");
             assert_eq!(body.as_ptr(), asset.body.as_ptr(), "the body was copied");
             assert_eq!(body.len(), asset.body.len());

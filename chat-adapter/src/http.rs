@@ -296,6 +296,40 @@ impl<'a> Response<'a> {
         Response::new(status, body.as_bytes()).header("Content-Type", "text/plain; charset=utf-8")
     }
 
+    /// [`Response::text`] with a body it owns (a refusal's reason).
+    pub fn text_owned(status: u16, body: String) -> Response<'static> {
+        Response::shared(status, Bytes::from(body))
+            .header("Content-Type", "text/plain; charset=utf-8")
+    }
+
+    /// The status line's code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The headers, in order, without the ones the writer adds (`Server`, `Content-Length`,
+    /// `Connection`).
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
+    /// The body to send: empty for `HEAD`, a 304 and a 101.
+    pub fn body_bytes(&self) -> Bytes {
+        if !self.sends_body() {
+            return Bytes::new();
+        }
+        match &self.shared {
+            Some(shared) => shared.clone(),
+            None => Bytes::copy_from_slice(self.body),
+        }
+    }
+
+    /// The length of the body a `GET` would get (what a `HEAD` answer's `Content-Length`
+    /// says).
+    pub fn content_length(&self) -> usize {
+        self.body().len()
+    }
+
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self

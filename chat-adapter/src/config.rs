@@ -297,12 +297,20 @@ impl Default for Config {
     }
 }
 
+/// The certificate chain and key files, as given on the command line (`--tls-cert`,
+/// `--tls-key`). Reading and parsing them is the adapter's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
 impl Config {
     /// The certificate and key files, when the server serves TLS itself. `Err` when only one
     /// of the two is given.
-    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, String> {
         match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
             })),
