@@ -5,7 +5,7 @@
  * `Chat.setToken(token)` for an app that hands the page a fresh signed token).
  *
  * Wire protocol (v2):
- *   - connect to ws(s)://<host>/ws/<encodeURIComponent(username)>?room=R[&since=ID&epoch=E]
+ *   - connect to ws(s)://<host><page dir>ws/<encodeURIComponent(username)>?room=R[&since=ID&epoch=E]
  *     offering the subprotocol "chat.v2"
  *   - server -> client: JSON frames; welcome, gap, history, history_page, message,
  *     ack, connection, disconnection, typing, direct, error (unknown types are ignored)

@@ -25,7 +25,7 @@
 export async function fetchSession() {
   let response;
   try {
-    response = await fetch("/session", {
+    response = await fetch("session", {
       cache: "no-store",
       credentials: "same-origin",
       headers: { Accept: "application/json" }
@@ -68,12 +68,12 @@ export async function logIn(name, password) {
   const body = new URLSearchParams();
   body.set("name", name);
   body.set("password", password);
-  return post("/login", body.toString());
+  return post("login", body.toString());
 }
 
 /** Ends the session on the server (which also clears the cookie). Same answer as logIn. */
 export async function logOut() {
-  return post("/logout", "");
+  return post("logout", "");
 }
 
 async function post(path, body) {

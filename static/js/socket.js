@@ -1,7 +1,7 @@
 /**
  * The WebSocket's lifecycle: connect, resume, reconnect with backoff.
  *
- * Connects to ws(s)://<host>/ws/<name>?room=R[&since=ID&epoch=E] offering the
+ * Connects to ws(s)://<host><page dir>ws/<name>?room=R[&since=ID&epoch=E] offering the
  * subprotocol "chat.v2" (browsers refuse the handshake when the server does not
  * answer it). After a lost connection the page resumes with since=<last id>.
  * Reconnect: exponential backoff with full jitter,
@@ -81,9 +81,11 @@ const KICKED = 4003;
 const BANNED = 4004;
 
 function socketUrl() {
-  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  let url = scheme + "//" + window.location.host + "/ws/" + encodeURIComponent(state.username) +
-    "?room=" + encodeURIComponent(state.room);
+  // Relative to the page, so a chat mounted under a prefix (/chat/ in an app of its own)
+  // connects to /chat/ws/NAME; at the root this is /ws/NAME.
+  const base = new URL("ws/" + encodeURIComponent(state.username), document.baseURI);
+  const scheme = base.protocol === "https:" ? "wss:" : "ws:";
+  let url = scheme + "//" + base.host + base.pathname + "?room=" + encodeURIComponent(state.room);
   if (token) {
     url += "&token=" + encodeURIComponent(token);
   }
