@@ -40,9 +40,16 @@ pub struct Outcome {
 }
 
 /// Runs `suite` with `env` set, two tests at a time. `Err` names what failed, with the
-/// suite's output; `Ok(None)` when its binary is not built.
+/// suite's output; `Ok(None)` when its binary is not built (an `Err` instead with
+/// `CHAT_REQUIRE_SUITES=1`, as CI sets: there every suite must run).
 pub fn run(suite: &Suite, env: &[(&str, &str)]) -> Result<Option<Outcome>, String> {
     let Some(binary) = test_binary(suite.binary) else {
+        if std::env::var("CHAT_REQUIRE_SUITES").is_ok_and(|v| v == "1") {
+            return Err(format!(
+                "suite `{}` is not built, and CHAT_REQUIRE_SUITES=1",
+                suite.binary
+            ));
+        }
         return Ok(None);
     };
     let mut command = Command::new(&binary);
