@@ -121,8 +121,11 @@ impl Http {
         self.buf.drain(..head_len);
         let mut lines = head.split("\r\n");
         let status_line = lines.next().expect("a status line");
+        // An answer to an HTTP/1.0 request may say either version (RFC 9110 section 6.2);
+        // hyper says 1.0, the mio server 1.1.
         let status = status_line
             .strip_prefix("HTTP/1.1 ")
+            .or_else(|| status_line.strip_prefix("HTTP/1.0 "))
             .and_then(|rest| rest.get(..3))
             .and_then(|code| code.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {status_line:?}"));

@@ -140,8 +140,16 @@ impl RawWs {
             head.starts_with("HTTP/1.1 101 "),
             "upgrade refused: {head:?}"
         );
-        assert!(
-            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        // Header names are case-insensitive (RFC 9110 section 5.1): hyper writes them in
+        // lower case, the mio server as the RFCs spell them.
+        let accept = head.split("\r\n").find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("Sec-WebSocket-Accept")
+                .then(|| value.trim())
+        });
+        assert_eq!(
+            accept,
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
             "wrong accept key: {head:?}"
         );
         ws.buf.drain(..head_end);
