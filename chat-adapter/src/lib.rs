@@ -13,6 +13,8 @@
 //!   options: config::Config (flags, CHAT_* env, config_file for --config)
 //!   static files: assets::Assets      client addresses: client_addr::ClientAddrs
 //!   logs: logging                     stored messages: store_records (core ⇄ chat-store)
+//!   before serving: startup (store opened, core restored), tokens (--auth token), bans
+//!   refusals before routing: refusals   WebSocket limits and read errors' closes: ws_rules
 //! ```
 //!
 //! Nothing here opens a socket, spawns a thread or reads the clock in a loop; reading the
@@ -21,14 +23,19 @@
 #![forbid(unsafe_code)]
 
 pub mod assets;
+pub mod bans;
 pub mod client_addr;
 pub mod config;
 pub mod config_file;
 pub mod handshake;
 pub mod http;
 pub mod logging;
+pub mod refusals;
 pub mod routes;
+pub mod startup;
 pub mod store_records;
+pub mod tokens;
+pub mod ws_rules;
 
 pub use assets::Assets;
 pub use config::{AuthMode, Config, RoomAccess, StoreKind, SyncLevel};

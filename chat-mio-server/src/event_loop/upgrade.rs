@@ -35,12 +35,7 @@ impl EventLoop {
 
     /// Refuses an upgrade as `user` with `status` and `reason` (the body), and closes.
     pub(super) fn refuse_upgrade(&mut self, key: usize, user: &str, status: u16, reason: &str) {
-        let response = crate::http::Response::text(status, reason).keep_alive(false);
-        let response = if status == 401 && self.tokens.is_some() {
-            response.header("WWW-Authenticate", "Bearer")
-        } else {
-            response
-        };
+        let response = chat_adapter::tokens::refused_upgrade(status, reason, self.tokens.is_some());
         let peer = self.conns[key].peer;
         log::info!(
             peer:% = peer, user = user, status = status;
@@ -71,7 +66,7 @@ impl EventLoop {
                     "{client_ip} (via {}): refused, too many connections from this address",
                     conn.peer
                 );
-                self.respond(key, &super::accept::too_many_from_this_address());
+                self.respond(key, &chat_adapter::refusals::too_many_from_this_address());
                 return;
             }
             conn.counted_ip = Some(client_ip);
