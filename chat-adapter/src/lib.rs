@@ -10,7 +10,7 @@
 //!   (or an HTTP library's parts                    │                            answer, a refusal
 //!    copied into http::Request)                    └─► Route::Upgrade(Accepted) who, which room,
 //!                                                       handshake::accept        v1 or v2, resume
-//!   options: config::Config (flags, CHAT_* env, config_file for --config)
+//!   options: config::Config (flags, CHAT_* env, config_file for --config; cli for a binary)
 //!   static files: assets::Assets      client addresses: client_addr::ClientAddrs
 //!   logs: logging                     stored messages: store_records (core ⇄ chat-store)
 //!   before serving: startup (store opened, core restored), tokens (--auth token), bans
@@ -24,6 +24,7 @@
 
 pub mod assets;
 pub mod bans;
+pub mod cli;
 pub mod client_addr;
 pub mod config;
 pub mod config_file;
