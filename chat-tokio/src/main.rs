@@ -1,0 +1,137 @@
+//! `chat-tokio-server`: the chat page and the WebSocket chat on one port, on tokio and axum.
+//! The same options as `chat-mio-server` (flags, `CHAT_*` environment, `--config FILE`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chat_adapter::logging::{self, LogOptions};
+use chat_adapter::Config;
+use chat_tokio::Chat;
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// A real-time WebSocket chat server on tokio and axum. Open the printed URL in a browser to
+/// chat.
+#[derive(Parser)]
+#[command(name = "chat-tokio-server", version, about)]
+struct Cli {
+    /// TOML file of options: the keys are the long options without `--` (`bind = "0.0.0.0:8000"`,
+    /// `allowed-origin = ["https://chat.example.org"]`). Every option may also come from its
+    /// environment variable (shown as [env: ...]); a flag beats the environment, which beats
+    /// the file, which beats the default
+    #[arg(long, value_name = "FILE", env = "CHAT_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    server: Config,
+
+    #[command(flatten)]
+    logs: LogOptions,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let (cli, file) = match chat_adapter::cli::parse::<Cli>(&args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = logging::init(&cli.logs) {
+        eprintln!("cannot start logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(file) = &file {
+        log::info!(file:% = file.path.display(); "options read from {}", file.path.display());
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            log::error!("cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.server))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let bind = config.bind;
+    let chat = match Chat::start(config).await {
+        Ok(chat) => chat,
+        Err(e) => {
+            log::error!(bind:% = bind; "cannot start on {bind}: {e}");
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(bind).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            log::error!(bind:% = bind; "cannot start on {bind}: {e}");
+            chat.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            log::error!("cannot read the listening address: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!(addr:% = addr; "chat server listening on {addr}");
+    println!("{}", chat_adapter::cli::open_in_browser("http", addr));
+    // The binary always stops on SIGINT and SIGTERM (`--handle-signals` is for embedding).
+    let (first, second) = match (signals(), signals()) {
+        (Ok(first), Ok(second)) => (first, second),
+        (Err(e), _) | (_, Err(e)) => {
+            log::error!("cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        first.await;
+        log::info!("signal received: shutting down (send it again to stop at once)");
+        let _ = signalled_tx.send(());
+    };
+    let serving = chat_tokio::serve(listener, chat, shutdown);
+    tokio::pin!(serving);
+    let second_signal = async move {
+        if signalled.await.is_ok() {
+            second.await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = &mut serving => match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log::error!("serving failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        () = second_signal => {
+            log::warn!("second signal: stopping without waiting for clients");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves at the next SIGINT or SIGTERM.
+fn signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}

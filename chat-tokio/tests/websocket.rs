@@ -1,0 +1,167 @@
+//! The chat over real sockets against a `RunningServer`: the same frames, order and close
+//! codes as the mio server.
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use chat_tokio::Config;
+use common::{connect, connect_at, expect_close, expect_join, recv_json, send, start};
+use tungstenite::Message;
+
+#[test]
+fn the_tutorial_two_clients_join_talk_and_leave() {
+    let server = start(Config::default());
+    let addr = server.local_addr();
+
+    let mut alice = connect(addr, "alice");
+    expect_join(&mut alice, "alice");
+    let mut bob = connect(addr, "bob");
+    expect_join(&mut alice, "bob");
+    expect_join(&mut bob, "bob");
+
+    send(&mut alice, "hello bob");
+    let to_alice = recv_json(&mut alice);
+    let to_bob = recv_json(&mut bob);
+    assert_eq!(to_alice, to_bob, "one broadcast, the same frame");
+    assert_eq!(to_alice["type"], "message");
+    assert_eq!(to_alice["client_id"], "alice");
+    assert_eq!(to_alice["message"], "hello bob");
+
+    bob.close(None).expect("bob closes");
+    while bob.read().is_ok() {}
+    let left = recv_json(&mut alice);
+    assert_eq!(left["type"], "disconnection", "{left}");
+    assert_eq!(left["client_id"], "bob");
+    assert_eq!(left["message"], "bob left the chat");
+
+    // A graceful stop says goodbye with 1001.
+    let stopper = thread::spawn(move || server.shutdown());
+    assert_eq!(
+        expect_close(&mut alice),
+        (1001, "server shutting down".to_owned())
+    );
+    drop(alice);
+    stopper
+        .join()
+        .expect("the stopping thread")
+        .expect("a clean stop");
+}
+
+#[test]
+fn chat_v2_is_negotiated_by_subprotocol() {
+    let server = start(Config::default());
+    let (mut carol, response) =
+        connect_at(server.local_addr(), "/ws/carol?room=dev", Some("chat.v2"));
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"chat.v2"[..])
+    );
+    let welcome = recv_json(&mut carol);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["client_id"], "carol");
+    assert_eq!(welcome["room"], "dev");
+    server.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn a_message_over_the_size_limit_is_closed_with_1009() {
+    let server = start(Config {
+        max_message_size: 1024,
+        ..Config::default()
+    });
+    let mut dave = connect(server.local_addr(), "dave");
+    expect_join(&mut dave, "dave");
+    dave.send(Message::text("x".repeat(2048)))
+        .expect("send the big message");
+    assert_eq!(expect_close(&mut dave).0, 1009);
+    server.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn a_binary_message_is_closed_as_unsupported() {
+    let server = start(Config::default());
+    let mut erin = connect(server.local_addr(), "erin");
+    expect_join(&mut erin, "erin");
+    erin.send(Message::binary(vec![1, 2, 3]))
+        .expect("send binary");
+    assert_eq!(expect_close(&mut erin).0, 1003);
+    server.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn a_client_that_never_reads_is_closed_as_a_slow_consumer_and_a_reader_gets_everything() {
+    const MESSAGES: usize = 6_000;
+    const WINDOW: usize = 16;
+    let server = start(Config {
+        rate_limit: 0.0,
+        max_outbound: 64 * 1024,
+        ..Config::default()
+    });
+    let addr = server.local_addr();
+    let mut lazy = connect(addr, "lazy");
+    expect_join(&mut lazy, "lazy");
+    let mut reader = connect(addr, "reader");
+    expect_join(&mut reader, "reader");
+    let mut sender = connect(addr, "sender");
+    expect_join(&mut reader, "sender");
+    expect_join(&mut sender, "sender");
+
+    // ~2 KB frames: 12 MB for lazy, far more than the kernel buffers of a socket nobody reads.
+    let pad = "~".repeat(2_000);
+    let (left_tx, left_rx) = std::sync::mpsc::channel();
+    let reading = thread::spawn(move || {
+        let mut got = 0;
+        let mut lazy_left = false;
+        while got < MESSAGES || !lazy_left {
+            let frame = recv_json(&mut reader);
+            match frame["type"].as_str() {
+                Some("message") => {
+                    let text = frame["message"].as_str().expect("text");
+                    let n: usize = text
+                        .split(' ')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .expect("numbered");
+                    assert_eq!(n, got, "in order, none missing");
+                    got += 1;
+                }
+                Some("disconnection") => {
+                    assert_eq!(frame["client_id"], "lazy");
+                    lazy_left = true;
+                    let _ = left_tx.send(());
+                }
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        got
+    });
+    // The sender waits for its own echoes every WINDOW messages: the readers are paced, as
+    // people are, and only lazy falls behind.
+    let sending = thread::spawn(move || {
+        for n in 0..MESSAGES {
+            send(&mut sender, &format!("{n} {pad}"));
+            if n % WINDOW == WINDOW - 1 || n == MESSAGES - 1 {
+                let mut echoes = 0;
+                while echoes < n % WINDOW + 1 {
+                    if recv_json(&mut sender)["type"] == "message" {
+                        echoes += 1;
+                    }
+                }
+            }
+        }
+    });
+    // As soon as lazy's departure is announced, lazy reads: what the kernel held, then the
+    // close frame (the server gives a closing connection 5 s to take its last bytes).
+    left_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("lazy's departure announced");
+    assert_eq!(expect_close(&mut lazy), (1008, "slow consumer".to_owned()));
+    assert_eq!(reading.join().expect("the reader"), MESSAGES);
+    sending.join().expect("the sender");
+    server.shutdown().expect("a clean stop");
+}
