@@ -32,6 +32,26 @@ pub fn loaded_bans(bans: Vec<chat_store::Ban>) -> Bans {
         .collect()
 }
 
+/// An admin banned `user` (`Output::Ban`): kept in `bans` for the upgrade check, and in the
+/// store when messages are durable.
+pub fn record(
+    bans: &mut Bans,
+    store: Option<&chat_store::RunningStore>,
+    user: String,
+    until: DateTime<Utc>,
+    reason: String,
+) {
+    log::info!("{user:?} banned until {until}");
+    if let Some(store) = store {
+        store.ban(chat_store::Ban {
+            user: user.clone(),
+            until_ms: until.timestamp_millis(),
+            reason: reason.clone(),
+        });
+    }
+    bans.insert(user, Ban { until, reason });
+}
+
 /// Why `user` may not connect at `now` (the body of a 403), if a ban holds; an ended ban is
 /// forgotten here.
 pub fn refusal(bans: &mut Bans, user: &str, now: DateTime<Utc>) -> Option<String> {

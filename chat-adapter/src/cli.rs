@@ -4,10 +4,12 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
 use crate::config_file::ConfigFile;
+use crate::logging::LogOptions;
 
 /// The command line, over the environment, over the config file (`--config FILE`, CHAT_CONFIG,
 /// or the FILE of a `config check FILE` subcommand), over the defaults. `C` has a `config`
@@ -25,6 +27,28 @@ pub fn parse<C: Parser>(args: &[OsString]) -> Result<(C, Option<ConfigFile>), St
     let matches = command.get_matches_from(args);
     let cli = C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     Ok((cli, file))
+}
+
+/// [`parse`] for a binary's `main`: a config file's error is printed, and the exit code (2,
+/// as clap's own errors) is the `Err`.
+pub fn parse_or_exit<C: Parser>(args: &[OsString]) -> Result<(C, Option<ConfigFile>), ExitCode> {
+    parse(args).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Starts the logs as `logs` says, and records where the options came from; `Err` is the
+/// exit code after the reason was printed.
+pub fn start_logging(logs: &LogOptions, file: Option<&ConfigFile>) -> Result<(), ExitCode> {
+    if let Err(e) = crate::logging::init(logs) {
+        eprintln!("cannot start logging: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    if let Some(file) = file {
+        log::info!(file:% = file.path.display(); "options read from {}", file.path.display());
+    }
+    Ok(())
 }
 
 /// The config file named on the command line or in CHAT_CONFIG, found before the real parse

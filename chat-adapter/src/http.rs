@@ -10,8 +10,9 @@ use bytes::Bytes;
 /// At most this many header lines; more is answered with 431.
 pub const MAX_HEADERS: usize = 64;
 
-/// What a parsed request head asks for, reduced to what the routes need.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a parsed request head asks for, reduced to what the routes need. `Default`: an empty
+/// head (no method, no target, HTTP/1.0, no headers), to build on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
     /// The request target as sent: path and optional query, not yet percent-decoded.
@@ -162,21 +163,7 @@ impl Request {
             target: target.to_owned(),
             minor_version,
             keep_alive: minor_version == 1,
-            connection_upgrade: false,
-            upgrade: None,
-            sec_websocket_key: None,
-            sec_websocket_version: None,
-            sec_websocket_protocol: None,
-            if_none_match: None,
-            host: None,
-            origin: None,
-            forwarded_for: None,
-            forwarded_proto: None,
-            cookie: None,
-            sec_fetch_site: None,
-            bearer: None,
-            has_body: false,
-            content_length: None,
+            ..Request::default()
         };
         for &(name, value) in headers {
             let Ok(value) = std::str::from_utf8(value) else {
@@ -202,11 +189,7 @@ impl Request {
                 request.sec_websocket_version = Some(value.to_owned());
             } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
                 // The header may be repeated; its values form one list.
-                request.sec_websocket_protocol =
-                    Some(match request.sec_websocket_protocol.take() {
-                        Some(before) => format!("{before}, {value}"),
-                        None => value.to_owned(),
-                    });
+                append_to_list(&mut request.sec_websocket_protocol, value);
             } else if name.eq_ignore_ascii_case("host") {
                 request.host = Some(value.to_owned());
             } else if name.eq_ignore_ascii_case("origin") {
@@ -220,10 +203,7 @@ impl Request {
                     request.bearer = Some(Credential::new(value[scheme_len..].trim()));
                 }
             } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-                request.forwarded_for = Some(match request.forwarded_for.take() {
-                    Some(before) => format!("{before}, {value}"),
-                    None => value.to_owned(),
-                });
+                append_to_list(&mut request.forwarded_for, value);
             } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
                 request.forwarded_proto = Some(value.to_owned());
             } else if name.eq_ignore_ascii_case("cookie") {
@@ -253,6 +233,14 @@ impl Request {
         }
         Ok(request)
     }
+}
+
+/// A repeated header's values, joined into one list with `, `.
+fn append_to_list(list: &mut Option<String>, value: &str) {
+    *list = Some(match list.take() {
+        Some(before) => format!("{before}, {value}"),
+        None => value.to_owned(),
+    });
 }
 
 fn has_token(headers: &[(&str, &[u8])], header: &str, token: &str) -> bool {

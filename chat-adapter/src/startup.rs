@@ -9,9 +9,27 @@ use std::time::Duration;
 
 use chat_protocol::ChatServer;
 
+use crate::assets::Assets;
 use crate::bans::{loaded_bans, Bans};
 use crate::config::{AuthMode, Config, StoreKind, SyncLevel};
 use crate::store_records::restored_rooms;
+
+/// The static files: `--static-dir`, read whole now, or the embedded ones. A directory
+/// without the page is served anyway (with a warning: `/` answers 404).
+pub fn assets(config: &Config) -> io::Result<Assets> {
+    let assets = match &config.static_dir {
+        Some(dir) => Assets::from_dir(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("static dir {}: {e}", dir.display())))?,
+        None => Assets::embedded(),
+    };
+    if assets.get(crate::routes::INDEX).is_none() {
+        log::warn!(
+            "no {} among the static files: / will answer 404",
+            crate::routes::INDEX
+        );
+    }
+    Ok(assets)
+}
 
 /// The core and what backs it, before serving.
 pub struct Restored {

@@ -69,18 +69,7 @@ impl Server {
     /// Loads the static files and binds the listening socket. Nothing is served until
     /// [`run`](Server::run).
     pub fn bind(config: Config) -> io::Result<Server> {
-        let assets = match &config.static_dir {
-            Some(dir) => Assets::from_dir(dir).map_err(|e| {
-                io::Error::new(e.kind(), format!("static dir {}: {e}", dir.display()))
-            })?,
-            None => Assets::embedded(),
-        };
-        if assets.get(routes::INDEX).is_none() {
-            log::warn!(
-                "no {} among the static files: / will answer 404",
-                routes::INDEX
-            );
-        }
+        let assets = chat_adapter::startup::assets(&config)?;
         let config_max_connections = config.max_connections;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.bind)?;

@@ -11,7 +11,7 @@ use chat_auth::password::{hash_password, Secret, MAX_PASSWORD_BYTES};
 use chat_store::accounts;
 
 use chat_mio_server::config_file::{self, ConfigFile};
-use chat_mio_server::logging::{self, LogOptions};
+use chat_mio_server::logging::LogOptions;
 use chat_mio_server::{AuthMode, Config, Server};
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -112,12 +112,9 @@ enum UserAction {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let (cli, file) = match chat_adapter::cli::parse::<Cli>(&args) {
+    let (cli, file) = match chat_adapter::cli::parse_or_exit::<Cli>(&args) {
         Ok(parsed) => parsed,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Some(Command::Config {
         action: ConfigAction::Check { .. },
@@ -146,12 +143,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Err(e) = logging::init(&cli.logs) {
-        eprintln!("cannot start logging: {e}");
-        return ExitCode::FAILURE;
-    }
-    if let Some(file) = &file {
-        log::info!(file:% = file.path.display(); "options read from {}", file.path.display());
+    if let Err(code) = chat_adapter::cli::start_logging(&cli.logs, file.as_ref()) {
+        return code;
     }
 
     let mut config = cli.server.clone();

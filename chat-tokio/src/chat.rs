@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_adapter::bans::Bans;
 use chat_adapter::client_addr::ClientAddrs;
-use chat_adapter::{routes, Assets, Config};
+use chat_adapter::{Assets, Config};
 use chat_auth::TokenVerifier;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -136,18 +136,7 @@ impl Chat {
     /// [`io::ErrorKind::InvalidInput`] and a clear reason (see the crate docs).
     pub async fn start(config: Config) -> io::Result<Chat> {
         crate::options::check(&config)?;
-        let assets = match &config.static_dir {
-            Some(dir) => Assets::from_dir(dir).map_err(|e| {
-                io::Error::new(e.kind(), format!("static dir {}: {e}", dir.display()))
-            })?,
-            None => Assets::embedded(),
-        };
-        if assets.get(routes::INDEX).is_none() {
-            log::warn!(
-                "no {} among the static files: / will answer 404",
-                routes::INDEX
-            );
-        }
+        let assets = chat_adapter::startup::assets(&config)?;
         let tokens = chat_adapter::tokens::token_verifier(&config)?;
         // Opening SQLite and loading the rooms is blocking work: off the runtime's workers.
         let restore_config = config.clone();

@@ -10,10 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chat_adapter::handshake::Accepted;
-use chat_adapter::store_records::{from_store, to_store};
-use chat_protocol::{
-    ChatServer, ClientId, CloseReason, Input, Now, Output, Payload, StoreFailed, StoreTicket,
-};
+use chat_adapter::store_records::{completion_input, to_store};
+use chat_protocol::{ChatServer, ClientId, CloseReason, Input, Now, Output, Payload, StoreFailed};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tungstenite::Utf8Bytes;
@@ -131,23 +129,11 @@ impl CoreTask {
     fn control(&mut self, message: Control) {
         match message {
             Control::Shutdown => self.begin_drain(),
+            // No account queries here (`--auth accounts` is refused at start).
             Control::Store(completion) => {
-                let failed = |reason: String| StoreFailed { reason };
-                let input = match completion {
-                    // No accounts here (`--auth accounts` is refused at start).
-                    chat_store::Completion::Account { .. } => return,
-                    chat_store::Completion::Stored { tickets, result } => Input::Stored {
-                        tickets: tickets.into_iter().map(StoreTicket).collect(),
-                        result: result.map_err(failed),
-                    },
-                    chat_store::Completion::Fetched { ticket, result } => Input::Fetched {
-                        ticket: StoreTicket(ticket),
-                        result: result
-                            .map(|messages| messages.into_iter().map(from_store).collect())
-                            .map_err(failed),
-                    },
-                };
-                self.feed(input);
+                if let Some(input) = completion_input(completion) {
+                    self.feed(input);
+                }
             }
         }
     }
@@ -196,22 +182,8 @@ impl CoreTask {
             admin,
         } = joined;
         self.conns.insert(client, conn);
-        self.pending.push_back(Input::Connect {
-            client,
-            user: accepted.user,
-            room: accepted.room,
-            protocol: accepted.protocol,
-            resume: accepted.resume,
-        });
-        if let Some(at) = expires {
-            self.pending.push_back(Input::Expires { client, at });
-        }
-        if admin {
-            self.pending.push_back(Input::Grant {
-                client,
-                admin: true,
-            });
-        }
+        self.pending
+            .extend(accepted.connect_inputs(client, expires, admin));
         self.settle();
         if self.drain_deadline.is_some() {
             // Upgraded just as the drain began: it gets the same goodbye as everyone.
@@ -259,19 +231,13 @@ impl CoreTask {
                 user,
                 until,
                 reason,
-            } => {
-                log::info!("{user:?} banned until {until}");
-                if let Some(store) = &self.store {
-                    store.ban(chat_store::Ban {
-                        user: user.clone(),
-                        until_ms: until.timestamp_millis(),
-                        reason: reason.clone(),
-                    });
-                }
-                self.shared
-                    .bans()
-                    .insert(user, chat_adapter::bans::Ban { until, reason });
-            }
+            } => chat_adapter::bans::record(
+                &mut self.shared.bans(),
+                self.store.as_ref(),
+                user,
+                until,
+                reason,
+            ),
             Output::DeleteStored { room, id } => {
                 log::info!("message {id} of {room} deleted by an admin");
                 if let Some(store) = &self.store {

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chat_adapter::logging::{self, LogOptions};
+use chat_adapter::logging::LogOptions;
 use chat_adapter::Config;
 use chat_tokio::Chat;
 use clap::Parser;
@@ -16,35 +16,26 @@ use tokio::signal::unix::{signal, SignalKind};
 #[derive(Parser)]
 #[command(name = "chat-tokio-server", version, about)]
 struct Cli {
-    /// TOML file of options: the keys are the long options without `--` (`bind = "0.0.0.0:8000"`,
-    /// `allowed-origin = ["https://chat.example.org"]`). Every option may also come from its
-    /// environment variable (shown as [env: ...]); a flag beats the environment, which beats
-    /// the file, which beats the default
+    #[command(flatten)]
+    logs: LogOptions,
+
+    /// TOML file of options, keyed by the long options without `--` (`max-outbound = 65536`);
+    /// the environment and then the flags override it
     #[arg(long, value_name = "FILE", env = "CHAT_CONFIG")]
     config: Option<PathBuf>,
 
     #[command(flatten)]
     server: Config,
-
-    #[command(flatten)]
-    logs: LogOptions,
 }
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let (cli, file) = match chat_adapter::cli::parse::<Cli>(&args) {
+    let (cli, file) = match chat_adapter::cli::parse_or_exit::<Cli>(&args) {
         Ok(parsed) => parsed,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if let Err(e) = logging::init(&cli.logs) {
-        eprintln!("cannot start logging: {e}");
-        return ExitCode::FAILURE;
-    }
-    if let Some(file) = &file {
-        log::info!(file:% = file.path.display(); "options read from {}", file.path.display());
+    if let Err(code) = chat_adapter::cli::start_logging(&cli.logs, file.as_ref()) {
+        return code;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

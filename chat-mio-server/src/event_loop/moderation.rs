@@ -4,7 +4,7 @@
 //! plain close outputs (`core_bridge.rs`). The bans' table and check are
 //! `chat_adapter::bans`, shared with the other adapters.
 
-use chat_adapter::bans::{refusal, Ban};
+use chat_adapter::bans::refusal;
 use chat_protocol::RoomName;
 use chrono::{DateTime, Utc};
 
@@ -13,15 +13,7 @@ use super::EventLoop;
 impl EventLoop {
     /// An admin banned `user`: kept here for the upgrade check, and in the store if durable.
     pub(super) fn ban(&mut self, user: String, until: DateTime<Utc>, reason: String) {
-        log::info!("{user:?} banned until {until}");
-        if let Some(store) = &self.store {
-            store.ban(chat_store::Ban {
-                user: user.clone(),
-                until_ms: until.timestamp_millis(),
-                reason: reason.clone(),
-            });
-        }
-        self.bans.insert(user, Ban { until, reason });
+        chat_adapter::bans::record(&mut self.bans, self.store.as_ref(), user, until, reason);
     }
 
     /// An admin deleted a message: its text goes from the store too.

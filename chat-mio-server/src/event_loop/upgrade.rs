@@ -1,7 +1,7 @@
 //! The WebSocket upgrade: a request the router accepted (`handshake.rs` validated it) gets its `101`,
 //! the connection switches to WebSocket, and the core hears `Input::Connect`.
 
-use chat_protocol::{ClientId, Input};
+use chat_protocol::ClientId;
 
 use super::EventLoop;
 use crate::connection::State;
@@ -100,21 +100,8 @@ impl EventLoop {
         self.metrics.websocket_open += 1;
         self.metrics.websockets_total += 1;
         self.mark_dirty(key);
-        self.feed(Input::Connect {
-            client,
-            user: accepted.user,
-            room: accepted.room,
-            protocol: accepted.protocol,
-            resume: accepted.resume,
-        });
-        if let Some(at) = expires {
-            self.feed(Input::Expires { client, at });
-        }
-        if admin {
-            self.feed(Input::Grant {
-                client,
-                admin: true,
-            });
+        for input in accepted.connect_inputs(client, expires, admin) {
+            self.feed(input);
         }
         // Frames that came with the request head are in tungstenite's buffer already; the
         // socket may hold more.

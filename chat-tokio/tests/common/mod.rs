@@ -23,14 +23,16 @@ pub fn start(mut config: Config) -> RunningServer {
     RunningServer::start(config).expect("start the tokio chat server")
 }
 
+/// One of a socket's timeout setters.
+type SetTimeout = fn(&TcpStream, Option<Duration>) -> std::io::Result<()>;
+
+/// A TCP connection whose reads and writes fail after [`TIMEOUT`] instead of hanging.
 pub fn tcp(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("TCP connect to the test server");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .expect("write timeout");
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("TCP connect to the server");
+    let setters: [SetTimeout; 2] = [TcpStream::set_read_timeout, TcpStream::set_write_timeout];
+    for set in setters {
+        set(&stream, Some(TIMEOUT)).expect("a socket timeout");
+    }
     stream
 }
 
@@ -101,17 +103,15 @@ pub fn expect_close(client: &mut Client) -> (u16, String) {
 /// One HTTP/1.1 GET on a fresh connection (`Connection: close`): status, head, body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     let mut stream = tcp(addr);
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the request");
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).expect("read the answer");
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete head");
+    let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        panic!("no complete head in {answer:?}");
+    };
     let head = String::from_utf8_lossy(&answer[..split]).into_owned();
     let status = head
         .split(' ')
