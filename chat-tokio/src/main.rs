@@ -56,7 +56,6 @@ async fn run(config: Config) -> ExitCode {
         Ok(chat) => chat,
         Err(e) => {
             log::error!(bind:% = bind; "cannot start on {bind}: {e}");
-            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -77,26 +76,38 @@ async fn run(config: Config) -> ExitCode {
     };
     log::info!(addr:% = addr; "chat server listening on {addr}");
     println!("{}", chat_adapter::cli::open_in_browser("http", addr));
-    // The binary always stops on SIGINT and SIGTERM (`--handle-signals` is for embedding).
-    let (first, second) = match (signals(), signals()) {
-        (Ok(first), Ok(second)) => (first, second),
+    // The binary always stops on SIGINT and SIGTERM (`--handle-signals` is for embedding): the
+    // first begins the graceful drain, a second one stops at once.
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
         (Err(e), _) | (_, Err(e)) => {
             log::error!("cannot handle signals: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let (first_tx, first) = tokio::sync::oneshot::channel::<()>();
+    let (second_tx, second) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        for tx in [first_tx, second_tx] {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            let _ = tx.send(());
+        }
+    });
     let shutdown = async move {
-        first.await;
-        log::info!("signal received: shutting down (send it again to stop at once)");
-        let _ = signalled_tx.send(());
+        if first.await.is_ok() {
+            log::info!("signal received: shutting down (send it again to stop at once)");
+        }
     };
     let serving = chat_tokio::serve(listener, chat, shutdown);
     tokio::pin!(serving);
     let second_signal = async move {
-        if signalled.await.is_ok() {
-            second.await;
-        } else {
+        if second.await.is_err() {
             std::future::pending::<()>().await;
         }
     };
@@ -113,16 +124,4 @@ async fn run(config: Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Resolves at the next SIGINT or SIGTERM.
-fn signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
 }

@@ -7,8 +7,8 @@ mod embed_in_axum;
 
 use std::net::SocketAddr;
 
-use chat_tokio::{Chat, Config};
-use common::{connect_at, expect_join, http_get, recv_json, send};
+use chat_tokio::Chat;
+use common::{connect_at, expect_join, http_get, memory, recv_json, send};
 
 #[test]
 fn the_app_serves_its_routes_and_the_chat_under_chat() {
@@ -18,7 +18,7 @@ fn the_app_serves_its_routes_and_the_chat_under_chat() {
         .build()
         .expect("a runtime");
     let (chat, addr) = runtime.block_on(async {
-        let chat = Chat::start(Config::default()).await.expect("chat starts");
+        let chat = Chat::start(memory()).await.expect("chat starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -4,11 +4,11 @@ mod common;
 
 use chat_adapter::Assets;
 use chat_tokio::Config;
-use common::{http_get, start};
+use common::{http_get, memory, start};
 
 #[test]
 fn the_page_and_static_files_are_the_embedded_ones() {
-    let server = start(Config::default());
+    let server = start(memory());
     let addr = server.local_addr();
     let assets = Assets::embedded();
     for (path, name) in [("/", "index.html"), ("/static/style.css", "style.css")] {
@@ -27,7 +27,7 @@ fn the_page_and_static_files_are_the_embedded_ones() {
 
 #[test]
 fn health_and_refusals_answer_as_the_mio_server() {
-    let server = start(Config::default());
+    let server = start(memory());
     let addr = server.local_addr();
     let cases = [
         ("/healthz", 200, &b"ok\n"[..]),
@@ -52,7 +52,7 @@ fn unsupported_options_are_refused_at_start_with_the_alternative() {
         bind: "127.0.0.1:0".parse().expect("literal"),
         tls_cert: Some("cert.pem".into()),
         tls_key: Some("key.pem".into()),
-        ..Config::default()
+        ..memory()
     })
     .err()
     .expect("TLS is refused");

@@ -7,12 +7,12 @@ use std::thread;
 use std::time::Duration;
 
 use chat_tokio::Config;
-use common::{connect, connect_at, expect_close, expect_join, recv_json, send, start};
+use common::{connect, connect_at, expect_close, expect_join, memory, recv_json, send, start};
 use tungstenite::Message;
 
 #[test]
 fn the_tutorial_two_clients_join_talk_and_leave() {
-    let server = start(Config::default());
+    let server = start(memory());
     let addr = server.local_addr();
 
     let mut alice = connect(addr, "alice");
@@ -51,7 +51,7 @@ fn the_tutorial_two_clients_join_talk_and_leave() {
 
 #[test]
 fn chat_v2_is_negotiated_by_subprotocol() {
-    let server = start(Config::default());
+    let server = start(memory());
     let (mut carol, response) =
         connect_at(server.local_addr(), "/ws/carol?room=dev", Some("chat.v2"));
     assert_eq!(
@@ -72,7 +72,7 @@ fn chat_v2_is_negotiated_by_subprotocol() {
 fn a_message_over_the_size_limit_is_closed_with_1009() {
     let server = start(Config {
         max_message_size: 1024,
-        ..Config::default()
+        ..memory()
     });
     let mut dave = connect(server.local_addr(), "dave");
     expect_join(&mut dave, "dave");
@@ -84,7 +84,7 @@ fn a_message_over_the_size_limit_is_closed_with_1009() {
 
 #[test]
 fn a_binary_message_is_closed_as_unsupported() {
-    let server = start(Config::default());
+    let server = start(memory());
     let mut erin = connect(server.local_addr(), "erin");
     expect_join(&mut erin, "erin");
     erin.send(Message::binary(vec![1, 2, 3]))
@@ -100,7 +100,7 @@ fn a_client_that_never_reads_is_closed_as_a_slow_consumer_and_a_reader_gets_ever
     let server = start(Config {
         rate_limit: 0.0,
         max_outbound: 64 * 1024,
-        ..Config::default()
+        ..memory()
     });
     let addr = server.local_addr();
     let mut lazy = connect(addr, "lazy");

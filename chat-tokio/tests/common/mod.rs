@@ -17,6 +17,15 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Client = WebSocket<TcpStream>;
 
+/// The defaults, with messages kept in memory (the default store is SQLite in `chat-data`,
+/// which parallel tests would share).
+pub fn memory() -> Config {
+    Config {
+        store: chat_adapter::StoreKind::Memory,
+        ..Config::default()
+    }
+}
+
 /// A server with `config` on an ephemeral loopback port.
 pub fn start(mut config: Config) -> RunningServer {
     config.bind = "127.0.0.1:0".parse().expect("literal address");
