@@ -10,6 +10,9 @@ use bytes::Bytes;
 /// At most this many header lines; more is answered with 431.
 pub const MAX_HEADERS: usize = 64;
 
+/// The largest request head; a larger one is answered with 431.
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
 /// What a parsed request head asks for, reduced to what the routes need. `Default`: an empty
 /// head (no method, no target, HTTP/1.0, no headers), to build on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

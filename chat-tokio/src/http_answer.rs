@@ -32,8 +32,16 @@ pub fn http_answer(response: &chat_adapter::http::Response<'_>) -> Response {
     if status != 101 && status != 304 {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(response.content_length()));
     }
-    if status != 101 && !response.keep_alive {
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    if status != 101 {
+        // Said either way, as the mio server does (hyper would leave keep-alive implicit).
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static(if response.keep_alive {
+                "keep-alive"
+            } else {
+                "close"
+            }),
+        );
     }
     answer
 }
@@ -63,6 +71,6 @@ mod tests {
     fn head_keeps_the_length_and_drops_the_body() {
         let answer = http_answer(&ChatResponse::text(200, "ok\n").head_only(true));
         assert_eq!(answer.headers()["content-length"], "3");
-        assert!(answer.headers().get("connection").is_none());
+        assert_eq!(answer.headers()["connection"], "keep-alive");
     }
 }

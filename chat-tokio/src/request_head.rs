@@ -4,11 +4,22 @@
 
 use axum::http::request::Parts;
 use axum::http::Version;
-use chat_adapter::http::{ParseError, Request};
+use chat_adapter::http::{ParseError, Request, MAX_HEADERS, MAX_REQUEST_HEAD};
+
+/// Why a head hyper accepted is refused, as the mio server's parser refuses it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadRefused {
+    /// 400.
+    Malformed,
+    /// More than [`MAX_HEADERS`] header lines: 431.
+    TooManyHeaders,
+    /// Longer than [`MAX_REQUEST_HEAD`] bytes: 431.
+    TooLarge,
+}
 
 /// The routes' view of `parts`. Under `Router::nest` the path is the nested router's (the
 /// prefix stripped), as the routes expect. HTTP/2 and later count as 1.1 (keep-alive).
-pub fn request_head(parts: &Parts) -> Result<Request, ParseError> {
+pub fn request_head(parts: &Parts) -> Result<Request, HeadRefused> {
     let target = parts
         .uri
         .path_and_query()
@@ -23,7 +34,26 @@ pub fn request_head(parts: &Parts) -> Result<Request, ParseError> {
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_bytes()))
         .collect();
-    Request::from_head(parts.method.as_str(), target, minor_version, &headers)
+    if headers.len() > MAX_HEADERS {
+        return Err(HeadRefused::TooManyHeaders);
+    }
+    // The head's size as sent: request line, `name: value` lines, the blank line.
+    let size = parts.method.as_str().len()
+        + target.len()
+        + "  HTTP/1.1\r\n\r\n".len()
+        + headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + ": \r\n".len())
+            .sum::<usize>();
+    if size > MAX_REQUEST_HEAD {
+        return Err(HeadRefused::TooLarge);
+    }
+    Request::from_head(parts.method.as_str(), target, minor_version, &headers).map_err(
+        |e| match e {
+            ParseError::Malformed => HeadRefused::Malformed,
+            ParseError::TooManyHeaders => HeadRefused::TooManyHeaders,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -137,6 +167,22 @@ mod tests {
             .body(())
             .expect("a valid test request")
             .into_parts();
-        assert!(matches!(request_head(&parts), Err(ParseError::Malformed)));
+        assert_eq!(request_head(&parts), Err(HeadRefused::Malformed));
+    }
+
+    #[test]
+    fn heads_the_mio_parser_refuses_are_refused() {
+        let mut many = axum::http::Request::builder().uri("/");
+        for n in 0..=MAX_HEADERS {
+            many = many.header(format!("x-h{n}"), "1");
+        }
+        let (parts, ()) = many.body(()).expect("valid").into_parts();
+        assert_eq!(request_head(&parts), Err(HeadRefused::TooManyHeaders));
+        let (parts, ()) = axum::http::Request::builder()
+            .uri(format!("/{}", "a".repeat(MAX_REQUEST_HEAD)))
+            .body(())
+            .expect("valid")
+            .into_parts();
+        assert_eq!(request_head(&parts), Err(HeadRefused::TooLarge));
     }
 }

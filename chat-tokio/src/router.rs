@@ -12,12 +12,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use chat_adapter::http::{ParseError, Response as ChatResponse};
+use chat_adapter::http::Response as ChatResponse;
 use chat_adapter::routes::{route, Ctx, Route};
 
 use crate::chat::Shared;
 use crate::http_answer::http_answer;
-use crate::request_head::request_head;
+use crate::request_head::{request_head, HeadRefused};
 
 /// The peer address when the server does not provide `ConnectInfo<SocketAddr>` (an app served
 /// without `into_make_service_with_connect_info`): every client counts as this one address.
@@ -44,18 +44,13 @@ pub(crate) async fn answer(State(shared): State<Arc<Shared>>, request: Request) 
         .map_or(UNKNOWN_PEER, |info| info.0);
     let original = request.extensions().get::<OriginalUri>().cloned();
     let (parts, body) = request.into_parts();
+    let refuse =
+        |status, reason| http_answer(&ChatResponse::text(status, reason).keep_alive(false));
     let head = match request_head(&parts) {
         Ok(head) => head,
-        Err(ParseError::TooManyHeaders) => {
-            return http_answer(
-                &ChatResponse::text(431, "too many header fields\n").keep_alive(false),
-            )
-        }
-        Err(ParseError::Malformed) => {
-            return http_answer(
-                &ChatResponse::text(400, "malformed HTTP request\n").keep_alive(false),
-            )
-        }
+        Err(HeadRefused::TooManyHeaders) => return refuse(431, "too many header fields\n"),
+        Err(HeadRefused::TooLarge) => return refuse(431, "request head too large\n"),
+        Err(HeadRefused::Malformed) => return refuse(400, "malformed HTTP request\n"),
     };
     if let Some(redirect) = original.and_then(|uri| slash_redirect(head.path(), &uri.0)) {
         return redirect;

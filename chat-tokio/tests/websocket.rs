@@ -114,6 +114,10 @@ fn a_client_that_never_reads_is_closed_as_a_slow_consumer_and_a_reader_gets_ever
     // ~2 KB frames: 12 MB for lazy, far more than the kernel buffers of a socket nobody reads.
     let pad = "~".repeat(2_000);
     let (left_tx, left_rx) = std::sync::mpsc::channel();
+    // How many messages the reader has: the sender never gets more than WINDOW ahead of it, so
+    // only lazy falls behind, however busy the machine.
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader_read = std::sync::Arc::clone(&read);
     let reading = thread::spawn(move || {
         let mut got = 0;
         let mut lazy_left = false;
@@ -129,6 +133,7 @@ fn a_client_that_never_reads_is_closed_as_a_slow_consumer_and_a_reader_gets_ever
                         .expect("numbered");
                     assert_eq!(n, got, "in order, none missing");
                     got += 1;
+                    reader_read.store(got, std::sync::atomic::Ordering::Release);
                 }
                 Some("disconnection") => {
                     assert_eq!(frame["client_id"], "lazy");
@@ -140,10 +145,13 @@ fn a_client_that_never_reads_is_closed_as_a_slow_consumer_and_a_reader_gets_ever
         }
         got
     });
-    // The sender waits for its own echoes every WINDOW messages: the readers are paced, as
-    // people are, and only lazy falls behind.
+    // The sender waits for its own echoes every WINDOW messages, and for the reader: the
+    // readers are paced, as people are, and only lazy falls behind.
     let sending = thread::spawn(move || {
         for n in 0..MESSAGES {
+            while n >= read.load(std::sync::atomic::Ordering::Acquire) + WINDOW {
+                thread::sleep(Duration::from_millis(1));
+            }
             send(&mut sender, &format!("{n} {pad}"));
             if n % WINDOW == WINDOW - 1 || n == MESSAGES - 1 {
                 let mut echoes = 0;
