@@ -75,15 +75,36 @@
 //! - `--api-key-file` / `CHAT_API_KEY` (the server API, `/api/`): not ported; unset it, or run
 //!   chat-mio-server.
 //!
-//! Accepted but with a different effect:
+//! # Behaviours that differ from the mio server, and why
 //!
-//! - `--memory-budget`: not enforced (see above).
-//! - `--request-timeout`, `--keep-alive-timeout`: `axum::serve` does not expose hyper's
-//!   header-read timeout, so these are not applied by [`serve`]/[`RunningServer`].
+//! The chat itself does not differ: the same frames in the same order, the same close codes and
+//! reasons, the same answers from `chat_adapter::routes` (files, ETag/304, `/healthz`,
+//! `/readyz`, 404, 405, 400, 403, 426, 503 while draining) and the same upgrade refusals (503
+//! full, 429 per address, 401/403 tokens and bans). What differs is HTTP/1 handling that is
+//! hyper's (through `axum::serve`, which exposes none of hyper's connection options):
+//!
+//! - `--memory-budget` is accepted (it has a default) but not enforced: memory is bounded by
+//!   the per-connection `--max-outbound` and the core's history limits only.
+//! - `--request-timeout` and `--keep-alive-timeout` are not applied: no `408` for a head that
+//!   does not complete, and an idle keep-alive connection stays open until the client or the
+//!   graceful shutdown ends it.
 //! - `/metrics` is not served (404): the mio server's counters live in its loop.
 //! - `--max-connections` and `--max-connections-per-ip` count WebSockets (the mio server counts
-//!   every TCP connection): HTTP requests are axum's and hyper's to limit.
-//!
+//!   every TCP connection, at accept): plain HTTP requests are hyper's to limit, and the `503`
+//!   and `429` are given at the upgrade.
+//! - Heads within hyper's own limits but over 64 header lines or 8 KiB get the mio server's
+//!   `431` with its text; heads hyper refuses itself (about 400 KB or more, over 100 headers,
+//!   unparseable bytes) get hyper's bare `431`/`400`, without a body; a head that never ends is
+//!   waited for, not refused at 8 KiB.
+//! - An HTTP/1.0 request is answered with an `HTTP/1.0` status line (the mio server always
+//!   writes `HTTP/1.1`); header names go out in lower case (`sec-websocket-accept`), as HTTP
+//!   allows; every answer has a `Date` header and `Server: chat-tokio`.
+//! - A request followed at once by a half-close (EOF) is not answered: hyper ends the
+//!   connection when its read side ends.
+//! - `--handle-signals` is the binary's: `chat-tokio-server` always stops on SIGINT/SIGTERM (a
+//!   second one stops at once); [`serve`] and [`RunningServer`] stop when told, whatever it
+//!   says (an embedding app owns its signals).
+
 //! # Mounting
 //!
 //! [`Chat::router`] has the routes `/`, `/static/{*file}`, `/ws/{client_id}`, `/healthz` and

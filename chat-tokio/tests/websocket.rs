@@ -173,3 +173,64 @@ fn a_client_that_never_reads_is_closed_as_a_slow_consumer_and_a_reader_gets_ever
     sending.join().expect("the sender");
     server.shutdown().expect("a clean stop");
 }
+
+#[test]
+fn a_silent_client_is_pinged_then_closed_idle_and_one_that_answers_stays() {
+    let server = start(Config {
+        heartbeat: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(700),
+        ..memory()
+    });
+    let addr = server.local_addr();
+    let mut silent = connect(addr, "silent");
+    expect_join(&mut silent, "silent");
+    let mut lively = connect(addr, "lively");
+    expect_join(&mut silent, "lively");
+    expect_join(&mut lively, "lively");
+
+    // lively reads all along: tungstenite answers each ping with a pong.
+    let staying = thread::spawn(move || {
+        let until = std::time::Instant::now() + Duration::from_millis(1_500);
+        let (mut pings, mut texts) = (0, Vec::new());
+        lively
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        while std::time::Instant::now() < until {
+            match lively.read() {
+                Ok(Message::Ping(_)) => pings += 1,
+                Ok(Message::Text(text)) => texts.push(text.to_string()),
+                Ok(Message::Close(frame)) => panic!("lively was closed: {frame:?}"),
+                Ok(_) | Err(tungstenite::Error::Io(_)) => {}
+                Err(e) => panic!("lively: {e}"),
+            }
+        }
+        (lively, pings, texts)
+    });
+    // silent reads nothing until well after its idle timeout: then pings, the leave of nobody,
+    // and the close.
+    thread::sleep(Duration::from_millis(1_200));
+    let mut pings = 0;
+    let close = loop {
+        match silent.read().expect("a frame") {
+            Message::Ping(_) => pings += 1,
+            Message::Close(Some(frame)) => break (u16::from(frame.code), frame.reason.to_string()),
+            other => panic!("silent got {other:?}"),
+        }
+    };
+    assert!(pings >= 2, "silent was pinged {pings} times");
+    assert_eq!(close, (1001, "idle timeout".to_owned()));
+    let (mut lively, lively_pings, mut texts) = staying.join().expect("lively");
+    assert!(lively_pings >= 2, "lively was pinged {lively_pings} times");
+    if texts.is_empty() {
+        lively
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        texts.push(recv_json(&mut lively).to_string());
+    }
+    let left: serde_json::Value = serde_json::from_str(&texts[0]).expect("JSON");
+    assert_eq!(left["type"], "disconnection", "{left}");
+    assert_eq!(left["client_id"], "silent");
+    server.shutdown().expect("a clean stop");
+}

@@ -70,7 +70,12 @@ pub fn connect(addr: SocketAddr, name: &str) -> Client {
 
 /// The next text frame, as JSON.
 pub fn recv_json(client: &mut Client) -> Value {
+    let start = std::time::Instant::now();
     loop {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "no text frame within {TIMEOUT:?}"
+        );
         match client.read().expect("a frame before the timeout") {
             Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
             Message::Ping(_) | Message::Pong(_) => continue,
