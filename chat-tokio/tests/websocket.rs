@@ -7,7 +7,9 @@ use std::thread;
 use std::time::Duration;
 
 use chat_tokio::Config;
-use common::{connect, connect_at, expect_close, expect_join, memory, recv_json, send, start};
+use common::{
+    connect, connect_at, expect_close, expect_join, join_all, memory, recv_json, send, start,
+};
 use tungstenite::Message;
 
 #[test]
@@ -15,11 +17,7 @@ fn the_tutorial_two_clients_join_talk_and_leave() {
     let server = start(memory());
     let addr = server.local_addr();
 
-    let mut alice = connect(addr, "alice");
-    expect_join(&mut alice, "alice");
-    let mut bob = connect(addr, "bob");
-    expect_join(&mut alice, "bob");
-    expect_join(&mut bob, "bob");
+    let [mut alice, mut bob] = join_all(addr, ["alice", "bob"]);
 
     send(&mut alice, "hello bob");
     let to_alice = recv_json(&mut alice);
@@ -103,13 +101,7 @@ fn a_client_that_never_reads_is_closed_as_a_slow_consumer_and_a_reader_gets_ever
         ..memory()
     });
     let addr = server.local_addr();
-    let mut lazy = connect(addr, "lazy");
-    expect_join(&mut lazy, "lazy");
-    let mut reader = connect(addr, "reader");
-    expect_join(&mut reader, "reader");
-    let mut sender = connect(addr, "sender");
-    expect_join(&mut reader, "sender");
-    expect_join(&mut sender, "sender");
+    let [mut lazy, mut reader, mut sender] = join_all(addr, ["lazy", "reader", "sender"]);
 
     // ~2 KB frames: 12 MB for lazy, far more than the kernel buffers of a socket nobody reads.
     let pad = "~".repeat(2_000);
@@ -182,11 +174,7 @@ fn a_silent_client_is_pinged_then_closed_idle_and_one_that_answers_stays() {
         ..memory()
     });
     let addr = server.local_addr();
-    let mut silent = connect(addr, "silent");
-    expect_join(&mut silent, "silent");
-    let mut lively = connect(addr, "lively");
-    expect_join(&mut silent, "lively");
-    expect_join(&mut lively, "lively");
+    let [mut silent, mut lively] = join_all(addr, ["silent", "lively"]);
 
     // lively reads all along: tungstenite answers each ping with a pong.
     let staying = thread::spawn(move || {

@@ -68,6 +68,21 @@ pub fn connect(addr: SocketAddr, name: &str) -> Client {
     connect_at(addr, &format!("/ws/{name}"), None).0
 }
 
+/// Clients joining one after the other, each join notice read by everyone already in.
+pub fn join_all<const N: usize>(addr: SocketAddr, names: [&str; N]) -> [Client; N] {
+    let mut clients: Vec<Client> = Vec::with_capacity(N);
+    for name in names {
+        clients.push(connect(addr, name));
+        for client in &mut clients {
+            expect_join(client, name);
+        }
+    }
+    match clients.try_into() {
+        Ok(clients) => clients,
+        Err(_) => unreachable!("one client per name"),
+    }
+}
+
 /// The next text frame, as JSON.
 pub fn recv_json(client: &mut Client) -> Value {
     let start = std::time::Instant::now();
