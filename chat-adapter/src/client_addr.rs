@@ -35,6 +35,27 @@ impl ClientAddrs {
         self.trusted.contains(&canonical(peer))
     }
 
+    /// The scheme a request from `peer` reached the server by: `https` over native TLS
+    /// (`tls`); from a trusted proxy, the one its `X-Forwarded-Proto` names (the first entry:
+    /// the scheme the client used with the outermost proxy); otherwise `http`. The Origin
+    /// check expects a page of that scheme, and a session cookie is `Secure` under `https`.
+    pub fn scheme(&self, peer: IpAddr, tls: bool, forwarded_proto: Option<&str>) -> &'static str {
+        if tls {
+            return "https";
+        }
+        if self.is_trusted_proxy(peer) {
+            match forwarded_proto
+                .and_then(|p| p.split(',').next())
+                .map(str::trim)
+            {
+                Some(p) if p.eq_ignore_ascii_case("https") => return "https",
+                Some(p) if p.eq_ignore_ascii_case("http") => return "http",
+                _ => {}
+            }
+        }
+        "http"
+    }
+
     /// The client's address: `peer`, or, behind a trusted proxy, the address it forwarded for.
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
         let peer = canonical(peer);

@@ -60,6 +60,32 @@ pub struct Accepted {
 }
 
 impl Accepted {
+    /// What the core hears once this client's `101` is out: `Connect`, then (token mode) when
+    /// its token expires, and an admin's rights. Feed them in this order.
+    pub fn connect_inputs(
+        self,
+        client: chat_protocol::ClientId,
+        expires: Option<std::time::Instant>,
+        admin: bool,
+    ) -> Vec<chat_protocol::Input> {
+        use chat_protocol::Input;
+        let mut inputs = vec![Input::Connect {
+            client,
+            user: self.user,
+            room: self.room,
+            protocol: self.protocol,
+            resume: self.resume,
+        }];
+        inputs.extend(expires.map(|at| Input::Expires { client, at }));
+        if admin {
+            inputs.push(Input::Grant {
+                client,
+                admin: true,
+            });
+        }
+        inputs
+    }
+
     /// The `101 Switching Protocols` answer.
     pub fn response(&self) -> Response<'static> {
         let response = Response::new(101, b"")

@@ -10,8 +10,12 @@ use bytes::Bytes;
 /// At most this many header lines; more is answered with 431.
 pub const MAX_HEADERS: usize = 64;
 
-/// What a parsed request head asks for, reduced to what the routes need.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The largest request head; a larger one is answered with 431.
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// What a parsed request head asks for, reduced to what the routes need. `Default`: an empty
+/// head (no method, no target, HTTP/1.0, no headers), to build on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
     /// The request target as sent: path and optional query, not yet percent-decoded.
@@ -142,108 +146,111 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
         return Err(ParseError::Malformed);
     };
 
-    let mut request = Request {
-        method: method.to_owned(),
-        target: path.to_owned(),
-        minor_version,
-        keep_alive: minor_version == 1,
-        connection_upgrade: false,
-        upgrade: None,
-        sec_websocket_key: None,
-        sec_websocket_version: None,
-        sec_websocket_protocol: None,
-        if_none_match: None,
-        host: None,
-        origin: None,
-        forwarded_for: None,
-        forwarded_proto: None,
-        cookie: None,
-        sec_fetch_site: None,
-        bearer: None,
-        has_body: false,
-        content_length: None,
-    };
-    for header in req.headers.iter() {
-        let name = header.name;
-        let Ok(value) = std::str::from_utf8(header.value) else {
-            // Non-ASCII bytes are legal in values but none of the headers we read may have them.
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    request.keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
-                    request.keep_alive = true;
-                } else if token.eq_ignore_ascii_case("upgrade") {
-                    request.connection_upgrade = true;
-                }
-            }
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            request.upgrade = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
-            request.sec_websocket_key = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
-            request.sec_websocket_version = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            // The header may be repeated; its values form one list.
-            request.sec_websocket_protocol = Some(match request.sec_websocket_protocol.take() {
-                Some(before) => format!("{before}, {value}"),
-                None => value.to_owned(),
-            });
-        } else if name.eq_ignore_ascii_case("host") {
-            request.host = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("origin") {
-            request.origin = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("authorization") {
-            let scheme_len = "bearer ".len();
-            if value.len() > scheme_len
-                && value.is_char_boundary(scheme_len)
-                && value[..scheme_len].eq_ignore_ascii_case("bearer ")
-            {
-                request.bearer = Some(Credential::new(value[scheme_len..].trim()));
-            }
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            request.forwarded_for = Some(match request.forwarded_for.take() {
-                Some(before) => format!("{before}, {value}"),
-                None => value.to_owned(),
-            });
-        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
-            request.forwarded_proto = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("cookie") {
-            request.cookie = Some(Credential::new(&match request.cookie.take() {
-                Some(before) => format!("{}; {value}", before.expose()),
-                None => value.to_owned(),
-            }));
-        } else if name.eq_ignore_ascii_case("sec-fetch-site") {
-            request.sec_fetch_site = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("if-none-match") {
-            request.if_none_match = Some(value.to_owned());
-        } else if name.eq_ignore_ascii_case("content-length") {
-            match value.parse::<u64>() {
-                Ok(n) => {
-                    request.content_length = Some(n);
-                    request.has_body |= n > 0;
-                }
-                Err(_) => return Err(ParseError::Malformed),
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            request.has_body = true;
-        }
-    }
-    // An explicit "Connection: keep-alive" is honoured for HTTP/1.0 above; "close" always wins.
-    if request.minor_version == 1 && request.keep_alive {
-        request.keep_alive = !has_token(&req, "connection", "close");
-    }
+    let headers: Vec<(&str, &[u8])> = req.headers.iter().map(|h| (h.name, h.value)).collect();
+    let request = Request::from_head(method, path, minor_version, &headers)?;
     Ok(Some((request, len)))
 }
 
-fn has_token(req: &httparse::Request<'_, '_>, header: &str, token: &str) -> bool {
-    req.headers
+impl Request {
+    /// The request of a head already split into its parts: by [`parse`], or by an HTTP
+    /// library (`chat-tokio` copies hyper's parts in here), so both read headers the same way.
+    /// `target` is the path and query as sent; `headers` in order, repeated names repeated.
+    pub fn from_head(
+        method: &str,
+        target: &str,
+        minor_version: u8,
+        headers: &[(&str, &[u8])],
+    ) -> Result<Request, ParseError> {
+        let mut request = Request {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            minor_version,
+            keep_alive: minor_version == 1,
+            ..Request::default()
+        };
+        for &(name, value) in headers {
+            let Ok(value) = std::str::from_utf8(value) else {
+                // Non-ASCII bytes are legal in values but none of the headers we read may have them.
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("connection") {
+                for token in value.split(',').map(str::trim) {
+                    if token.eq_ignore_ascii_case("close") {
+                        request.keep_alive = false;
+                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                        request.keep_alive = true;
+                    } else if token.eq_ignore_ascii_case("upgrade") {
+                        request.connection_upgrade = true;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                request.upgrade = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+                request.sec_websocket_key = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+                request.sec_websocket_version = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+                // The header may be repeated; its values form one list.
+                append_to_list(&mut request.sec_websocket_protocol, value);
+            } else if name.eq_ignore_ascii_case("host") {
+                request.host = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("origin") {
+                request.origin = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("authorization") {
+                let scheme_len = "bearer ".len();
+                if value.len() > scheme_len
+                    && value.is_char_boundary(scheme_len)
+                    && value[..scheme_len].eq_ignore_ascii_case("bearer ")
+                {
+                    request.bearer = Some(Credential::new(value[scheme_len..].trim()));
+                }
+            } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+                append_to_list(&mut request.forwarded_for, value);
+            } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+                request.forwarded_proto = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("cookie") {
+                request.cookie = Some(Credential::new(&match request.cookie.take() {
+                    Some(before) => format!("{}; {value}", before.expose()),
+                    None => value.to_owned(),
+                }));
+            } else if name.eq_ignore_ascii_case("sec-fetch-site") {
+                request.sec_fetch_site = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("if-none-match") {
+                request.if_none_match = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("content-length") {
+                match value.parse::<u64>() {
+                    Ok(n) => {
+                        request.content_length = Some(n);
+                        request.has_body |= n > 0;
+                    }
+                    Err(_) => return Err(ParseError::Malformed),
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                request.has_body = true;
+            }
+        }
+        // An explicit "Connection: keep-alive" is honoured for HTTP/1.0 above; "close" always wins.
+        if request.minor_version == 1 && request.keep_alive {
+            request.keep_alive = !has_token(headers, "connection", "close");
+        }
+        Ok(request)
+    }
+}
+
+/// A repeated header's values, joined into one list with `, `.
+fn append_to_list(list: &mut Option<String>, value: &str) {
+    *list = Some(match list.take() {
+        Some(before) => format!("{before}, {value}"),
+        None => value.to_owned(),
+    });
+}
+
+fn has_token(headers: &[(&str, &[u8])], header: &str, token: &str) -> bool {
+    headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(header))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .filter(|(name, _)| name.eq_ignore_ascii_case(header))
+        .filter_map(|(_, value)| std::str::from_utf8(value).ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }

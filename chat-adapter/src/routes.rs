@@ -289,17 +289,9 @@ mod proptests {
             upgrade: Some("websocket".to_owned()),
             sec_websocket_key: Some("dGhlIHNhbXBsZSBub25jZQ==".to_owned()),
             sec_websocket_version: Some("13".to_owned()),
-            sec_websocket_protocol: None,
-            if_none_match: None,
             host: Some("127.0.0.1:8000".to_owned()),
             origin,
-            forwarded_for: None,
-            forwarded_proto: None,
-            cookie: None,
-            sec_fetch_site: None,
-            bearer: None,
-            has_body: false,
-            content_length: None,
+            ..Request::default()
         })
     }
 

@@ -57,3 +57,23 @@ pub fn restored_rooms(rooms: Vec<chat_store::LoadedRoom>) -> Vec<chat_protocol::
         })
         .collect()
 }
+
+/// The core's input for what the storage thread finished: `Stored` or `Fetched`; `None` for an
+/// account query's answer, which is the adapter's own business (`--auth accounts`).
+pub fn completion_input(completion: chat_store::Completion) -> Option<chat_protocol::Input> {
+    use chat_protocol::{Input, StoreFailed, StoreTicket};
+    let failed = |reason: String| StoreFailed { reason };
+    Some(match completion {
+        chat_store::Completion::Account { .. } => return None,
+        chat_store::Completion::Stored { tickets, result } => Input::Stored {
+            tickets: tickets.into_iter().map(StoreTicket).collect(),
+            result: result.map_err(failed),
+        },
+        chat_store::Completion::Fetched { ticket, result } => Input::Fetched {
+            ticket: StoreTicket(ticket),
+            result: result
+                .map(|messages| messages.into_iter().map(from_store).collect())
+                .map_err(failed),
+        },
+    })
+}

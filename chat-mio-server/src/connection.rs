@@ -38,7 +38,7 @@ pub const READ_BUFFER: usize = 128;
 
 /// tungstenite's buffers, sized for a chat server: many mostly idle connections.
 pub fn websocket_config(max_message_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
+    chat_adapter::ws_rules::websocket_limits(max_message_size)
         // tungstenite allocates (and zero-fills) the whole read buffer per connection, idle or
         // not: its 128 KiB default would cost 128 KiB of RSS per client. 128 bytes hold a short
         // chat line per read; a larger message grows the buffer to its size.
@@ -46,8 +46,6 @@ pub fn websocket_config(max_message_size: usize) -> WebSocketConfig {
         // tungstenite only ever writes control frames (pong, close) here, into the connection's
         // own write queue (see write_queue.rs), so its write buffer stays tiny.
         .write_buffer_size(0)
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
 }
 
 /// Where a connection is in its life.

@@ -69,18 +69,7 @@ impl Server {
     /// Loads the static files and binds the listening socket. Nothing is served until
     /// [`run`](Server::run).
     pub fn bind(config: Config) -> io::Result<Server> {
-        let assets = match &config.static_dir {
-            Some(dir) => Assets::from_dir(dir).map_err(|e| {
-                io::Error::new(e.kind(), format!("static dir {}: {e}", dir.display()))
-            })?,
-            None => Assets::embedded(),
-        };
-        if assets.get(routes::INDEX).is_none() {
-            log::warn!(
-                "no {} among the static files: / will answer 404",
-                routes::INDEX
-            );
-        }
+        let assets = chat_adapter::startup::assets(&config)?;
         let config_max_connections = config.max_connections;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.bind)?;
@@ -108,7 +97,7 @@ impl Server {
             }
             None => None,
         };
-        let tokens = token_verifier(&config)?;
+        let tokens = chat_adapter::tokens::token_verifier(&config)?;
         let api_key = api_key(&config)?;
         let core_and_store = open_store(&config, &control)?;
         let accounts = accounts(&config, &control)?;
@@ -192,9 +181,6 @@ fn api_key(config: &Config) -> io::Result<Option<String>> {
     Ok(Some(key))
 }
 
-/// The token checker of `--auth token`, from `--jwt-secret-file` (or `CHAT_JWT_SECRET`) and
-/// `--jwt-public-key`. A missing, weak or unreadable key stops the start with a clear message
-/// (never the key itself).
 /// The nice value of the password hasher's thread (the event loop's is 0).
 const HASHER_NICE: i32 = 10;
 
@@ -245,49 +231,6 @@ fn accounts(
     )))
 }
 
-fn token_verifier(config: &Config) -> io::Result<Option<chat_auth::TokenVerifier>> {
-    if config.auth != AuthMode::Token {
-        return Ok(None);
-    }
-    let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{what} {}: {e}", path.display())))
-    };
-    let hs256_secret = match (&config.jwt_secret_file, std::env::var_os("CHAT_JWT_SECRET")) {
-        (Some(path), _) => {
-            let mut secret = read("--jwt-secret-file", path)?;
-            // A file written with `echo` ends with a newline that is not part of the secret.
-            while secret.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                secret.pop();
-            }
-            Some(secret)
-        }
-        (None, Some(secret)) => Some(secret.into_encoded_bytes()),
-        (None, None) => None,
-    };
-    let public_key_pem = match &config.jwt_public_key {
-        Some(path) => Some(read("--jwt-public-key", path)?),
-        None => None,
-    };
-    let verifier = chat_auth::TokenVerifier::new(chat_auth::TokenKeys {
-        hs256_secret,
-        public_key_pem,
-    })
-    .map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "--auth token: {e} (give --jwt-secret-file, CHAT_JWT_SECRET or --jwt-public-key)"
-            ),
-        )
-    })?;
-    log::info!(
-        "clients authenticate with signed tokens ({})",
-        verifier.algorithms().join(", ")
-    );
-    Ok(Some(verifier))
-}
-
 /// The chat core, and the storage thread when messages are kept on disk: the store is opened
 /// before anything is served (its faults stop the start with a clear message), the core gets
 /// back the rooms and the epoch it had, and the thread hands its results to the loop through
@@ -296,84 +239,28 @@ fn token_verifier(config: &Config) -> io::Result<Option<chat_auth::TokenVerifier
 type Backing = (
     ChatServer,
     Option<chat_store::RunningStore>,
-    event_loop::Bans,
+    chat_adapter::bans::Bans,
     Option<(chat_cluster::RunningCluster, String)>,
 );
 
 fn open_store(config: &Config, control: &Handoff<Control>) -> io::Result<Backing> {
-    // The epoch (PROTOCOL.md) of a run that keeps nothing, or that cannot keep the stored one:
-    // the start time in milliseconds, which differs on every start.
-    let fresh_epoch = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(1);
-    let core_config = config
-        .core()
-        .with_token_auth(config.auth == AuthMode::Token);
+    let fresh_epoch = chat_adapter::startup::fresh_epoch();
     if let Some(url) = &config.redis {
+        let core_config = chat_adapter::startup::core_config(config);
         return join_cluster(config, url, core_config, fresh_epoch, control);
     }
-    if config.store == StoreKind::Memory {
-        // Bans live in memory only: a restart forgets them.
-        return Ok((
-            ChatServer::new(core_config.with_epoch(fresh_epoch)),
-            None,
-            event_loop::Bans::default(),
-            None,
-        ));
-    }
-    // A file that may grow no more (a size limit, `ulimit -f`) must fail the write (the store
-    // reports it and chat goes on) rather than kill the process with SIGXFSZ.
-    if let Err(e) = signal_hook::flag::register(
-        signal_hook::consts::SIGXFSZ,
-        Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    ) {
-        log::warn!("cannot catch SIGXFSZ (a file size limit would stop the server): {e}");
-    }
-    let days = |d: u64| Duration::from_secs(d.saturating_mul(24 * 60 * 60));
-    let opened = chat_store::open(chat_store::Options {
-        dir: config.data_dir.clone(),
-        synchronous: match config.sync {
-            SyncLevel::Full => chat_store::Synchronous::Full,
-            SyncLevel::Normal => chat_store::Synchronous::Normal,
-            SyncLevel::Off => chat_store::Synchronous::Off,
-        },
-        retention: chat_store::Retention {
-            max_age: (config.retention_days > 0).then(|| days(config.retention_days)),
-            max_per_room: (config.retention_messages > 0).then_some(config.retention_messages),
-        },
-        history_per_room: config.history,
-        max_rooms: config.max_rooms,
-        fresh_epoch,
-    })
-    .map_err(|e| io::Error::other(format!("message store: {e}")))?;
-    if opened.epoch_is_new {
-        log::info!(
-            "message store {}: epoch {} (new: the last run did not close the store cleanly, or \
-             this is the first)",
-            config.data_dir.display(),
-            opened.epoch
-        );
-    } else {
-        log::info!(
-            "message store {}: epoch {} kept, {} rooms loaded",
-            config.data_dir.display(),
-            opened.epoch,
-            opened.rooms.len()
-        );
-    }
-    let mut core = ChatServer::new(core_config.with_epoch(opened.epoch).with_durable(true));
-    core.restore(
-        event_loop::restored_rooms(opened.rooms),
-        opened.retired_last_id,
-    );
-    if !opened.bans.is_empty() {
-        log::info!("{} bans in force loaded", opened.bans.len());
-    }
-    let bans = event_loop::loaded_bans(opened.bans);
-    let control = control.clone();
-    let store = opened.store.start(move |completion| {
-        // The loop is gone only after the store was shut down: nothing is lost here.
-        let _ = control.send(Control::Store(completion));
-    })?;
-    Ok((core, Some(store), bans, None))
+    let restored = chat_adapter::startup::restore(config, fresh_epoch)?;
+    let store = match restored.store {
+        Some(store) => {
+            let control = control.clone();
+            Some(store.start(move |completion| {
+                // The loop is gone only after the store was shut down: nothing is lost here.
+                let _ = control.send(Control::Store(completion));
+            })?)
+        }
+        None => None,
+    };
+    Ok((restored.core, store, restored.bans, None))
 }
 
 /// `--redis`: this node joins the cluster. Redis must answer now (a node never starts alone by
@@ -420,7 +307,7 @@ fn join_cluster(
     Ok((
         core,
         None,
-        event_loop::Bans::default(),
+        chat_adapter::bans::Bans::default(),
         Some((cluster, node)),
     ))
 }

@@ -11,9 +11,9 @@ use chat_auth::password::{hash_password, Secret, MAX_PASSWORD_BYTES};
 use chat_store::accounts;
 
 use chat_mio_server::config_file::{self, ConfigFile};
-use chat_mio_server::logging::{self, LogOptions};
+use chat_mio_server::logging::LogOptions;
 use chat_mio_server::{AuthMode, Config, Server};
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// The version and the commit it was built from (`build.rs`).
 const VERSION: &str = concat!(
@@ -112,12 +112,9 @@ enum UserAction {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let (cli, file) = match parse(&args) {
+    let (cli, file) = match chat_adapter::cli::parse_or_exit::<Cli>(&args) {
         Ok(parsed) => parsed,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Some(Command::Config {
         action: ConfigAction::Check { .. },
@@ -146,12 +143,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Err(e) = logging::init(&cli.logs) {
-        eprintln!("cannot start logging: {e}");
-        return ExitCode::FAILURE;
-    }
-    if let Some(file) = &file {
-        log::info!(file:% = file.path.display(); "options read from {}", file.path.display());
+    if let Err(code) = chat_adapter::cli::start_logging(&cli.logs, file.as_ref()) {
+        return code;
     }
 
     let mut config = cli.server.clone();
@@ -165,21 +158,13 @@ fn main() -> ExitCode {
     };
     server.on_drain(systemd::stopping);
     let addr = server.local_addr();
-    let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        addr.ip().to_string()
-    };
     log::info!(addr:% = addr, version = VERSION; "chat server listening on {addr}");
     let scheme = if cli.server.tls_cert.is_some() {
         "https"
     } else {
         "http"
     };
-    println!(
-        "Open {scheme}://{host}:{} in your browser to chat.",
-        addr.port()
-    );
+    println!("{}", chat_adapter::cli::open_in_browser(scheme, addr));
     systemd::ready();
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -188,38 +173,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The command line, over the environment, over the config file (`--config FILE`, CHAT_CONFIG,
-/// or the FILE of `config check`), over the defaults. Clap's own errors (and `--help`,
-/// `--version`) exit here; `Err` is a config file's error.
-fn parse(args: &[OsString]) -> Result<(Cli, Option<ConfigFile>), String> {
-    let file = match config_path(args) {
-        Some(path) => Some(ConfigFile::load(&path, &Cli::command())?),
-        None => None,
-    };
-    let command = match &file {
-        Some(file) => file.apply(Cli::command()),
-        None => Cli::command(),
-    };
-    let matches = command.get_matches_from(args);
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    Ok((cli, file))
-}
-
-/// The config file named on the command line or in CHAT_CONFIG, found before the real parse
-/// (the file's values are the real parse's defaults). Errors are left to the real parse.
-fn config_path(args: &[OsString]) -> Option<PathBuf> {
-    let matches = Cli::command()
-        .ignore_errors(true)
-        .try_get_matches_from(args)
-        .ok()?;
-    if let Some(("config", config)) = matches.subcommand() {
-        if let Some(("check", check)) = config.subcommand() {
-            return check.get_one::<PathBuf>("file").cloned();
-        }
-    }
-    matches.get_one::<PathBuf>("config").cloned()
 }
 
 /// `config check FILE`: the file parsed already (or the parse failed before this); checks what

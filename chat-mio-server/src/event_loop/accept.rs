@@ -8,17 +8,7 @@ use mio::{Interest, Token};
 
 use super::EventLoop;
 use crate::connection::Conn;
-use crate::http::Response;
-
-/// The answer to a client address that holds `--max-connections-per-ip` connections already.
-pub(super) fn too_many_from_this_address() -> Response<'static> {
-    Response::text(
-        429,
-        "too many connections from your address, try again later\n",
-    )
-    .header("Retry-After", "10")
-    .keep_alive(false)
-}
+use chat_adapter::refusals::{server_full, too_many_from_this_address};
 
 /// After `accept` fails (EMFILE, ENFILE, ...), wait this long before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -111,12 +101,7 @@ impl EventLoop {
                     peer:% = peer, status = 503u16;
                     "{peer}: refused, {} connections open", self.max_connections
                 );
-                self.respond(
-                    key,
-                    &Response::text(503, "the server is full, try again later\n")
-                        .header("Retry-After", "10")
-                        .keep_alive(false),
-                );
+                self.respond(key, &server_full());
             } else {
                 log::debug!(peer:% = peer; "{peer}: accepted");
                 self.set_deadline(key, self.config.request_timeout);

@@ -6,8 +6,7 @@ use crate::connection::{HeadRead, State};
 use crate::http::{self, ParseError, Response};
 use crate::routes::{route, Ctx, Route};
 
-/// Largest HTTP request head.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
+use crate::http::MAX_REQUEST_HEAD;
 
 impl EventLoop {
     pub(super) fn read_http(&mut self, key: usize) {

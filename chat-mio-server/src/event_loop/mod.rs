@@ -68,10 +68,8 @@ use crate::metrics::Metrics;
 use crate::timer::Timers;
 pub use accept::connection_budget;
 pub use accounts::Accounts;
-pub use chat_adapter::store_records::restored_rooms;
 pub use cluster::{restored_presence, restored_rooms as cluster_rooms};
 use handoff::{Inbox, Left};
-pub use moderation::{loaded_bans, Bans};
 pub use tls::Tls;
 
 pub const LISTENER: Token = Token(usize::MAX);
@@ -135,7 +133,7 @@ pub struct EventLoop {
     /// Whether the links to the cluster's Redis are up.
     cluster_links: cluster::Links,
     /// The bans in force (`moderation.rs`).
-    bans: Bans,
+    bans: chat_adapter::bans::Bans,
     inbox: Inbox<Control>,
     /// The inbox had more than a turn's budget.
     inbox_left: Left,
@@ -179,7 +177,7 @@ impl EventLoop {
         (core, store, bans, cluster): (
             ChatServer,
             Option<chat_store::RunningStore>,
-            Bans,
+            chat_adapter::bans::Bans,
             Option<(chat_cluster::RunningCluster, String)>,
         ),
         (tokens, accounts): (Option<chat_auth::TokenVerifier>, Option<Accounts>),

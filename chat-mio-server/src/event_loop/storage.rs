@@ -2,7 +2,7 @@
 //! thread (`chat-store`, which knows nothing of mio), and what it answers comes back through
 //! the loop's handoff inbox as core inputs. The loop never waits for the disk.
 
-use chat_adapter::store_records::{from_store, to_store};
+use chat_adapter::store_records::{completion_input, to_store};
 use chat_protocol::{Input, Record, RoomName, StoreFailed, StoreTicket};
 
 use super::EventLoop;
@@ -38,24 +38,13 @@ impl EventLoop {
 
     /// The storage thread finished something.
     pub(super) fn store_completed(&mut self, completion: chat_store::Completion) {
-        let failed = |reason: String| StoreFailed { reason };
-        let input = match completion {
-            chat_store::Completion::Account { ticket, result } => {
-                self.account_answered(ticket, result);
-                return;
-            }
-            chat_store::Completion::Stored { tickets, result } => Input::Stored {
-                tickets: tickets.into_iter().map(StoreTicket).collect(),
-                result: result.map_err(failed),
-            },
-            chat_store::Completion::Fetched { ticket, result } => Input::Fetched {
-                ticket: StoreTicket(ticket),
-                result: result
-                    .map(|messages| messages.into_iter().map(from_store).collect())
-                    .map_err(failed),
-            },
-        };
-        self.feed(input);
+        if let chat_store::Completion::Account { ticket, result } = completion {
+            self.account_answered(ticket, result);
+            return;
+        }
+        if let Some(input) = completion_input(completion) {
+            self.feed(input);
+        }
     }
 
     /// The end of a graceful shutdown: the storage thread writes what is queued, marks the

@@ -107,21 +107,10 @@ impl EventLoop {
         let Some(conn) = self.conns.get(key) else {
             return "http";
         };
-        if conn.is_tls() {
-            return "https";
-        }
-        if self.clients.is_trusted_proxy(conn.peer.ip()) {
-            let forwarded = request
-                .forwarded_proto
-                .as_deref()
-                .and_then(|p| p.split(',').next())
-                .map(str::trim);
-            match forwarded {
-                Some(p) if p.eq_ignore_ascii_case("https") => return "https",
-                Some(p) if p.eq_ignore_ascii_case("http") => return "http",
-                _ => {}
-            }
-        }
-        "http"
+        self.clients.scheme(
+            conn.peer.ip(),
+            conn.is_tls(),
+            request.forwarded_proto.as_deref(),
+        )
     }
 }

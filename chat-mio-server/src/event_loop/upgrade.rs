@@ -1,7 +1,7 @@
 //! The WebSocket upgrade: a request the router accepted (`handshake.rs` validated it) gets its `101`,
 //! the connection switches to WebSocket, and the core hears `Input::Connect`.
 
-use chat_protocol::{ClientId, Input};
+use chat_protocol::ClientId;
 
 use super::EventLoop;
 use crate::connection::State;
@@ -35,12 +35,7 @@ impl EventLoop {
 
     /// Refuses an upgrade as `user` with `status` and `reason` (the body), and closes.
     pub(super) fn refuse_upgrade(&mut self, key: usize, user: &str, status: u16, reason: &str) {
-        let response = crate::http::Response::text(status, reason).keep_alive(false);
-        let response = if status == 401 && self.tokens.is_some() {
-            response.header("WWW-Authenticate", "Bearer")
-        } else {
-            response
-        };
+        let response = chat_adapter::tokens::refused_upgrade(status, reason, self.tokens.is_some());
         let peer = self.conns[key].peer;
         log::info!(
             peer:% = peer, user = user, status = status;
@@ -71,7 +66,7 @@ impl EventLoop {
                     "{client_ip} (via {}): refused, too many connections from this address",
                     conn.peer
                 );
-                self.respond(key, &super::accept::too_many_from_this_address());
+                self.respond(key, &chat_adapter::refusals::too_many_from_this_address());
                 return;
             }
             conn.counted_ip = Some(client_ip);
@@ -105,21 +100,8 @@ impl EventLoop {
         self.metrics.websocket_open += 1;
         self.metrics.websockets_total += 1;
         self.mark_dirty(key);
-        self.feed(Input::Connect {
-            client,
-            user: accepted.user,
-            room: accepted.room,
-            protocol: accepted.protocol,
-            resume: accepted.resume,
-        });
-        if let Some(at) = expires {
-            self.feed(Input::Expires { client, at });
-        }
-        if admin {
-            self.feed(Input::Grant {
-                client,
-                admin: true,
-            });
+        for input in accepted.connect_inputs(client, expires, admin) {
+            self.feed(input);
         }
         // Frames that came with the request head are in tungstenite's buffer already; the
         // socket may hold more.

@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use chat_protocol::{CloseReason, Input, Payload};
-use tungstenite::error::{CapacityError, ProtocolError};
 use tungstenite::Message;
 
 use super::{EventLoop, CLOSE_LINGER};
@@ -86,22 +85,10 @@ impl EventLoop {
     fn ws_error(&mut self, key: usize, error: tungstenite::Error) {
         let peer = self.conns[key].peer;
         log::debug!("{peer}: websocket error: {error}");
-        let reason = match &error {
-            tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }) => {
-                CloseReason::TooBig
-            }
-            tungstenite::Error::Capacity(_) => CloseReason::TooBig,
-            tungstenite::Error::Utf8(_) => CloseReason::InvalidUtf8,
-            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                self.mark_gone(key);
-                return;
-            }
-            tungstenite::Error::Protocol(_) => CloseReason::ProtocolError,
-            _ => {
-                // IO errors, a finished close handshake: nothing more to say to this peer.
-                self.mark_gone(key);
-                return;
-            }
+        let Some(reason) = chat_adapter::ws_rules::read_error_close(&error) else {
+            // IO errors, a reset, a finished close handshake: nothing more to say to this peer.
+            self.mark_gone(key);
+            return;
         };
         self.close_client(key, reason, false);
     }

@@ -1,0 +1,151 @@
+//! One chat connection after the upgrade: its WebSocket split into a reader task
+//! (`reader.rs`) and a writer task (`writer.rs`), and the handle the core task holds.
+//!
+//! ```text
+//!  socket ──► reader task ──Inbound (bounded mpsc)──► core task
+//!                                                        │ Out (unbounded mpsc; its bytes
+//!  socket ◄── writer task ◄──────────────────────────────┘   counted in `queued`)
+//! ```
+//!
+//! The core task checks `queued` before each frame (the slow-consumer policy, `core_task.rs`);
+//! the writer subtracts a batch's bytes once they are written. When the core closes the client
+//! it queues the close frame and raises `closing`: both tasks then have [`CLOSE_LINGER`] to
+//! finish the close handshake before the socket is dropped.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_adapter::handshake::Accepted;
+use futures_util::StreamExt;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Utf8Bytes;
+
+use crate::chat::{Admission, Shared};
+use crate::core_task::{Inbound, Joined};
+
+/// How long a closing connection has to take its last bytes and answer the close.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+/// The WebSocket of an upgraded hyper connection.
+pub(crate) type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// What the core task asks a writer to send.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A text frame, and its length on the wire (counted in `queued`).
+    Text(Utf8Bytes, usize),
+    Ping,
+    /// The last frame.
+    Close(CloseFrame),
+}
+
+/// The bytes a text frame of `payload` bytes takes on the wire (server frames are unmasked).
+pub(crate) fn frame_len(payload: usize) -> usize {
+    let header = match payload {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    };
+    header + payload
+}
+
+/// The core task's side of one connection.
+pub(crate) struct ConnHandle {
+    tx: mpsc::UnboundedSender<Out>,
+    /// Bytes queued for the writer and not yet written.
+    pub queued: Arc<AtomicUsize>,
+    /// Set with a slow consumer's close: the writer skips the frames it has not started.
+    discard: Arc<AtomicBool>,
+    /// Raised when the core closes the client (dropping it says the same).
+    closing: watch::Sender<bool>,
+    pub user: String,
+    pub peer: String,
+}
+
+impl ConnHandle {
+    /// Queues `out`; a writer that is gone (the socket failed) takes nothing, and its reader
+    /// reports the end.
+    pub fn send(&self, out: Out) {
+        let _ = self.tx.send(out);
+    }
+
+    /// Queues the close frame last (or alone, `drop_queued`), and starts both tasks' linger.
+    pub fn close(self, code: u16, text: &str, drop_queued: bool) {
+        if drop_queued {
+            self.discard
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.send(Out::Close(CloseFrame {
+            code: CloseCode::from(code),
+            reason: text.to_owned().into(),
+        }));
+        self.closing.send_replace(true);
+    }
+}
+
+/// Starts a chat client on `ws`: tells the core (through the inbox, so it comes before any of
+/// the reader's inputs), then spawns its reader and writer.
+pub(crate) async fn start(
+    shared: Arc<Shared>,
+    ws: Ws,
+    accepted: Accepted,
+    peer: SocketAddr,
+    (expires, admin): (Option<std::time::Instant>, bool),
+    admission: Admission,
+) {
+    let client = shared.next_client();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let discard = Arc::new(AtomicBool::new(false));
+    let (closing, closed) = watch::channel(false);
+    let conn = ConnHandle {
+        tx,
+        queued: Arc::clone(&queued),
+        discard: Arc::clone(&discard),
+        closing,
+        user: accepted.user.clone(),
+        peer: peer.to_string(),
+    };
+    let joined = Joined {
+        client,
+        conn,
+        accepted,
+        expires,
+        admin,
+    };
+    if shared
+        .inbox
+        .send(Inbound::Connect(Box::new(joined)))
+        .await
+        .is_err()
+    {
+        // The chat stopped meanwhile.
+        return;
+    }
+    let (sink, stream) = ws.split();
+    let admission = Arc::new(admission);
+    tokio::spawn(crate::writer::run(
+        sink,
+        rx,
+        queued,
+        discard,
+        closed.clone(),
+        Arc::clone(&admission),
+    ));
+    tokio::spawn(crate::reader::run(
+        stream, client, shared, closed, admission,
+    ));
+}
+
+/// Resolves once the core has closed the client (or forgotten it), then [`CLOSE_LINGER`] later.
+pub(crate) async fn linger_after_close(mut closed: watch::Receiver<bool>) {
+    // `Err`: the core dropped the handle (the client left): the same as closed.
+    let _ = closed.wait_for(|closing| *closing).await;
+    tokio::time::sleep(CLOSE_LINGER).await;
+}

@@ -1,0 +1,157 @@
+//! The chat server on tokio and axum: a second runtime adapter for the sans-IO core in
+//! [`chat_protocol`], next to the hand-rolled mio loop of `chat-mio-server`. Same options
+//! ([`chat_adapter::Config`]), same answers, same frames and close codes; an axum [`Router`]
+//! to mount in an existing app.
+//!
+//! # What it owns, what it never does
+//!
+//! It owns the sockets (through axum and hyper for HTTP, tokio-tungstenite for WebSocket
+//! framing), the tasks, the timers and the channels between them. It decides nothing about the
+//! chat: who gets what, pings, idle closes, rate limits and history are the core's; what a
+//! request is answered, the upgrade rules, the token checks and the close-code table are
+//! [`chat_adapter`]'s, shared with the mio server. It never blocks a runtime worker (the store
+//! is opened on a blocking thread and runs on its own thread; its shutdown is joined on a
+//! blocking thread), and the core task never sleeps: it waits for its inboxes or the core's
+//! next deadline.
+//!
+//! # Tasks and channels
+//!
+//! ```text
+//!   axum/hyper ─► router.rs ─► chat_adapter::routes::route ─► http_answer.rs  files, health,
+//!   (a task per     │ (request_head.rs copies the head)                        refusals
+//!    connection)    └─► upgrade.rs: limits, token, bans ─► 101 ─► connection.rs
+//!
+//!   per WebSocket:  reader task ──Inbound──┐ bounded mpsc (INBOX_BOUND): a flooded core
+//!                                          │ makes the readers wait, not buffer
+//!   storage thread ──Control::Store──┐     │
+//!   Chat::shutdown ──Control::Shutdown┤    ▼
+//!                     unbounded mpsc └─► core task (core_task.rs): the one ChatServer
+//!                                          │  handle_input(now, input); drain poll_output();
+//!                                          │  select! { inboxes, sleep_until(poll_timeout) }
+//!                                          ▼
+//!   per WebSocket:  writer task ◄──Out── unbounded mpsc, bounded by bytes (`queued`)
+//!                   feed every waiting frame, one flush per batch
+//! ```
+//!
+//! One task owns the [`chat_protocol::ChatServer`]. Every input is stamped with
+//! [`chat_protocol::Now`] read by this adapter (`Instant::now()`, `chrono::Utc::now()`), and
+//! after each one the core's outputs are drained completely: a `Send` is queued to the
+//! recipient's writer (the payload is made a tungstenite `Utf8Bytes` once per broadcast, and
+//! every recipient's frame shares its bytes), `Ping`, `Close` and `CloseWith` go through the
+//! same writer, `Store`/`Fetch`/`Ban`/`DeleteStored` go to the storage thread (`chat-store`),
+//! whose completions come back through the unbounded control channel. The core's deadline
+//! (heartbeats, idle closes, token expiry, resume waits) is a `sleep_until` in the same
+//! `select!`; when it fires the core gets `Input::Timeout`.
+//!
+//! # Slow consumers and backpressure
+//!
+//! - **Outbound, per connection**: the writer's channel is unbounded, but its bytes are
+//!   counted (an `AtomicUsize` per connection, frame headers included) and checked by the core
+//!   task before each frame, as the mio server does: a frame that would take the queue past
+//!   `--max-outbound` closes the client with `CloseReason::SlowConsumer` (1008); frames not yet
+//!   handed to tungstenite are dropped, the close frame goes out. The writer subtracts a
+//!   batch's bytes once they are flushed to the socket, so a peer that does not read fills its
+//!   queue. After any close the connection has 5 s to finish the close handshake, then its
+//!   socket is dropped.
+//! - **Inbound**: readers hand their inputs to the core through a bounded channel; when the core
+//!   falls behind, readers wait and their sockets' windows fill. tungstenite enforces
+//!   `--max-message-size` on a whole message and on any one frame (the same limits as the
+//!   mio server, `chat_adapter::ws_rules`); a message over it closes with 1009.
+//! - **Memory**: this adapter bounds memory by the per-connection `--max-outbound` and the
+//!   core's history limits (`--history`, `--history-bytes`, `--max-rooms`) only.
+//!   `--memory-budget` is accepted (it has a default) but not enforced here: there is no
+//!   server-wide shedding of the largest messages being received.
+//!
+//! # Unsupported options, and why
+//!
+//! [`Chat::start`] refuses these with `InvalidInput` and a one-line reason:
+//!
+//! - `--tls-cert`/`--tls-key`: terminate TLS in a reverse proxy, or serve the router with
+//!   axum-server/rustls in your app (an embedding app owns its listener and its TLS).
+//! - `--redis` (cluster mode): the cluster bridge is wired into the mio loop only; run
+//!   chat-mio-server for a cluster.
+//! - `--auth accounts`: built-in accounts need the login and session endpoints, which only the
+//!   mio server serves; use `--auth token` (your app signs the tokens) or chat-mio-server.
+//! - `--api-key-file` / `CHAT_API_KEY` (the server API, `/api/`): not ported; unset it, or run
+//!   chat-mio-server.
+//!
+//! # Behaviours that differ from the mio server, and why
+//!
+//! The chat itself does not differ: the same frames in the same order, the same close codes and
+//! reasons, the same answers from `chat_adapter::routes` (files, ETag/304, `/healthz`,
+//! `/readyz`, 404, 405, 400, 403, 426, 503 while draining) and the same upgrade refusals (503
+//! full, 429 per address, 401/403 tokens and bans). What differs is HTTP/1 handling that is
+//! hyper's (through `axum::serve`, which exposes none of hyper's connection options):
+//!
+//! - `--memory-budget` is accepted (it has a default) but not enforced: memory is bounded by
+//!   the per-connection `--max-outbound` and the core's history limits only.
+//! - `--request-timeout` and `--keep-alive-timeout` are not applied: no `408` for a head that
+//!   does not complete, and an idle keep-alive connection stays open until the client or the
+//!   graceful shutdown ends it.
+//! - `/metrics` is not served (404): the mio server's counters live in its loop.
+//! - `--max-connections` and `--max-connections-per-ip` count WebSockets (the mio server counts
+//!   every TCP connection, at accept): plain HTTP requests are hyper's to limit, and the `503`
+//!   and `429` are given at the upgrade.
+//! - Heads within hyper's own limits but over 64 header lines or 8 KiB get the mio server's
+//!   `431` with its text; heads hyper refuses itself (about 400 KB or more, over 100 headers,
+//!   unparseable bytes) get hyper's bare `431`/`400`, without a body; a head that never ends is
+//!   waited for, not refused at 8 KiB.
+//! - An HTTP/1.0 request is answered with an `HTTP/1.0` status line (the mio server always
+//!   writes `HTTP/1.1`); header names go out in lower case (`sec-websocket-accept`), as HTTP
+//!   allows; every answer has a `Date` header and `Server: chat-tokio`.
+//! - A request followed at once by a half-close (EOF) is not answered: hyper ends the
+//!   connection when its read side ends.
+//! - `--handle-signals` is the binary's: `chat-tokio-server` always stops on SIGINT/SIGTERM (a
+//!   second one stops at once); [`serve`] and [`RunningServer`] stop when told, whatever it
+//!   says (an embedding app owns its signals).
+
+//! # Mounting
+//!
+//! [`Chat::router`] has the routes `/`, `/static/{*file}`, `/ws/{client_id}`, `/healthz` and
+//! `/readyz`, and no fallback (an app's own is kept; two cannot be merged).
+//!
+//! - Under a prefix: `Router::nest_service("/chat", chat.router())`. The chat is at `/chat/`,
+//!   and `GET /chat` redirects there (308, query kept): the page resolves its WebSocket and
+//!   static URLs relative to itself, so it must be loaded from `/chat/`. (The handler compares
+//!   the nested path with axum's `OriginalUri`, so this works at any prefix.)
+//! - `Router::nest("/chat", chat.router())` serves every route but the page: axum 0.8's `nest`
+//!   maps a nested `/` to `/chat` only, never `/chat/`, so `/chat` redirects to a `/chat/` that
+//!   the app answers 404. Use `nest_service`, or add a `/chat/` route of your own.
+//! - At the root: `.merge(chat.router())` (no redirect: the page is `/`).
+//!
+//! The peer address comes from `ConnectInfo<SocketAddr>` (serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`); without it every client counts as
+//! `127.0.0.1` (the per-address limit then applies to all of them together, and
+//! `--trusted-proxy 127.0.0.1` would believe every `X-Forwarded-For`).
+//! [`serve`] and [`RunningServer`] serve the chat alone, with a fallback that answers every
+//! other path as the mio server does.
+//!
+//! ```no_run
+//! # async fn app() -> std::io::Result<()> {
+//! let chat = chat_tokio::Chat::start(chat_adapter::Config::default()).await?;
+//! let app = axum::Router::new().nest_service("/chat", chat.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+//!     .await?;
+//! chat.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod chat;
+mod connection;
+mod core_task;
+mod http_answer;
+mod options;
+mod reader;
+mod request_head;
+mod router;
+mod serve;
+mod upgrade;
+mod writer;
+
+pub use axum::Router;
+pub use chat::Chat;
+pub use chat_adapter::Config;
+pub use serve::{serve, RunningServer};

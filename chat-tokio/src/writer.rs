@@ -1,0 +1,79 @@
+//! A connection's writer task: takes what the core task queued and writes it in batches — after
+//! one `recv`, every frame already waiting is fed to tungstenite's buffer, then one `flush`:
+//! one socket write per batch, however many broadcasts a turn of the core made.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::SplitSink;
+use futures_util::SinkExt;
+use tokio::sync::{mpsc, watch};
+use tungstenite::Message;
+
+use crate::chat::Admission;
+use crate::connection::{linger_after_close, Out, Ws};
+
+/// Writes until the close frame is out, the core forgets the client, or the socket fails. Once
+/// the core has closed the client, at most `CLOSE_LINGER` more: a peer that does not read
+/// cannot hold the task (and its socket) forever.
+pub(crate) async fn run(
+    mut sink: SplitSink<Ws, Message>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    queued: Arc<AtomicUsize>,
+    discard: Arc<AtomicBool>,
+    closed: watch::Receiver<bool>,
+    _admission: Arc<Admission>,
+) {
+    tokio::select! {
+        () = write(&mut sink, &mut rx, &queued, &discard) => {}
+        () = linger_after_close(closed) => {}
+    }
+}
+
+async fn write(
+    sink: &mut SplitSink<Ws, Message>,
+    rx: &mut mpsc::UnboundedReceiver<Out>,
+    queued: &AtomicUsize,
+    discard: &AtomicBool,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch_bytes = 0;
+        let mut last = false;
+        let mut next = Some(first);
+        while let Some(out) = next {
+            let message = match out {
+                Out::Text(text, len) => {
+                    batch_bytes += len;
+                    if discard.load(Ordering::Acquire) {
+                        // A slow consumer's frames not started: dropped for its close frame.
+                        next = rx.try_recv().ok();
+                        continue;
+                    }
+                    Message::Text(text)
+                }
+                Out::Ping => Message::Ping(Bytes::new()),
+                Out::Close(frame) => {
+                    last = true;
+                    Message::Close(Some(frame))
+                }
+            };
+            if let Err(e) = sink.feed(message).await {
+                log::debug!("websocket write failed: {e}");
+                return;
+            }
+            if last {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = sink.flush().await {
+            log::debug!("websocket write failed: {e}");
+            return;
+        }
+        queued.fetch_sub(batch_bytes, Ordering::AcqRel);
+        if last {
+            return;
+        }
+    }
+}
