@@ -24,12 +24,33 @@ pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
 
 /// A real server running on its own thread, bound to `127.0.0.1:0`. Dropping it shuts the server
 /// down and joins the thread, so no test leaves a server behind.
+///
+/// Which server: `chat-mio-server` (the mio event loop), unless `CHAT_TEST_ADAPTER=tokio` is
+/// set, then `chat-tokio`'s (`tests/on_tokio.rs` runs the end-to-end suites that way). Both
+/// take the same [`Config`].
 pub struct TestServer {
     pub addr: SocketAddr,
     /// It serves TLS itself (`--tls-cert`): its URLs are `https://` and `wss://`.
     pub tls: bool,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
+    running: Option<Running>,
+}
+
+/// The server behind a [`TestServer`], of one adapter or the other.
+enum Running {
+    Mio {
+        handle: ServerHandle,
+        thread: JoinHandle<std::io::Result<()>>,
+    },
+    Tokio(chat_tokio::RunningServer),
+}
+
+/// The adapter the tests run against: `CHAT_TEST_ADAPTER` (`mio`, the default, or `tokio`).
+pub fn adapter() -> &'static str {
+    match std::env::var("CHAT_TEST_ADAPTER").as_deref() {
+        Ok("tokio") => "tokio",
+        Ok("mio") | Err(_) => "mio",
+        Ok(other) => panic!("CHAT_TEST_ADAPTER={other:?}: mio or tokio"),
+    }
 }
 
 impl TestServer {
@@ -61,18 +82,27 @@ impl TestServer {
             config.node_name = Some(format!("test-node-{n}"));
         }
         let tls = config.tls_cert.is_some();
-        let server = Server::bind(config).expect("bind an ephemeral port");
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let thread = std::thread::Builder::new()
-            .name(format!("chat-server-{}", addr.port()))
-            .spawn(move || server.run())
-            .expect("spawn server thread");
+        let (addr, running) = match adapter() {
+            "tokio" => {
+                let server =
+                    chat_tokio::RunningServer::start(config).expect("start a chat-tokio server");
+                (server.local_addr(), Running::Tokio(server))
+            }
+            _ => {
+                let server = Server::bind(config).expect("bind an ephemeral port");
+                let addr = server.local_addr();
+                let handle = server.handle();
+                let thread = std::thread::Builder::new()
+                    .name(format!("chat-server-{}", addr.port()))
+                    .spawn(move || server.run())
+                    .expect("spawn server thread");
+                (addr, Running::Mio { handle, thread })
+            }
+        };
         TestServer {
             addr,
             tls,
-            handle,
-            thread: Some(thread),
+            running: Some(running),
         }
     }
 
@@ -92,15 +122,20 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(thread) = self.thread.take() {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) if std::thread::panicking() => eprintln!("server error: {e}"),
-                Ok(Err(e)) => panic!("server returned an error: {e}"),
-                Err(_) if std::thread::panicking() => eprintln!("server thread panicked"),
-                Err(_) => panic!("server thread panicked"),
+        let result = match self.running.take() {
+            Some(Running::Mio { handle, thread }) => {
+                handle.shutdown();
+                thread.join()
             }
+            Some(Running::Tokio(server)) => Ok(server.shutdown()),
+            None => return,
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if std::thread::panicking() => eprintln!("server error: {e}"),
+            Ok(Err(e)) => panic!("server returned an error: {e}"),
+            Err(_) if std::thread::panicking() => eprintln!("server thread panicked"),
+            Err(_) => panic!("server thread panicked"),
         }
     }
 }

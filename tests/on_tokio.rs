@@ -1,0 +1,111 @@
+//! The end-to-end suites, unchanged, against the second adapter: every test binary below runs
+//! again with `CHAT_TEST_ADAPTER=tokio`, so every server its tests start through
+//! `tests/common::TestServer` is `chat-tokio`'s (`RunningServer`, the same `Config`) instead of
+//! the mio event loop. Same frames, same order, same close codes, same HTTP answers.
+//!
+//! A test that cannot hold for the tokio adapter is skipped by name with its reason; the README
+//! ("Two adapters") lists them. Suites about features the tokio adapter refuses at start
+//! (native TLS, built-in accounts, several nodes, the server API, the memory budget) are not
+//! run here at all; the README names those too.
+//!
+//! The binaries are the ones `cargo test` built next to this one; run alone before they were
+//! ever built, this test says so and skips.
+
+mod suite_runner;
+
+use suite_runner::Suite;
+
+const SUITES: &[Suite] = &[
+    Suite {
+        binary: "websocket",
+        skip: &[],
+    },
+    Suite {
+        binary: "protocol_v2",
+        skip: &[],
+    },
+    Suite {
+        binary: "protocol_answers",
+        skip: &[],
+    },
+    Suite {
+        binary: "hostile_ws",
+        skip: &[],
+    },
+    Suite {
+        binary: "hostile_http",
+        skip: &[],
+    },
+    Suite {
+        binary: "http",
+        skip: &[],
+    },
+    Suite {
+        binary: "client_addresses",
+        skip: &[],
+    },
+    Suite {
+        binary: "tokens",
+        skip: &[],
+    },
+    Suite {
+        binary: "moderation",
+        skip: &[],
+    },
+    Suite {
+        binary: "read_buffers",
+        skip: &[],
+    },
+    Suite {
+        binary: "browser",
+        skip: &[],
+    },
+    Suite {
+        binary: "browser_v2",
+        skip: &[],
+    },
+    Suite {
+        binary: "browser_scrollback",
+        skip: &[],
+    },
+    Suite {
+        binary: "browser_tokens",
+        skip: &[],
+    },
+    Suite {
+        binary: "accessibility",
+        skip: &[],
+    },
+];
+
+/// One test per suite would run them in parallel with each other and with the rest of
+/// `cargo test`; one test running them in turn keeps the machine's load what it was.
+#[test]
+fn the_end_to_end_suites_pass_against_the_tokio_adapter() {
+    let mut failures = Vec::new();
+    let mut missing = Vec::new();
+    for suite in SUITES {
+        match suite_runner::run(suite, &[("CHAT_TEST_ADAPTER", "tokio")]) {
+            Ok(Some(outcome)) => eprintln!(
+                "{}: {} tests passed on chat-tokio ({} skipped)",
+                suite.binary,
+                outcome.passed,
+                suite.skip.len()
+            ),
+            Ok(None) => missing.push(suite.binary),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "SKIPPED on chat-tokio, not built (run the whole `cargo test`): {}",
+            missing.join(", ")
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} suites failed against chat-tokio:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
