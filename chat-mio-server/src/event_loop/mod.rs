@@ -415,12 +415,13 @@ impl EventLoop {
         if conn.is_gone() {
             return;
         }
-        if let Some(session) = conn.end() {
+        if let Some(departed) = conn.end() {
+            let user = self.core.user(departed.client).unwrap_or_default();
             log::info!(
-                peer:% = conn.peer, user = session.user.as_str();
-                "{} ({}) disconnected", session.user, conn.peer
+                peer:% = conn.peer, user = user;
+                "{user} ({}) disconnected", conn.peer
             );
-            self.leave(session.client);
+            self.leave(departed.client);
         }
         self.gone.push(key);
     }
