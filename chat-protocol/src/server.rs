@@ -325,6 +325,20 @@ impl ChatServer {
         });
     }
 
+    /// Gives back the output queue's spare room. A broadcast queues one [`Output`] per
+    /// recipient, so a burst (a join storm, a broadcast to thousands) grows the queue to one
+    /// slot per connection, and a queue keeps what it grew to: 144 bytes a connection, long
+    /// after it drained. A driver calls this when it has been idle for a while; the queue is
+    /// empty then (the driver drains it after every input), and it grows again as it needs.
+    /// Harmless at any time: under load it only costs the reallocations of that regrowth.
+    pub fn release_spare_memory(&mut self) {
+        if self.outputs.is_empty() {
+            self.outputs = VecDeque::new();
+        } else {
+            self.outputs.shrink_to_fit();
+        }
+    }
+
     /// The next thing the driver must do, or `None` when there is nothing left. Call it until it
     /// returns `None` after every [`handle_input`](Self::handle_input).
     ///
