@@ -294,8 +294,9 @@ pub struct Conn {
     /// What the memory budget last counted for this connection (`event_loop/memory.rs`).
     pub counted: Held,
     /// The method and the loggable target of the request being answered, kept for the access
-    /// log's record (`event_loop/access_log.rs`) when it is on.
-    pub request_line: Option<(String, String)>,
+    /// log's record (`event_loop/access_log.rs`) when it is on. Boxed: with the access log off
+    /// (the default) or between requests it is one word, not 48 bytes.
+    pub request_line: Option<Box<(String, String)>>,
 }
 
 impl Conn {
@@ -633,5 +634,55 @@ impl Conn {
             _ => {}
         }
         Flushed::All
+    }
+}
+
+/// What every connection costs the driver, in bytes, so that it cannot creep back up unnoticed
+/// (issue 16: RSS per idle connection). These are `size_of` budgets: a field added that makes
+/// one of these types larger fails the test on purpose. If the growth is worth it, raise the
+/// budget here and say in the commit why, with the bytes per idle connection it costs
+/// (BENCHMARKS.md, "Memory per idle connection"). Measured in the test (debug) build, where
+/// mio's `TcpStream` carries a selector id (8 bytes) that a release build does not.
+#[cfg(test)]
+mod size_budget {
+    use std::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn a_connection_stays_within_budget() {
+        // The slab entry, resident for every connection (the slab is one array of these):
+        // the socket (16 in debug, 4 in release), the peer's address (32), the state (48),
+        // the write queue (48), the TLS session (a box, 8), the interest, the deadline (16),
+        // the counted address (17), the flush round (8), the memory counts (24) and the
+        // access log's request line (a box, 8). 232 bytes in debug, 224 in release.
+        assert!(size_of::<Conn>() <= 232, "Conn: {}", size_of::<Conn>());
+        // The lifecycle enum: its largest variant is `Http` (the head buffer, 24, and the
+        // ticket of a parked request, 16). `WebSocket` is the client id, the framing state's
+        // box (empty while idle), the login id (16) and the reading flag.
+        assert!(size_of::<State>() <= 48, "State: {}", size_of::<State>());
+        // Empty while idle: no chunk is allocated until something is queued.
+        assert!(
+            size_of::<WriteQueue>() <= 48,
+            "WriteQueue: {}",
+            size_of::<WriteQueue>()
+        );
+        assert!(size_of::<Held>() <= 24, "Held: {}", size_of::<Held>());
+        // One entry per connection with a deadline (request head, closing), stale ones popped
+        // lazily: an instant and the slab key.
+        assert!(size_of::<std::cmp::Reverse<(Instant, usize)>>() <= 24);
+    }
+
+    #[test]
+    fn framing_state_is_boxed_and_only_there_mid_message() {
+        // tungstenite's context (and our counters) is 280 bytes plus its read buffer (128
+        // bytes or a message's size): boxed, and held only while a frame or message is under
+        // way (see `Framing`), so an idle connection pays the `None` of one pointer.
+        assert!(
+            size_of::<Framing>() <= 280,
+            "Framing: {}",
+            size_of::<Framing>()
+        );
+        assert_eq!(size_of::<Option<Box<Framing>>>(), 8);
     }
 }

@@ -260,3 +260,24 @@ impl Serialize for Members<'_> {
         s.collect_seq(self.clone())
     }
 }
+
+/// See `server.rs`'s `size_budget`: what each user in a room costs, so it cannot creep back up.
+#[cfg(test)]
+mod size_budget {
+    use std::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn a_presence_stays_within_budget() {
+        // One per user in a room, in a B-tree keyed by the shared name (16 bytes): the count of
+        // connections (8), the v2 connections (an empty BTreeSet, 24) and the last typing
+        // notice (16). 48 bytes, so an entry is 64 and a B-tree leaf of 11 fits 716 bytes.
+        assert!(
+            size_of::<Presence>() <= 48,
+            "Presence: {}",
+            size_of::<Presence>()
+        );
+        assert_eq!(size_of::<Arc<str>>(), 16);
+    }
+}
