@@ -113,6 +113,15 @@ impl Batch {
         }
     }
 
+    /// Gives back the buffer a burst grew (up to [`SEAL_AT`] and more), when nothing is open
+    /// or sealed: for a quiet loop (`event_loop/spare.rs`). The next frame starts a new block.
+    pub fn release_spare(&mut self) {
+        if self.buf.is_empty() && self.sealed.0.is_empty() {
+            self.buf = BytesMut::new();
+            self.sealed.0 = Vec::new();
+        }
+    }
+
     /// Forgets the sealed batches once no span of them is left unresolved (the slices handed
     /// out keep their bytes alive as long as they need them).
     pub fn clear_sealed(&mut self) {

@@ -27,6 +27,7 @@ use mio::net::TcpStream;
 use mio::Interest;
 use rustls::ServerConnection;
 use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
@@ -61,9 +62,14 @@ pub enum State {
     },
     /// After the `101` (which may still be queued): frames, decoded by tungstenite.
     WebSocket {
-        /// Kept here rather than in the boxed session: every delivery checks it.
+        /// Kept inline: every delivery checks it.
         client: ClientId,
-        session: Box<Session>,
+        /// tungstenite's framing state, only while a frame or message is under way: an idle
+        /// connection holds none (see [`Framing`]).
+        framing: Option<Box<Framing>>,
+        /// The id of the login session this connection was admitted with (`--auth accounts`),
+        /// so a logout can close it. A secret: never logged.
+        login: Option<Box<str>>,
         reading: Reading,
     },
     /// The last bytes (a refusal, a close frame) are queued: see [`Linger`].
@@ -94,27 +100,32 @@ pub enum Linger {
     Shut,
 }
 
-/// A WebSocket chat client's larger state: tungstenite's framing state and the user's name.
-pub struct Session {
-    pub ctx: WebSocketContext,
-    pub user: String,
-    /// The id of the login session this connection was admitted with (`--auth accounts`), so
-    /// a logout can close it. A secret: never logged.
-    pub login: Option<Box<str>>,
+/// tungstenite's framing state while a frame or message is under way, and what it holds of
+/// the memory budget.
+///
+/// Between messages a fresh `WebSocketContext` is all a connection needs: tungstenite keeps
+/// nothing across messages but its read buffer (and, once closing, its state, which a
+/// connection in [`State::WebSocket`] never is). So an idle connection keeps none: the
+/// framing state is made when bytes arrive and dropped again once every byte read has been
+/// returned as a frame (`unconsumed` is 0), which frees tungstenite's read buffer and the
+/// context (about 450 bytes a connection with malloc's overhead). A connection that went
+/// quiet in the middle of a message keeps it, counted as `partial`.
+pub struct Framing {
+    ctx: WebSocketContext,
     /// Bytes read since the last complete data message: what tungstenite holds of a message
-    /// still coming (the memory budget's "partial" kind; see [`Conn::partial_bytes`]).
+    /// still coming (the memory budget's "partial" kind; see [`Conn::held`]).
     partial: usize,
     /// Bytes read and not yet accounted to a frame tungstenite returned, each frame counted at
     /// its smallest possible size: an upper bound of what tungstenite's read buffer still
-    /// holds. 0 means its buffer is empty (see [`Session::reclaim`]).
+    /// holds. 0 means its buffer is empty, and the framing state can go.
     unconsumed: usize,
     /// The read buffer a large message left behind that could not be released (see
-    /// [`Session::reclaim`]): counted with `partial`.
+    /// [`Framing::after_frame`]): counted with `partial`.
     retained: usize,
 }
 
 /// A data message at least this large makes tungstenite grow its read buffer to its size
-/// and keep it; the buffer is released after it (see [`Session::reclaim`]).
+/// and keep it; when it cannot be released with the framing state, it is counted.
 const RECLAIM_AFTER: usize = 4 * 1024;
 
 /// The fewest bytes a client's frame with `payload` bytes can take on the wire: 2 of header,
@@ -128,28 +139,48 @@ fn min_frame_len(payload: usize) -> usize {
     payload + 2 + extended + 4
 }
 
-impl Session {
+impl Framing {
+    fn new(config: &WebSocketConfig) -> Box<Framing> {
+        Framing::with_leftover(Vec::new(), config)
+    }
+
+    /// Framing state whose read buffer starts with `leftover`: bytes not yet returned as
+    /// frames.
+    fn with_leftover(leftover: Vec<u8>, config: &WebSocketConfig) -> Box<Framing> {
+        let unconsumed = leftover.len();
+        let ctx = if leftover.is_empty() {
+            WebSocketContext::new(Role::Server, Some(*config))
+        } else {
+            WebSocketContext::from_partially_read(leftover, Role::Server, Some(*config))
+        };
+        Box::new(Framing {
+            ctx,
+            partial: 0,
+            unconsumed,
+            retained: 0,
+        })
+    }
+
+    /// Whether the framing state holds nothing a fresh one would not: every byte read was
+    /// returned as a frame, and the context is still open. Then it can be dropped.
+    fn is_spent(&self) -> bool {
+        self.unconsumed == 0 && self.ctx.can_write()
+    }
+
     /// After a complete frame or message tungstenite returned (`payload` bytes of it).
     ///
     /// tungstenite reserves a whole message's length in its read buffer and keeps that
-    /// allocation for the connection's life: a thousand clients that each sent one 60 KB
-    /// message and went quiet would hold 60 MB outside the memory budget. After a data
-    /// message of [`RECLAIM_AFTER`] bytes or more, when every byte read has been returned as
-    /// a frame (`unconsumed` is 0, so the buffer holds nothing), the framing state is started
-    /// afresh, which frees the buffer; nothing is lost, as nothing was in it and a fresh state
-    /// between messages is what a new connection has. When bytes may remain (the next frame
-    /// has begun, or the client used longer encodings than needed), the buffer is kept and
+    /// allocation as long as the context lives: a thousand clients that each sent one 60 KB
+    /// message and went quiet would hold 60 MB outside the memory budget. When every byte read
+    /// has been returned as a frame (`unconsumed` is 0, so the buffer holds nothing), the
+    /// caller drops the whole framing state ([`Framing::is_spent`]), which frees the buffer;
+    /// nothing is lost, as nothing was in it and a fresh state between messages is what a new
+    /// connection has. When bytes may remain after a large data message (the next frame has
+    /// begun, or the client used longer encodings than needed), the buffer is kept and
     /// counted as `retained` instead, within the budget.
-    fn reclaim(&mut self, payload: usize, data: bool) {
+    fn after_frame(&mut self, payload: usize, data: bool) {
         self.unconsumed = self.unconsumed.saturating_sub(min_frame_len(payload));
-        if !data || payload < RECLAIM_AFTER {
-            return;
-        }
-        if self.unconsumed == 0 {
-            let config = *self.ctx.get_config();
-            self.ctx = WebSocketContext::new(Role::Server, Some(config));
-            self.retained = 0;
-        } else {
+        if data && payload >= RECLAIM_AFTER && self.unconsumed != 0 {
             self.retained = self.retained.max(payload);
         }
     }
@@ -171,10 +202,10 @@ pub struct Held {
     pub outbound: usize,
 }
 
-/// A chat client whose WebSocket ended: it must leave the chat.
+/// A chat client whose WebSocket ended: it must leave the chat. (Its user name is the core's:
+/// `ChatServer::user`; a connection keeps no copy.)
 pub struct Departed {
     pub client: ClientId,
-    pub user: String,
 }
 
 /// Result of writing out what is queued.
@@ -261,8 +292,9 @@ pub struct Conn {
     /// What the memory budget last counted for this connection (`event_loop/memory.rs`).
     pub counted: Held,
     /// The method and the loggable target of the request being answered, kept for the access
-    /// log's record (`event_loop/access_log.rs`) when it is on.
-    pub request_line: Option<(String, String)>,
+    /// log's record (`event_loop/access_log.rs`) when it is on. Boxed: with the access log off
+    /// (the default) or between requests it is one word, not 48 bytes.
+    pub request_line: Option<Box<(String, String)>>,
 }
 
 impl Conn {
@@ -292,7 +324,9 @@ impl Conn {
     pub fn held(&self) -> Held {
         let (head, partial) = match &self.state {
             State::Http { head, .. } => (head.capacity(), 0),
-            State::WebSocket { session, .. } => (0, session.partial + session.retained),
+            State::WebSocket { framing, .. } => {
+                (0, framing.as_ref().map_or(0, |f| f.partial + f.retained))
+            }
             State::Closing(_) | State::Gone => (0, 0),
         };
         Held {
@@ -392,27 +426,14 @@ impl Conn {
     }
 
     /// Switches to WebSocket after the `101` was queued. `leftover`: bytes that arrived after
-    /// the request head (a client may send frames before it sees our answer).
-    pub fn upgrade(
-        &mut self,
-        client: ClientId,
-        user: String,
-        leftover: Vec<u8>,
-        config: WebSocketConfig,
-    ) {
-        // The leftover bytes start tungstenite's buffer: not yet returned as frames.
-        let unconsumed = leftover.len();
-        let ctx = WebSocketContext::from_partially_read(leftover, Role::Server, Some(config));
+    /// the request head (a client may send frames before it sees our answer); they start
+    /// tungstenite's buffer, and without them the connection has no framing state yet.
+    pub fn upgrade(&mut self, client: ClientId, leftover: Vec<u8>, config: &WebSocketConfig) {
+        let framing = (!leftover.is_empty()).then(|| Framing::with_leftover(leftover, config));
         self.state = State::WebSocket {
             client,
-            session: Box::new(Session {
-                ctx,
-                user,
-                login: None,
-                partial: 0,
-                unconsumed,
-                retained: 0,
-            }),
+            framing,
+            login: None,
             reading: Reading::Open,
         };
     }
@@ -462,14 +483,18 @@ impl Conn {
     }
 
     /// Reads the next complete WebSocket message, if one is there: tungstenite parses the
-    /// frames. Pongs and close replies it produces on the way are queued.
+    /// frames. Pongs and close replies it produces on the way are queued. The framing state is
+    /// made for the read if the connection had none, and dropped after it if it holds nothing
+    /// (see [`Framing`]).
     pub fn read_message(
         &mut self,
         bytes_in: &mut u64,
+        config: &WebSocketConfig,
     ) -> Result<Option<Message>, tungstenite::Error> {
-        let State::WebSocket { session, .. } = &mut self.state else {
+        let State::WebSocket { framing: slot, .. } = &mut self.state else {
             return Ok(None);
         };
+        let framing = slot.get_or_insert_with(|| Framing::new(config));
         let before = *bytes_in;
         let mut io = Io {
             stream: &mut self.stream,
@@ -477,27 +502,30 @@ impl Conn {
             out: &mut self.out,
             bytes_in,
         };
-        let result = session.ctx.read(&mut io);
+        let result = framing.ctx.read(&mut io);
         // A pong or close reply may be waiting inside tungstenite: move it to the queue.
-        let _ = session.ctx.flush(&mut io);
+        let _ = framing.ctx.flush(&mut io);
         // What tungstenite holds of a message still coming: every byte read since the last
         // complete data message, less the control frames among them. (A read that ends a
         // message may also start the next one: at most one read, 128 bytes, goes uncounted.)
         let read = usize::try_from(*bytes_in - before).unwrap_or(usize::MAX);
-        session.partial = match &result {
+        framing.partial = match &result {
             Ok(Message::Text(_) | Message::Binary(_)) => 0,
-            Ok(Message::Ping(p) | Message::Pong(p)) => session
+            Ok(Message::Ping(p) | Message::Pong(p)) => framing
                 .partial
                 .saturating_add(read)
                 .saturating_sub(p.len() + CONTROL_FRAME_OVERHEAD),
-            _ => session.partial.saturating_add(read),
+            _ => framing.partial.saturating_add(read),
         };
-        session.unconsumed = session.unconsumed.saturating_add(read);
+        framing.unconsumed = framing.unconsumed.saturating_add(read);
         match &result {
-            Ok(Message::Text(t)) => session.reclaim(t.len(), true),
-            Ok(Message::Binary(b)) => session.reclaim(b.len(), true),
-            Ok(Message::Ping(p) | Message::Pong(p)) => session.reclaim(p.len(), false),
+            Ok(Message::Text(t)) => framing.after_frame(t.len(), true),
+            Ok(Message::Binary(b)) => framing.after_frame(b.len(), true),
+            Ok(Message::Ping(p) | Message::Pong(p)) => framing.after_frame(p.len(), false),
             _ => {}
+        }
+        if framing.is_spent() {
+            *slot = None;
         }
         match result {
             Ok(message) => Ok(Some(message)),
@@ -508,17 +536,14 @@ impl Conn {
 
     /// Queues a WebSocket ping (heartbeat).
     pub fn send_ping(&mut self) {
-        if let State::WebSocket { session, .. } = &mut self.state {
-            let mut bytes_in = 0;
-            let mut io = Io {
-                stream: &mut self.stream,
-                tls: None,
-                out: &mut self.out,
-                bytes_in: &mut bytes_in,
-            };
-            // Writes into the queue cannot fail; a closing context refuses, which is fine.
-            let _ = session.ctx.write(&mut io, Message::Ping(Bytes::new()));
-            let _ = session.ctx.flush(&mut io);
+        if let State::WebSocket { .. } = self.state {
+            // A server's ping is the same two bytes whatever the framing state: an idle
+            // connection needs none made for it.
+            let mut ping = Vec::with_capacity(2);
+            Frame::ping(Bytes::new())
+                .format(&mut ping)
+                .expect("writing a frame into memory cannot fail");
+            self.out.push(Bytes::from(ping));
         }
     }
 
@@ -532,15 +557,16 @@ impl Conn {
         reason: Option<CloseReason>,
         text: Option<&str>,
         drop_queued: bool,
+        config: &WebSocketConfig,
     ) -> Option<Departed> {
         let State::WebSocket {
-            client,
-            mut session,
-            ..
+            client, framing, ..
         } = std::mem::replace(&mut self.state, State::Closing(Linger::Sending))
         else {
             return None;
         };
+        // An idle connection has no framing state: a fresh one is what it would have.
+        let mut framing = framing.unwrap_or_else(|| Framing::new(config));
         if drop_queued {
             self.out.drop_unstarted();
         }
@@ -557,25 +583,17 @@ impl Conn {
                 reason: text.unwrap_or(reason.text()).to_owned().into(),
             };
             // Queues the close frame (or the reply to the peer's close) behind whole frames.
-            let _ = session.ctx.close(&mut io, Some(frame));
+            let _ = framing.ctx.close(&mut io, Some(frame));
         }
-        let _ = session.ctx.flush(&mut io);
-        Some(Departed {
-            client,
-            user: session.user,
-        })
+        let _ = framing.ctx.flush(&mut io);
+        Some(Departed { client })
     }
 
     /// The connection is over: no more bytes either way. Returns the client if it was a live
     /// WebSocket (it must leave the chat).
     pub fn end(&mut self) -> Option<Departed> {
         match std::mem::replace(&mut self.state, State::Gone) {
-            State::WebSocket {
-                client, session, ..
-            } => Some(Departed {
-                client,
-                user: session.user,
-            }),
+            State::WebSocket { client, .. } => Some(Departed { client }),
             _ => None,
         }
     }
@@ -614,5 +632,55 @@ impl Conn {
             _ => {}
         }
         Flushed::All
+    }
+}
+
+/// What every connection costs the driver, in bytes, so that it cannot creep back up unnoticed
+/// (issue 16: RSS per idle connection). These are `size_of` budgets: a field added that makes
+/// one of these types larger fails the test on purpose. If the growth is worth it, raise the
+/// budget here and say in the commit why, with the bytes per idle connection it costs
+/// (BENCHMARKS.md, "Memory per idle connection"). Measured in the test (debug) build, where
+/// mio's `TcpStream` carries a selector id (8 bytes) that a release build does not.
+#[cfg(test)]
+mod size_budget {
+    use std::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn a_connection_stays_within_budget() {
+        // The slab entry, resident for every connection (the slab is one array of these):
+        // the socket (16 in debug, 4 in release), the peer's address (32), the state (48),
+        // the write queue (48), the TLS session (a box, 8), the interest, the deadline (16),
+        // the counted address (17), the flush round (8), the memory counts (24) and the
+        // access log's request line (a box, 8). 232 bytes in debug, 224 in release.
+        assert!(size_of::<Conn>() <= 232, "Conn: {}", size_of::<Conn>());
+        // The lifecycle enum: its largest variant is `Http` (the head buffer, 24, and the
+        // ticket of a parked request, 16). `WebSocket` is the client id, the framing state's
+        // box (empty while idle), the login id (16) and the reading flag.
+        assert!(size_of::<State>() <= 48, "State: {}", size_of::<State>());
+        // Empty while idle: no chunk is allocated until something is queued.
+        assert!(
+            size_of::<WriteQueue>() <= 48,
+            "WriteQueue: {}",
+            size_of::<WriteQueue>()
+        );
+        assert!(size_of::<Held>() <= 24, "Held: {}", size_of::<Held>());
+        // One entry per connection with a deadline (request head, closing), stale ones popped
+        // lazily: an instant and the slab key.
+        assert!(size_of::<std::cmp::Reverse<(Instant, usize)>>() <= 24);
+    }
+
+    #[test]
+    fn framing_state_is_boxed_and_only_there_mid_message() {
+        // tungstenite's context (and our counters) is 280 bytes plus its read buffer (128
+        // bytes or a message's size): boxed, and held only while a frame or message is under
+        // way (see `Framing`), so an idle connection pays the `None` of one pointer.
+        assert!(
+            size_of::<Framing>() <= 280,
+            "Framing: {}",
+            size_of::<Framing>()
+        );
+        assert_eq!(size_of::<Option<Box<Framing>>>(), 8);
     }
 }

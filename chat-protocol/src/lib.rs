@@ -37,6 +37,9 @@
 //! 3. Then ask [`ChatServer::poll_timeout`] for the next deadline and arrange to deliver
 //!    [`Input::Timeout`] at that instant or soon after.
 //!
+//! When it has been idle for a while, a driver may call [`ChatServer::release_spare_memory`]:
+//! what a burst grew the output queue to is given back (see "Bounded resources").
+//!
 //! Before the first input, a durable driver may call [`ChatServer::restore`] once with what
 //! storage loaded (a cluster node: with what the cluster's log holds, and
 //! [`ChatServer::restore_presence`] with who is where; see "Cluster mode").
@@ -304,7 +307,9 @@
 //! # Bounded resources
 //!
 //! Per client the server keeps its name, room, a token bucket and two instants; the deadline
-//! heap holds at most a constant factor more entries than there are clients. There are at most
+//! heap holds at most a constant factor more entries than there are clients. The output queue
+//! holds one entry per recipient of a broadcast until drained, and keeps the room it grew to
+//! until [`ChatServer::release_spare_memory`]. There are at most
 //! [`Config::max_rooms`] rooms, each holding at most [`Config::history`] messages and
 //! [`Config::room_history_bytes`] bytes of them. A client's malformed command is answered with
 //! an error frame of bounded size.

@@ -13,12 +13,11 @@ use crate::{ClientId, Output, Payload, Protocol};
 #[derive(Debug, Default)]
 struct Presence {
     /// The user's connections in the room, those being closed included: a user is present
-    /// until the Disconnect of its last connection.
-    connections: usize,
+    /// until the Disconnect of its last connection. (A `u32`: with the set below the entry is
+    /// 32 bytes; see `size_budget`.)
+    connections: u32,
     /// The user's v2 connections that are not being closed: where its direct messages go.
     v2: BTreeSet<ClientId>,
-    /// When a typing notice of this user was last relayed.
-    typed_at: Option<Instant>,
 }
 
 /// The connections in a room, by protocol and by user, and the room's messages.
@@ -30,6 +29,9 @@ pub(crate) struct Room {
     v2: BTreeSet<ClientId>,
     /// Who is present, by user name (sorted, as the `welcome` frame lists them).
     users: BTreeMap<Arc<str>, Presence>,
+    /// When a typing notice of each user who typed was last relayed. Apart from `users`, so
+    /// that the presence of the many who never type (v1 clients cannot) stays small.
+    typed: BTreeMap<Arc<str>, Instant>,
     /// Every connection in the room, those being closed included.
     connections: usize,
     /// The message ids and the last messages.
@@ -53,6 +55,7 @@ impl Room {
             v1: BTreeSet::new(),
             v2: BTreeSet::new(),
             users: BTreeMap::new(),
+            typed: BTreeMap::new(),
             connections: 0,
             history,
             vacant_since: None,
@@ -132,6 +135,7 @@ impl Room {
             return false;
         }
         self.users.remove(user);
+        self.typed.remove(user);
         true
     }
 
@@ -161,16 +165,18 @@ impl Room {
     /// Whether a typing notice of `user` is due at `now` (none relayed for `interval`); if so,
     /// the next one waits `interval` from now.
     pub(crate) fn may_type(&mut self, user: &str, now: Instant, interval: Duration) -> bool {
-        let Some(p) = self.users.get_mut(user) else {
+        let Some((name, _)) = self.users.get_key_value(user) else {
             return false;
         };
         // saturating: a clock that went backwards means "too soon", not a panic.
-        if p.typed_at
-            .is_some_and(|at| now.saturating_duration_since(at) < interval)
+        if self
+            .typed
+            .get(user)
+            .is_some_and(|at| now.saturating_duration_since(*at) < interval)
         {
             return false;
         }
-        p.typed_at = Some(now);
+        self.typed.insert(Arc::clone(name), now);
         true
     }
 
@@ -258,5 +264,27 @@ impl<'a> Iterator for Members<'a> {
 impl Serialize for Members<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.clone())
+    }
+}
+
+/// See `server.rs`'s `size_budget`: what each user in a room costs, so it cannot creep back up.
+#[cfg(test)]
+mod size_budget {
+    use std::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn a_presence_stays_within_budget() {
+        // One per user in a room, in a B-tree keyed by the shared name (16 bytes): the count of
+        // connections (u32) and the v2 connections (an empty BTreeSet, 24). 32 bytes, so an
+        // entry is 48 and a B-tree leaf of 11 is 540 bytes (with the last typing notice in
+        // here too it was 64 and 716).
+        assert!(
+            size_of::<Presence>() <= 32,
+            "Presence: {}",
+            size_of::<Presence>()
+        );
+        assert_eq!(size_of::<Arc<str>>(), 16);
     }
 }

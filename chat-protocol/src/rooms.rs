@@ -64,6 +64,12 @@ impl Rooms {
         self.map.len()
     }
 
+    /// The room table's own copy of `name`, if the room exists: what a client in it keeps, so
+    /// that every member shares one allocation of the name.
+    pub(crate) fn shared_name(&self, name: &RoomName) -> Option<RoomName> {
+        self.map.get_key_value(name).map(|(name, _)| name.clone())
+    }
+
     pub(crate) fn get(&self, name: &RoomName) -> Option<&Room> {
         self.map.get(name)
     }

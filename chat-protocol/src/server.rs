@@ -44,8 +44,9 @@ pub(crate) struct Client {
     pub(crate) liveness: Liveness,
     /// An [`Output::Close`] was given: the client is only waiting for its Disconnect.
     pub(crate) closing: bool,
-    /// Its `history_before` requests waiting for storage ([`Output::Fetch`] not answered).
-    pub(crate) fetches: usize,
+    /// Its `history_before` requests waiting for storage ([`Output::Fetch`] not answered): at
+    /// most [`MAX_FETCHES_IN_FLIGHT`], so a `u32` (a `usize` would pad the record by 8).
+    pub(crate) fetches: u32,
     /// The driver said it may moderate ([`Input::Grant`]).
     pub(crate) admin: bool,
 }
@@ -81,7 +82,10 @@ impl Settings {
 pub struct ChatServer {
     pub(crate) settings: Settings,
     /// Ordered, so that whatever is done client by client is done in the same order every run.
-    pub(crate) clients: BTreeMap<ClientId, Client>,
+    /// Boxed: a B-tree node holds 11 entries and is about two thirds full when ids come in
+    /// order (a driver's slab), so an inline record would cost half as much again in empty
+    /// slots; a box costs one 8-byte slot, and the record's own allocation fits it exactly.
+    pub(crate) clients: BTreeMap<ClientId, Box<Client>>,
     pub(crate) rooms: Rooms,
     pub(crate) timers: Timers,
     pub(crate) next_serial: u64,
@@ -325,6 +329,20 @@ impl ChatServer {
         });
     }
 
+    /// Gives back the output queue's spare room. A broadcast queues one [`Output`] per
+    /// recipient, so a burst (a join storm, a broadcast to thousands) grows the queue to one
+    /// slot per connection, and a queue keeps what it grew to: 144 bytes a connection, long
+    /// after it drained. A driver calls this when it has been idle for a while; the queue is
+    /// empty then (the driver drains it after every input), and it grows again as it needs.
+    /// Harmless at any time: under load it only costs the reallocations of that regrowth.
+    pub fn release_spare_memory(&mut self) {
+        if self.outputs.is_empty() {
+            self.outputs = VecDeque::new();
+        } else {
+            self.outputs.shrink_to_fit();
+        }
+    }
+
     /// The next thing the driver must do, or `None` when there is nothing left. Call it until it
     /// returns `None` after every [`handle_input`](Self::handle_input).
     ///
@@ -475,7 +493,7 @@ impl ChatServer {
             // the driver is closing it.
             self.clients.insert(
                 client,
-                Client {
+                Box::new(Client {
                     user: user.into(),
                     protocol,
                     room: None,
@@ -485,7 +503,7 @@ impl ChatServer {
                     closing: true,
                     fetches: 0,
                     admin: false,
-                },
+                }),
             );
             self.outputs.push_back(Output::Close {
                 client,
@@ -570,9 +588,11 @@ impl ChatServer {
             });
         }
 
+        // The room table's copy of the name, shared by every member, rather than this one.
+        let name = self.rooms.shared_name(&name).unwrap_or(name);
         self.clients.insert(
             client,
-            Client {
+            Box::new(Client {
                 user,
                 protocol,
                 room: Some(name),
@@ -582,7 +602,7 @@ impl ChatServer {
                 closing: false,
                 fetches: 0,
                 admin: false,
-            },
+            }),
         );
         Ok(())
     }
@@ -1460,7 +1480,7 @@ struct Asker<'a> {
     protocol: Protocol,
     user: &'a str,
     /// Its requests waiting for storage.
-    fetches: &'a mut usize,
+    fetches: &'a mut u32,
 }
 
 /// A `history_before` from `asker`: at most `limit` messages with ids below `before`, from
@@ -1503,7 +1523,7 @@ fn history_before(
         });
         return;
     }
-    if *asker.fetches >= MAX_FETCHES_IN_FLIGHT {
+    if *asker.fetches as usize >= MAX_FETCHES_IN_FLIGHT {
         let message = format!(
             "at most {MAX_FETCHES_IN_FLIGHT} history_before requests may wait at once; ask again after a history_page"
         );
@@ -1940,5 +1960,87 @@ mod tests {
             // Two live entries, and the stale ones of the last 25 s of reconnections.
             assert!(server.timers.len() <= 2 + 25, "{}", server.timers.len());
         }
+    }
+}
+
+/// What every connected client costs the core, in bytes, so that it cannot creep back up
+/// unnoticed (issue 16: RSS per idle connection). These are `size_of` budgets: a field added to
+/// one of these types that makes it larger fails the test on purpose. If the growth is worth
+/// it, raise the budget here and say in the commit why, with the bytes per idle connection it
+/// costs (BENCHMARKS.md, "Memory per idle connection").
+#[cfg(test)]
+mod size_budget {
+    use std::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn per_client_records_stay_within_budget() {
+        // The client record, one boxed allocation per client (the `clients` map holds 8-byte
+        // boxes: see its comment). 128 bytes: name and room shared (16 each), serial (8),
+        // token bucket (32), liveness (three instants, 48), fetches (u32) and three flags.
+        // glibc serves it from a 144-byte chunk (8 bytes of header, 16-byte steps).
+        assert!(
+            size_of::<Client>() <= 128,
+            "Client: {}",
+            size_of::<Client>()
+        );
+        // The room name every client keeps: a shared `Arc<str>`, never a copy.
+        assert_eq!(size_of::<RoomName>(), 16);
+        assert_eq!(size_of::<Option<RoomName>>(), 16);
+        // The `clients` map's value: one pointer.
+        assert_eq!(size_of::<Box<Client>>(), 8);
+    }
+
+    /// A join storm grows the output queue to one slot per client; after the drain the
+    /// driver's `release_spare_memory` gives that room back, and the clients keep one shared
+    /// room name.
+    #[test]
+    fn a_storm_leaves_no_spare_output_room_after_release() {
+        use chrono::{DateTime, Utc};
+
+        let mut server = ChatServer::new(Config::default());
+        let now = Now {
+            instant: Instant::now(),
+            wall: DateTime::<Utc>::UNIX_EPOCH,
+        };
+        for id in 0..1000 {
+            server
+                .handle_input(
+                    now,
+                    Input::Connect {
+                        client: ClientId(id),
+                        user: format!("u{id}"),
+                        room: RoomName::default(),
+                        protocol: Protocol::V1,
+                        resume: None,
+                    },
+                )
+                .expect("fresh id");
+            while server.poll_output().is_some() {}
+        }
+        assert!(
+            server.outputs.capacity() >= 1000,
+            "the last join went to all"
+        );
+        server.release_spare_memory();
+        assert_eq!(server.outputs.capacity(), 0);
+        let rooms: Vec<_> = server.clients.values().map(|c| c.room.clone()).collect();
+        let first = rooms[0].as_ref().expect("in a room");
+        assert!(rooms.iter().all(|r| r
+            .as_ref()
+            .is_some_and(|r| std::ptr::eq(r.as_str(), first.as_str()))));
+    }
+
+    #[test]
+    fn an_output_stays_within_budget() {
+        // A broadcast queues one Output per recipient, so a storm of joins holds one per
+        // connection until drained (and the queue's room until `release_spare_memory`). 144
+        // bytes: the largest variant (a message record to store) is inline.
+        assert!(
+            size_of::<Output>() <= 144,
+            "Output: {}",
+            size_of::<Output>()
+        );
     }
 }

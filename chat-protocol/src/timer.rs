@@ -64,3 +64,19 @@ impl Timers {
         self.heap.len()
     }
 }
+
+/// See `server.rs`'s `size_budget`: every client has one live entry here (more, stale, under
+/// churn, within the bound of [`Timers::compact`]).
+#[cfg(test)]
+mod size_budget {
+    use std::cmp::Reverse;
+    use std::mem::size_of;
+
+    use super::Entry;
+
+    #[test]
+    fn a_timer_entry_stays_within_budget() {
+        // An instant (16), the client (8) and its serial (8).
+        assert!(size_of::<Reverse<Entry>>() <= 32);
+    }
+}

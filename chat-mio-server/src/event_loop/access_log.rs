@@ -17,7 +17,10 @@ impl EventLoop {
             return;
         }
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.request_line = Some((request.method.clone(), request.loggable_target()));
+            conn.request_line = Some(Box::new((
+                request.method.clone(),
+                request.loggable_target(),
+            )));
         }
     }
 
@@ -32,7 +35,7 @@ impl EventLoop {
         let (method, path) = conn
             .request_line
             .take()
-            .unwrap_or_else(|| ("-".to_owned(), "-".to_owned()));
+            .map_or_else(|| ("-".to_owned(), "-".to_owned()), |line| *line);
         let peer = conn.peer;
         match who {
             Some((user, room)) => log::info!(

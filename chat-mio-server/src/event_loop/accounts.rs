@@ -566,8 +566,8 @@ impl EventLoop {
             Some(expires),
             session.admin,
         );
-        if let State::WebSocket { session, .. } = &mut self.conns[key].state {
-            session.login = Some(id.into_boxed_str());
+        if let State::WebSocket { login, .. } = &mut self.conns[key].state {
+            *login = Some(id.into_boxed_str());
         }
     }
 
@@ -578,9 +578,9 @@ impl EventLoop {
             .conns
             .iter()
             .filter_map(|(_, conn)| match &conn.state {
-                State::WebSocket {
-                    client, session, ..
-                } if session.login.as_deref() == Some(id) => Some(*client),
+                State::WebSocket { client, login, .. } if login.as_deref() == Some(id) => {
+                    Some(*client)
+                }
                 _ => None,
             })
             .collect();

@@ -54,19 +54,19 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Some(session) = conn.close_ws(Some(reason), text, drop_queued) else {
+        let Some(departed) = conn.close_ws(Some(reason), text, drop_queued, &self.ws_config) else {
             return;
         };
         log::info!(
             "{} ({}) closed by the server: {}",
-            session.user,
+            self.core.user(departed.client).unwrap_or_default(),
             conn.peer,
             text.unwrap_or(reason.text())
         );
         self.metrics.closed(reason);
         self.set_deadline(key, CLOSE_LINGER);
         self.mark_dirty(key);
-        self.leave(session.client);
+        self.leave(departed.client);
     }
 
     fn carry_out(&mut self, output: Output) {

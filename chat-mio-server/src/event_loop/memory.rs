@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `history` | the rooms' messages in memory | the core ([`ChatServer::history_bytes`](chat_protocol::ChatServer::history_bytes)) |
 //! | `outbound` | bytes queued to clients that the connection owns (a slow reader's backlog, responses, pongs) | [`Conn::held`] |
-//! | `partial` | WebSocket messages still being received, and read buffers a large message left that could not be released (`Session::reclaim`) | [`Conn::held`] |
+//! | `partial` | WebSocket messages still being received, and read buffers a large message left that could not be released (`Framing` in `connection.rs`) | [`Conn::held`] |
 //! | `heads` | HTTP request heads still being received | [`Conn::held`] |
 //!
 //! Frames the core holds back for joiners resuming from disk

@@ -10,6 +10,7 @@
 //! | bans (refused upgrades) and deleted messages' text | `moderation.rs` |
 //! | built-in accounts: login, logout, sessions, the upgrade's cookie | `accounts.rs` |
 //! | the memory budget: what connections hold, shedding | `memory.rs` |
+//! | giving back what a burst grew once the loop is quiet | `spare.rs` |
 //! | reading WebSocket frames, the read budget, read errors to close codes | `ws_read.rs` |
 //! | the bridge to the core: inputs in, outputs to queued frames | `core_bridge.rs` |
 //! | the turn's frames and flushing: seal, write, interest, removal | `flush.rs` |
@@ -24,7 +25,9 @@
 //!    the events other threads handed over, then accept;
 //! 3. fire due deadlines (the core's heartbeats, HTTP timeouts, closing lingers);
 //! 4. flush every connection that got bytes this turn, once (`flush.rs`);
-//! 5. remove the connections that ended.
+//! 5. remove the connections that ended;
+//! 6. after a quiet spell (a turn without events, 100 ms after the last one), give back the
+//!    room a burst grew (`spare.rs`).
 //!
 //! Every path that ends a chat client goes through [`EventLoop::leave`], so the core hears
 //! `Input::Disconnect` exactly once per client, however the connection ended.
@@ -42,6 +45,7 @@ mod http_requests;
 mod memory;
 mod moderation;
 mod shutdown;
+mod spare;
 mod storage;
 mod tls;
 mod upgrade;
@@ -154,6 +158,8 @@ pub struct EventLoop {
     /// come one after the other, so each frame is encoded once and shared by every recipient.
     frame_cache: Option<(Payload, Span)>,
     accept_paused_until: Option<Instant>,
+    /// When to give back what a burst grew, if the loop stays quiet until then (`spare.rs`).
+    release_spare_at: Option<Instant>,
     /// The poll before this turn waited for events (see `flush.rs`).
     idle_before_turn: bool,
     /// The second writer (one thread, started once), if the machine has more than one CPU.
@@ -231,6 +237,7 @@ impl EventLoop {
             batch: Batch::default(),
             frame_cache: None,
             accept_paused_until: None,
+            release_spare_at: None,
             idle_before_turn: false,
             writer: flush::second_writer(),
             drain_deadline: None,
@@ -295,6 +302,7 @@ impl EventLoop {
             }
             self.fire_timers();
             self.end_turn();
+            self.spare_after_turn(!events.is_empty(), self.now.instant);
             let received = self.metrics.messages_received - received_before;
             if received > 0 {
                 self.metrics
@@ -312,6 +320,7 @@ impl EventLoop {
             self.core.poll_timeout(),
             self.accept_paused_until,
             self.drain_deadline,
+            self.release_spare_at,
         ]
         .into_iter()
         .flatten()
@@ -413,12 +422,13 @@ impl EventLoop {
         if conn.is_gone() {
             return;
         }
-        if let Some(session) = conn.end() {
+        if let Some(departed) = conn.end() {
+            let user = self.core.user(departed.client).unwrap_or_default();
             log::info!(
-                peer:% = conn.peer, user = session.user.as_str();
-                "{} ({}) disconnected", session.user, conn.peer
+                peer:% = conn.peer, user = user;
+                "{user} ({}) disconnected", conn.peer
             );
-            self.leave(session.client);
+            self.leave(departed.client);
         }
         self.gone.push(key);
     }

@@ -93,7 +93,7 @@ impl EventLoop {
                 conn.peer
             );
         }
-        conn.upgrade(client, accepted.user.clone(), leftover, self.ws_config);
+        conn.upgrade(client, leftover, &self.ws_config);
         conn.deadline = None;
         self.metrics.http_response(101);
         self.access(key, 101, Some((&accepted.user, accepted.room.as_str())));

@@ -29,7 +29,7 @@ impl EventLoop {
                 self.mark_dirty(key);
                 return;
             }
-            let message = conn.read_message(&mut self.metrics.bytes_in);
+            let message = conn.read_message(&mut self.metrics.bytes_in, &self.ws_config);
             if conn.queued() > 0 {
                 // A pong or a close reply is waiting.
                 self.mark_dirty(key);
@@ -55,14 +55,15 @@ impl EventLoop {
                 Ok(Some(Message::Close(_))) => {
                     // tungstenite queued the reply; send it and end.
                     let conn = &mut self.conns[key];
-                    if let Some(session) = conn.close_ws(None, None, false) {
+                    if let Some(departed) = conn.close_ws(None, None, false, &self.ws_config) {
+                        let user = self.core.user(departed.client).unwrap_or_default();
                         log::info!(
-                            peer:% = conn.peer, user = session.user.as_str();
-                            "{} ({}) disconnected", session.user, conn.peer
+                            peer:% = conn.peer, user = user;
+                            "{user} ({}) disconnected", conn.peer
                         );
                         self.set_deadline(key, CLOSE_LINGER);
                         self.mark_dirty(key);
-                        self.leave(session.client);
+                        self.leave(departed.client);
                     }
                     return;
                 }
