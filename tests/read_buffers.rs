@@ -1,5 +1,5 @@
 //! tungstenite grows a connection's read buffer to the size of the largest message it
-//! receives and keeps it; the server releases it between messages (`Session::reclaim` in
+//! receives and keeps it; the server releases it between messages (the framing state, `Framing` in
 //! `connection.rs`) and counts it in the memory budget when it cannot. These tests send large
 //! messages in every arrangement that could make a release lose bytes, packed together in one
 //! write (so the next frame is already in the buffer when a large one completes), split at
