@@ -129,18 +129,41 @@ pub(crate) async fn start(
         return;
     }
     let (sink, stream) = ws.split();
-    let admission = Arc::new(admission);
-    tokio::spawn(crate::writer::run(
-        sink,
-        rx,
-        queued,
-        discard,
-        closed.clone(),
-        Arc::clone(&admission),
-    ));
-    tokio::spawn(crate::reader::run(
-        stream, client, shared, closed, admission,
-    ));
+    tokio::spawn(async move {
+        let ((sink, wrote_all), stream) = tokio::join!(
+            crate::writer::run(sink, rx, queued, discard, closed.clone()),
+            crate::reader::run(stream, client, shared, closed),
+        );
+        if let Ok(ws) = sink.reunite(stream) {
+            end(ws, wrote_all).await;
+        }
+        // Counted open until the socket is closed.
+        drop(admission);
+    });
+}
+
+/// The socket's end, as on the mio server: the last frames (a close answer tungstenite still
+/// holds) go out, the write side is shut (the peer reads a FIN after the close frame, even if
+/// it never answers it), then what the peer still sends is read and dropped until its EOF or
+/// [`CLOSE_LINGER`], so the socket is never closed on unread bytes (a reset, which could reach
+/// the peer before the close frame). A writer that could not get its bytes out (the peer does
+/// not read) skips the flush: the socket is shut and closed at once.
+async fn end(mut ws: Ws, wrote_all: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        if wrote_all {
+            // The sink's close (not `WebSocketStream::close`, which sends a second close
+            // frame and fails after the first): flushes a close answer still held.
+            let _ = futures_util::SinkExt::close(&mut ws).await;
+        }
+        let mut io = ws.into_inner();
+        if io.shutdown().await.is_err() || !wrote_all {
+            return;
+        }
+        let mut scratch = [0u8; 4096];
+        while let Ok(1..) = io.read(&mut scratch).await {}
+    })
+    .await;
 }
 
 /// Resolves once the core has closed the client (or forgotten it), then [`CLOSE_LINGER`] later.
