@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_adapter::bans::Bans;
 use chat_adapter::client_addr::ClientAddrs;
+use chat_adapter::metrics::Metrics;
 use chat_adapter::{Assets, Config};
 use chat_auth::TokenVerifier;
 use tokio::sync::{mpsc, Notify};
@@ -38,6 +39,9 @@ pub(crate) struct Shared {
     /// WebSockets admitted and not yet ended (their sockets included: a closing one counts
     /// until both its tasks are done).
     open: AtomicUsize,
+    /// The counters behind `/metrics`: the mio server's families, those that apply here kept
+    /// current (each update a few additions under this lock, never held across an await).
+    metrics: Mutex<Metrics>,
     /// Told when `open` falls to 0 during a drain.
     pub all_gone: Notify,
     pub draining: AtomicBool,
@@ -65,6 +69,19 @@ impl Shared {
 
     pub fn clients(&self) -> MutexGuard<'_, ClientAddrs> {
         lock(&self.clients)
+    }
+
+    pub fn metrics(&self) -> MutexGuard<'_, Metrics> {
+        lock(&self.metrics)
+    }
+
+    /// `/metrics` now: the Prometheus text of the counters.
+    pub fn render_metrics(&self) -> String {
+        self.metrics().render(
+            std::time::Instant::now(),
+            self.is_draining(),
+            self.store_stats.as_deref(),
+        )
     }
 
     pub fn next_client(&self) -> chat_protocol::ClientId {
@@ -105,6 +122,10 @@ impl Admission {
             shared.open.fetch_sub(1, Ordering::AcqRel);
             return Err(429);
         }
+        let mut metrics = shared.metrics();
+        metrics.websocket_open += 1;
+        metrics.websockets_total += 1;
+        drop(metrics);
         Ok(Admission {
             shared: Arc::clone(shared),
             ip,
@@ -115,6 +136,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         self.shared.clients().release(self.ip);
+        self.shared.metrics().websocket_open -= 1;
         if self.shared.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Stored if nobody waits yet: the drain sees it on its next look.
             self.shared.all_gone.notify_one();
@@ -170,6 +192,7 @@ impl Chat {
             tokens,
             bans: Mutex::new(restored.bans),
             open: AtomicUsize::new(0),
+            metrics: Mutex::new(Metrics::new(std::time::Instant::now())),
             all_gone: Notify::new(),
             draining: AtomicBool::new(false),
             next_client: AtomicU64::new(1),

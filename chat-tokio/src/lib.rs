@@ -139,10 +139,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accept;
 mod chat;
 mod connection;
 mod core_task;
 mod http_answer;
+mod http_conn;
 mod options;
 mod reader;
 mod request_head;

@@ -34,6 +34,7 @@ pub(crate) async fn upgrade(
     let admission = match Admission::admit(&shared, client_ip) {
         Ok(admission) => admission,
         Err(503) => {
+            shared.metrics().refused_full += 1;
             log::warn!(
                 peer:% = peer, status = 503u16;
                 "{peer}: refused, {} connections open", shared.config.max_connections
@@ -41,6 +42,7 @@ pub(crate) async fn upgrade(
             return http_answer(&server_full());
         }
         Err(_) => {
+            shared.metrics().refused_per_ip += 1;
             log::warn!(
                 peer:% = peer, client:% = client_ip, status = 429u16;
                 "{client_ip} (via {peer}): refused, too many connections from this address"
