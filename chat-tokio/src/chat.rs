@@ -208,7 +208,8 @@ impl Chat {
         })
     }
 
-    /// The chat's routes: `/`, `/static/{*file}`, `/ws/{client_id}`, `/healthz`, `/readyz`.
+    /// The chat's routes: `/`, `/static/{*file}`, `/ws/{client_id}`, `/healthz`, `/readyz`,
+    /// `/metrics`.
     /// Mount with `Router::nest_service("/chat", chat.router())` or `.merge(chat.router())`;
     /// see the crate docs ("Mounting": why `nest_service` rather than `nest`).
     pub fn router(&self) -> axum::Router {
