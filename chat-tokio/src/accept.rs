@@ -1,5 +1,6 @@
 //! [`serve`](crate::serve)'s own accept loop: every TCP connection is counted at accept, as
-//! on the mio server (`--max-connections`: a `503` and a close beyond it), and served by
+//! on the mio server (`--max-connections`: a `503` and a close beyond it; under its address
+//! unless it is a trusted proxy's, `--max-connections-per-ip`: a `429`), and served by
 //! hyper's HTTP/1 connection behind [`HttpConn`], which reads and checks the request heads.
 //! The chat's axum `Router` answers each request, with the peer as `ConnectInfo`.
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use chat_adapter::http::MAX_REQUEST_HEAD;
-use chat_adapter::refusals::server_full;
+use chat_adapter::refusals::{server_full, too_many_from_this_address};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -76,15 +77,29 @@ pub(crate) async fn accept_loop(
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("{peer}: TCP_NODELAY: {e}");
         }
-        let slot = Slot::new(Arc::clone(&shared), Arc::clone(&open));
+        let mut slot = Slot::new(Arc::clone(&shared), Arc::clone(&open));
+        let full = now_open >= max;
+        // A trusted proxy's connections are counted under the address it forwards for, once
+        // the request says which (at the upgrade, `upgrade.rs`).
+        let from_proxy = shared.clients().is_trusted_proxy(peer.ip());
+        let over_ip_limit = !full && !from_proxy && !slot.admit_ip(peer.ip());
         let mut conn = HttpConn::new(stream, peer, Arc::clone(&shared), slot);
-        if now_open >= max {
-            shared.metrics().refused_full += 1;
-            log::warn!(
-                peer:% = peer, status = 503u16;
-                "{peer}: refused, {max} connections open"
-            );
-            conn.refuse(&server_full());
+        if full || over_ip_limit {
+            if full {
+                shared.metrics().refused_full += 1;
+                log::warn!(
+                    peer:% = peer, status = 503u16;
+                    "{peer}: refused, {max} connections open"
+                );
+                conn.refuse(&server_full());
+            } else {
+                shared.metrics().refused_per_ip += 1;
+                log::warn!(
+                    peer:% = peer, status = 429u16;
+                    "{peer}: refused, too many connections from this address"
+                );
+                conn.refuse(&too_many_from_this_address());
+            }
             tasks.spawn(async move {
                 let _ = conn.shutdown().await;
             });
@@ -117,6 +132,7 @@ async fn serve_connection(
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(CountedAtAccept);
         // The Router is always ready; its error type is Infallible.
         let mut app = app.clone();
         async move { Ok::<_, Infallible>(app.call(request).await.unwrap_or_else(|e| match e {})) }
@@ -145,6 +161,11 @@ async fn serve_connection(
         }
     }
 }
+
+/// In a request's extensions: its connection was counted at accept, under its peer's address
+/// unless that is a trusted proxy, so the upgrade does not count it under that address again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CountedAtAccept;
 
 /// Errors of one connection that `accept` reports; the listener is fine.
 fn is_connection_error(e: &io::Error) -> bool {

@@ -97,17 +97,19 @@ impl Shared {
     }
 }
 
-/// One admitted WebSocket: counted in [`Shared::open`] and under its client address until
-/// dropped (by the last of its two tasks).
+/// One admitted WebSocket: counted in [`Shared::open`] and under its client address (unless
+/// its connection was counted under it at accept) until dropped (when its socket is closed).
 pub(crate) struct Admission {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    /// The address it is counted under here, if any.
+    ip: Option<IpAddr>,
 }
 
 impl Admission {
     /// Counts a connection from `ip` if both limits allow it: `Err(status)` names the one
-    /// that does not (503 full, 429 this address).
-    pub fn admit(shared: &Arc<Shared>, ip: IpAddr) -> Result<Admission, u16> {
+    /// that does not (503 full, 429 this address). `counted_ip`: the connection is counted
+    /// under `ip` already (at accept), only the first limit is checked.
+    pub fn admit(shared: &Arc<Shared>, ip: IpAddr, counted_ip: bool) -> Result<Admission, u16> {
         let max = shared.config.max_connections;
         if shared
             .open
@@ -118,7 +120,7 @@ impl Admission {
         {
             return Err(503);
         }
-        if !shared.clients().admit(ip) {
+        if !counted_ip && !shared.clients().admit(ip) {
             shared.open.fetch_sub(1, Ordering::AcqRel);
             return Err(429);
         }
@@ -128,14 +130,16 @@ impl Admission {
         drop(metrics);
         Ok(Admission {
             shared: Arc::clone(shared),
-            ip,
+            ip: (!counted_ip).then_some(ip),
         })
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.shared.clients().release(self.ip);
+        if let Some(ip) = self.ip {
+            self.shared.clients().release(ip);
+        }
         self.shared.metrics().websocket_open -= 1;
         if self.shared.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Stored if nobody waits yet: the drain sees it on its next look.

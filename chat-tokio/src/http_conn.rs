@@ -18,7 +18,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,22 +37,40 @@ use crate::connection::CLOSE_LINGER;
 const READ_CHUNK: usize = 4096;
 
 /// One TCP connection counted open (`chat_connections_open`, and `--max-connections` at
-/// accept) until dropped.
+/// accept) until dropped, and under its address (`--max-connections-per-ip`) if it was
+/// admitted under it.
 pub(crate) struct Slot {
     shared: Arc<Shared>,
     open: Arc<AtomicUsize>,
+    counted_ip: Option<IpAddr>,
 }
 
 impl Slot {
     pub fn new(shared: Arc<Shared>, open: Arc<AtomicUsize>) -> Slot {
         open.fetch_add(1, Ordering::AcqRel);
         shared.metrics().open_connections += 1;
-        Slot { shared, open }
+        Slot {
+            shared,
+            open,
+            counted_ip: None,
+        }
+    }
+
+    /// Counts the connection under `ip` if its address has room: `false` when it has not.
+    pub fn admit_ip(&mut self, ip: IpAddr) -> bool {
+        let admitted = self.shared.clients().admit(ip);
+        if admitted {
+            self.counted_ip = Some(ip);
+        }
+        admitted
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(ip) = self.counted_ip {
+            self.shared.clients().release(ip);
+        }
         self.open.fetch_sub(1, Ordering::AcqRel);
         self.shared.metrics().open_connections -= 1;
     }

@@ -86,14 +86,16 @@
 //! `/readyz`, `/metrics`, 404, 405, 400, 403, 426, 503 while draining) and the same upgrade
 //! refusals (503 full, 429 per address, 401/403 tokens and bans). [`serve`] and
 //! [`RunningServer`] also handle connections as the mio server does (`accept.rs`,
-//! `http_conn.rs`): every TCP connection counts against `--max-connections` at accept (a `503`
-//! and a close beyond it); request heads are read and checked before hyper sees them, so a head
-//! over 8 KiB or 64 header lines gets `431`, an unparseable one (HTTP/2, HTTP/0.9, garbage, a
-//! TLS hello) `400`, one announcing a body the routes' `400`/`405`, one not finished within
-//! `--request-timeout` `408`, all with the mio server's texts; a connection that sends nothing
-//! within `--request-timeout`, or nothing new within `--keep-alive-timeout` of its last answer,
-//! is closed; a request followed by a half-close is answered; every close shuts the write side
-//! and reads until the peer's EOF or 5 s. What still differs:
+//! `http_conn.rs`): every TCP connection counts against `--max-connections` and, unless it
+//! comes from a trusted proxy (counted under the address it forwards for, at the upgrade),
+//! `--max-connections-per-ip` at accept (a `503` or `429` and a close beyond them); request
+//! heads are read and checked before hyper sees them, so a head over 8 KiB or 64 header lines
+//! gets `431`, an unparseable one (HTTP/2, HTTP/0.9, garbage, a TLS hello) `400`, one
+//! announcing a body the routes' `400`/`405`, one not finished within `--request-timeout`
+//! `408`, all with the mio server's texts; a connection that sends nothing within
+//! `--request-timeout`, or nothing new within `--keep-alive-timeout` of its last answer, is
+//! closed; a request followed by a half-close is answered; every close shuts the write side and
+//! reads until the peer's EOF or 5 s. What still differs:
 //!
 //! - `--memory-budget` is accepted (it has a default) but not enforced: memory is bounded by
 //!   the per-connection `--max-outbound` and the core's history limits only.
@@ -102,17 +104,14 @@
 //!   second writer thread), `chat_flush_bytes` and `chat_delivery_latency_seconds` (writes are
 //!   per connection task, not per loop turn), the `chat_memory_*` families (no budget), logins
 //!   and cluster links (not supported here).
-//! - `--max-connections-per-ip` counts WebSockets, at the upgrade (the mio server counts every
-//!   TCP connection from the address at accept): plain HTTP requests from one address are not
-//!   limited, and the `429` is given at the upgrade.
 //! - Answers that hyper writes (everything but the refusals above) have an `HTTP/1.0` status
 //!   line for an HTTP/1.0 request (the mio server always writes `HTTP/1.1`), header names in
 //!   lower case (`sec-websocket-accept`), as HTTP allows, a `Date` header and
 //!   `Server: chat-tokio`. The refusals written before hyper sees the request are the mio
 //!   server's bytes, with `Server: chat-tokio`.
 //! - An app that serves [`Chat::router`] with its own server (axum::serve, hyper) gets its
-//!   server's HTTP handling instead of the above: `--max-connections` then counts WebSockets at
-//!   the upgrade, and the head limits (within hyper's own: about 400 KB, 100 headers), timeouts
+//!   server's HTTP handling instead of the above: `--max-connections` and
+//!   `--max-connections-per-ip` then count WebSockets, at the upgrade, and the head limits (within hyper's own: about 400 KB, 100 headers), timeouts
 //!   and linger are whatever that server does. `router.rs` still answers heads over 64 header
 //!   lines or 8 KiB that reach it with the mio server's `431`. Its `/metrics` then counts no
 //!   TCP connections and no bytes (those are counted in `serve`'s connections).

@@ -31,7 +31,15 @@ pub(crate) async fn upgrade(
     let client_ip = shared
         .clients()
         .client_ip(peer.ip(), forwarded_for.as_deref());
-    let admission = match Admission::admit(&shared, client_ip) {
+    // Served by `serve`, a connection from an address that is not a trusted proxy was counted
+    // under that address at accept.
+    let from_proxy = shared.clients().is_trusted_proxy(peer.ip());
+    let counted_ip = !from_proxy
+        && request
+            .extensions()
+            .get::<crate::accept::CountedAtAccept>()
+            .is_some();
+    let admission = match Admission::admit(&shared, client_ip, counted_ip) {
         Ok(admission) => admission,
         Err(503) => {
             shared.metrics().refused_full += 1;
