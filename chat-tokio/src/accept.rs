@@ -137,6 +137,9 @@ async fn serve_connection(
         let mut app = app.clone();
         async move { Ok::<_, Infallible>(app.call(request).await.unwrap_or_else(|e| match e {})) }
     });
+    // No hyper timer, so none of hyper's timeouts: its header read timeout would close a slow
+    // head without the mio server's 408, and it has no idle keep-alive timeout at all. Both
+    // deadlines are `HttpConn`'s, and hyper only ever sees whole heads.
     let connection = http1::Builder::new()
         // A request followed by EOF (`nc -N`) is answered before the connection ends.
         .half_close(true)
