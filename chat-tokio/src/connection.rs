@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_adapter::handshake::Accepted;
+use chat_protocol::ClientId;
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
@@ -89,16 +90,28 @@ impl ConnHandle {
     }
 }
 
-/// Starts a chat client on `ws`: tells the core (through the inbox, so it comes before any of
-/// the reader's inputs), then spawns its reader and writer.
-pub(crate) async fn start(
+/// A chat client the core has been told of, whose socket is not upgraded yet: the core's
+/// frames for it wait in its channel until [`Joining::start`].
+pub(crate) struct Joining {
     shared: Arc<Shared>,
-    ws: Ws,
+    client: ClientId,
+    rx: mpsc::UnboundedReceiver<Out>,
+    queued: Arc<AtomicUsize>,
+    discard: Arc<AtomicBool>,
+    closed: watch::Receiver<bool>,
+    admission: Admission,
+}
+
+/// Tells the core of a new chat client (through the inbox, so it comes before any of its
+/// reader's inputs), before its `101` is written, as the mio server does: whoever reads the
+/// `101` is in the chat already. `None`: the chat stopped meanwhile.
+pub(crate) async fn join(
+    shared: Arc<Shared>,
     accepted: Accepted,
     peer: SocketAddr,
     (expires, admin): (Option<std::time::Instant>, bool),
     admission: Admission,
-) {
+) -> Option<Joining> {
     let client = shared.next_client();
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
@@ -119,17 +132,37 @@ pub(crate) async fn start(
         expires,
         admin,
     };
-    if shared
+    shared
         .inbox
         .send(Inbound::Connect(Box::new(joined)))
         .await
-        .is_err()
-    {
-        // The chat stopped meanwhile.
-        return;
-    }
-    let (sink, stream) = ws.split();
-    tokio::spawn(async move {
+        .ok()?;
+    Some(Joining {
+        shared,
+        client,
+        rx,
+        queued,
+        discard,
+        closed,
+        admission,
+    })
+}
+
+impl Joining {
+    /// Runs the client on its upgraded socket: its reader and writer, then the socket's end.
+    /// In the caller's task (the one that waited for the upgrade): one task hop less before a
+    /// peer that is already gone is noticed.
+    pub async fn run(self, ws: Ws) {
+        let Joining {
+            shared,
+            client,
+            rx,
+            queued,
+            discard,
+            closed,
+            admission,
+        } = self;
+        let (sink, stream) = ws.split();
         let ((sink, wrote_all), stream) = tokio::join!(
             crate::writer::run(sink, rx, queued, discard, closed.clone()),
             crate::reader::run(stream, client, shared, closed),
@@ -139,7 +172,19 @@ pub(crate) async fn start(
         }
         // Counted open until the socket is closed.
         drop(admission);
-    });
+    }
+
+    /// The upgrade failed (the peer went away before it): the client leaves the chat.
+    pub async fn abandon(self) {
+        let _ = self
+            .shared
+            .inbox
+            .send(Inbound::Ended {
+                client: self.client,
+                reason: None,
+            })
+            .await;
+    }
 }
 
 /// The socket's end, as on the mio server: the last frames (a close answer tungstenite still

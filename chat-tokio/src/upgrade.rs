@@ -1,8 +1,9 @@
 //! The WebSocket upgrade: a request the router accepted (`chat_adapter::handshake` validated
 //! it) passes the same checks as on the mio server — the connection limit (503), the
 //! per-address limit (429), the token (401 with `WWW-Authenticate: Bearer`, 403) and the bans
-//! (403) — then gets its `101`, and once hyper hands over the connection the chat hears
-//! `Input::Connect` (and `Expires`, `Grant` in token mode).
+//! (403) — then the chat hears `Input::Connect` (and `Expires`, `Grant` in token mode) before
+//! the `101` is written, as on the mio server (a client that read its `101` is in the chat);
+//! the core's frames wait in the client's channel until hyper hands over the connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -106,21 +107,29 @@ pub(crate) async fn upgrade(
             "{user} ({client_ip} via {peer}) connected"
         );
     }
+    let ws_config = shared.ws_config;
+    let Some(joining) =
+        crate::connection::join(shared, accepted, peer, (expires, admin), admission).await
+    else {
+        // The chat stopped meanwhile.
+        return http_answer(
+            &chat_adapter::http::Response::text(503, "the server is shutting down\n")
+                .keep_alive(false),
+        );
+    };
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
                 log::debug!("{peer}: upgrade failed: {e}");
+                joining.abandon().await;
                 return;
             }
         };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(shared.ws_config),
-        )
-        .await;
-        crate::connection::start(shared, ws, accepted, peer, (expires, admin), admission).await;
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        joining.run(ws).await;
     });
     response
 }
