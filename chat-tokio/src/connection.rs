@@ -153,25 +153,17 @@ impl Joining {
     /// In the caller's task (the one that waited for the upgrade): one task hop less before a
     /// peer that is already gone is noticed.
     pub async fn run(self, ws: Ws) {
-        let Joining {
-            shared,
-            client,
-            rx,
-            queued,
-            discard,
-            closed,
-            admission,
-        } = self;
         let (sink, stream) = ws.split();
+        let closed = self.closed;
         let ((sink, wrote_all), stream) = tokio::join!(
-            crate::writer::run(sink, rx, queued, discard, closed.clone()),
-            crate::reader::run(stream, client, shared, closed),
+            crate::writer::run(sink, self.rx, self.queued, self.discard, closed.clone()),
+            crate::reader::run(stream, self.client, self.shared, closed),
         );
         if let Ok(ws) = sink.reunite(stream) {
             end(ws, wrote_all).await;
         }
         // Counted open until the socket is closed.
-        drop(admission);
+        drop(self.admission);
     }
 
     /// The upgrade failed (the peer went away before it): the client leaves the chat.
