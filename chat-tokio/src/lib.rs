@@ -115,6 +115,11 @@
 //!   and linger are whatever that server does. `router.rs` still answers heads over 64 header
 //!   lines or 8 KiB that reach it with the mio server's `431`. Its `/metrics` then counts no
 //!   TCP connections and no bytes (those are counted in `serve`'s connections).
+//! - Events of different connections reach the core in the order their tasks notice them, not
+//!   strictly in the order they happened: a socket dropped without a close frame just before
+//!   another client's handshake can be noticed after that client joined, which then hears the
+//!   departure (the mio loop, one thread over one poller, sees them in order). A client's own
+//!   join is ordered: the core hears it before the `101` is written, as on the mio server.
 //! - At shutdown, HTTP connections get hyper's graceful shutdown and are waited for up to
 //!   `--shutdown-timeout`, then cut.
 //! - `--handle-signals` is the binary's: `chat-tokio-server` always stops on SIGINT/SIGTERM (a
