@@ -355,7 +355,7 @@ impl<'a> Response<'a> {
     /// Appends the whole response to `out` (the tests read responses whole).
     #[cfg(test)]
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        self.write_head(out);
+        self.write_head(out, MIO_SERVER);
         if self.sends_body() {
             out.extend_from_slice(self.body());
         }
@@ -364,8 +364,14 @@ impl<'a> Response<'a> {
     /// The response as bytes to queue: the head (with a borrowed body appended), and a shared
     /// body to queue after it as it is, without a copy.
     pub fn encode(&self) -> (Vec<u8>, Option<Bytes>) {
+        self.encode_from(MIO_SERVER)
+    }
+
+    /// [`Response::encode`], with `server` as the `Server` header (chat-tokio writes its
+    /// own refusals before hyper sees a request).
+    pub fn encode_from(&self, server: &str) -> (Vec<u8>, Option<Bytes>) {
         let mut head = Vec::with_capacity(256);
-        self.write_head(&mut head);
+        self.write_head(&mut head, server);
         if !self.sends_body() {
             return (head, None);
         }
@@ -379,12 +385,12 @@ impl<'a> Response<'a> {
     }
 
     /// Appends the status line and the headers.
-    fn write_head(&self, out: &mut Vec<u8>) {
+    fn write_head(&self, out: &mut Vec<u8>, server: &str) {
         let mut head = String::with_capacity(160);
         // Writing into a String cannot fail.
         let _ = write!(
             head,
-            "HTTP/1.1 {} {}\r\nServer: chat-mio-server\r\n",
+            "HTTP/1.1 {} {}\r\nServer: {server}\r\n",
             self.status,
             reason_phrase(self.status)
         );
@@ -406,6 +412,9 @@ impl<'a> Response<'a> {
         out.extend_from_slice(head.as_bytes());
     }
 }
+
+/// The `Server` header of the mio server's answers.
+const MIO_SERVER: &str = "chat-mio-server";
 
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {

@@ -31,6 +31,7 @@ pub mod config_file;
 pub mod handshake;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod refusals;
 pub mod routes;
 pub mod startup;

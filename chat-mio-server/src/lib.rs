@@ -33,10 +33,12 @@
 mod batch;
 mod connection;
 mod event_loop;
-mod metrics;
 mod timer;
 mod tls;
 mod write_queue;
+
+// The counters behind `/metrics` are shared with chat-tokio (same families, same names).
+use chat_adapter::metrics;
 
 use std::io;
 use std::net::SocketAddr;

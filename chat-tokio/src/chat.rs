@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_adapter::bans::Bans;
 use chat_adapter::client_addr::ClientAddrs;
+use chat_adapter::metrics::Metrics;
 use chat_adapter::{Assets, Config};
 use chat_auth::TokenVerifier;
 use tokio::sync::{mpsc, Notify};
@@ -38,6 +39,9 @@ pub(crate) struct Shared {
     /// WebSockets admitted and not yet ended (their sockets included: a closing one counts
     /// until both its tasks are done).
     open: AtomicUsize,
+    /// The counters behind `/metrics`: the mio server's families, those that apply here kept
+    /// current (each update a few additions under this lock, never held across an await).
+    metrics: Mutex<Metrics>,
     /// Told when `open` falls to 0 during a drain.
     pub all_gone: Notify,
     pub draining: AtomicBool,
@@ -67,6 +71,19 @@ impl Shared {
         lock(&self.clients)
     }
 
+    pub fn metrics(&self) -> MutexGuard<'_, Metrics> {
+        lock(&self.metrics)
+    }
+
+    /// `/metrics` now: the Prometheus text of the counters.
+    pub fn render_metrics(&self) -> String {
+        self.metrics().render(
+            std::time::Instant::now(),
+            self.is_draining(),
+            self.store_stats.as_deref(),
+        )
+    }
+
     pub fn next_client(&self) -> chat_protocol::ClientId {
         chat_protocol::ClientId(self.next_client.fetch_add(1, Ordering::Relaxed))
     }
@@ -80,17 +97,19 @@ impl Shared {
     }
 }
 
-/// One admitted WebSocket: counted in [`Shared::open`] and under its client address until
-/// dropped (by the last of its two tasks).
+/// One admitted WebSocket: counted in [`Shared::open`] and under its client address (unless
+/// its connection was counted under it at accept) until dropped (when its socket is closed).
 pub(crate) struct Admission {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    /// The address it is counted under here, if any.
+    ip: Option<IpAddr>,
 }
 
 impl Admission {
     /// Counts a connection from `ip` if both limits allow it: `Err(status)` names the one
-    /// that does not (503 full, 429 this address).
-    pub fn admit(shared: &Arc<Shared>, ip: IpAddr) -> Result<Admission, u16> {
+    /// that does not (503 full, 429 this address). `counted_ip`: the connection is counted
+    /// under `ip` already (at accept), only the first limit is checked.
+    pub fn admit(shared: &Arc<Shared>, ip: IpAddr, counted_ip: bool) -> Result<Admission, u16> {
         let max = shared.config.max_connections;
         if shared
             .open
@@ -101,20 +120,27 @@ impl Admission {
         {
             return Err(503);
         }
-        if !shared.clients().admit(ip) {
+        if !counted_ip && !shared.clients().admit(ip) {
             shared.open.fetch_sub(1, Ordering::AcqRel);
             return Err(429);
         }
+        let mut metrics = shared.metrics();
+        metrics.websocket_open += 1;
+        metrics.websockets_total += 1;
+        drop(metrics);
         Ok(Admission {
             shared: Arc::clone(shared),
-            ip,
+            ip: (!counted_ip).then_some(ip),
         })
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.shared.clients().release(self.ip);
+        if let Some(ip) = self.ip {
+            self.shared.clients().release(ip);
+        }
+        self.shared.metrics().websocket_open -= 1;
         if self.shared.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Stored if nobody waits yet: the drain sees it on its next look.
             self.shared.all_gone.notify_one();
@@ -170,6 +196,7 @@ impl Chat {
             tokens,
             bans: Mutex::new(restored.bans),
             open: AtomicUsize::new(0),
+            metrics: Mutex::new(Metrics::new(std::time::Instant::now())),
             all_gone: Notify::new(),
             draining: AtomicBool::new(false),
             next_client: AtomicU64::new(1),
@@ -185,7 +212,8 @@ impl Chat {
         })
     }
 
-    /// The chat's routes: `/`, `/static/{*file}`, `/ws/{client_id}`, `/healthz`, `/readyz`.
+    /// The chat's routes: `/`, `/static/{*file}`, `/ws/{client_id}`, `/healthz`, `/readyz`,
+    /// `/metrics`.
     /// Mount with `Router::nest_service("/chat", chat.router())` or `.merge(chat.router())`;
     /// see the crate docs ("Mounting": why `nest_service` rather than `nest`).
     pub fn router(&self) -> axum::Router {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_adapter::handshake::Accepted;
+use chat_protocol::ClientId;
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
@@ -89,16 +90,28 @@ impl ConnHandle {
     }
 }
 
-/// Starts a chat client on `ws`: tells the core (through the inbox, so it comes before any of
-/// the reader's inputs), then spawns its reader and writer.
-pub(crate) async fn start(
+/// A chat client the core has been told of, whose socket is not upgraded yet: the core's
+/// frames for it wait in its channel until [`Joining::start`].
+pub(crate) struct Joining {
     shared: Arc<Shared>,
-    ws: Ws,
+    client: ClientId,
+    rx: mpsc::UnboundedReceiver<Out>,
+    queued: Arc<AtomicUsize>,
+    discard: Arc<AtomicBool>,
+    closed: watch::Receiver<bool>,
+    admission: Admission,
+}
+
+/// Tells the core of a new chat client (through the inbox, so it comes before any of its
+/// reader's inputs), before its `101` is written, as the mio server does: whoever reads the
+/// `101` is in the chat already. `None`: the chat stopped meanwhile.
+pub(crate) async fn join(
+    shared: Arc<Shared>,
     accepted: Accepted,
     peer: SocketAddr,
     (expires, admin): (Option<std::time::Instant>, bool),
     admission: Admission,
-) {
+) -> Option<Joining> {
     let client = shared.next_client();
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
@@ -119,28 +132,75 @@ pub(crate) async fn start(
         expires,
         admin,
     };
-    if shared
+    shared
         .inbox
         .send(Inbound::Connect(Box::new(joined)))
         .await
-        .is_err()
-    {
-        // The chat stopped meanwhile.
-        return;
-    }
-    let (sink, stream) = ws.split();
-    let admission = Arc::new(admission);
-    tokio::spawn(crate::writer::run(
-        sink,
+        .ok()?;
+    Some(Joining {
+        shared,
+        client,
         rx,
         queued,
         discard,
-        closed.clone(),
-        Arc::clone(&admission),
-    ));
-    tokio::spawn(crate::reader::run(
-        stream, client, shared, closed, admission,
-    ));
+        closed,
+        admission,
+    })
+}
+
+impl Joining {
+    /// Runs the client on its upgraded socket: its reader and writer, then the socket's end.
+    /// In the caller's task (the one that waited for the upgrade): one task hop less before a
+    /// peer that is already gone is noticed.
+    pub async fn run(self, ws: Ws) {
+        let (sink, stream) = ws.split();
+        let closed = self.closed;
+        let ((sink, wrote_all), stream) = tokio::join!(
+            crate::writer::run(sink, self.rx, self.queued, self.discard, closed.clone()),
+            crate::reader::run(stream, self.client, self.shared, closed),
+        );
+        if let Ok(ws) = sink.reunite(stream) {
+            end(ws, wrote_all).await;
+        }
+        // Counted open until the socket is closed.
+        drop(self.admission);
+    }
+
+    /// The upgrade failed (the peer went away before it): the client leaves the chat.
+    pub async fn abandon(self) {
+        let _ = self
+            .shared
+            .inbox
+            .send(Inbound::Ended {
+                client: self.client,
+                reason: None,
+            })
+            .await;
+    }
+}
+
+/// The socket's end, as on the mio server: the last frames (a close answer tungstenite still
+/// holds) go out, the write side is shut (the peer reads a FIN after the close frame, even if
+/// it never answers it), then what the peer still sends is read and dropped until its EOF or
+/// [`CLOSE_LINGER`], so the socket is never closed on unread bytes (a reset, which could reach
+/// the peer before the close frame). A writer that could not get its bytes out (the peer does
+/// not read) skips the flush: the socket is shut and closed at once.
+async fn end(mut ws: Ws, wrote_all: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        if wrote_all {
+            // The sink's close (not `WebSocketStream::close`, which sends a second close
+            // frame and fails after the first): flushes a close answer still held.
+            let _ = futures_util::SinkExt::close(&mut ws).await;
+        }
+        let mut io = ws.into_inner();
+        if io.shutdown().await.is_err() || !wrote_all {
+            return;
+        }
+        let mut scratch = [0u8; 4096];
+        while let Ok(1..) = io.read(&mut scratch).await {}
+    })
+    .await;
 }
 
 /// Resolves once the core has closed the client (or forgotten it), then [`CLOSE_LINGER`] later.

@@ -143,6 +143,7 @@ impl CoreTask {
             Inbound::Connect(joined) => self.connect(*joined),
             Inbound::Text { client, text } => {
                 if self.conns.contains_key(&client) {
+                    self.shared.metrics().messages_received += 1;
                     self.feed(Input::Text { client, text });
                 }
             }
@@ -211,6 +212,9 @@ impl CoreTask {
             }
         }
         self.frame_cache = None;
+        // The core counts what only it can see.
+        let rate_limited = self.core.messages_rate_limited();
+        self.shared.metrics().rate_limited = rate_limited;
     }
 
     fn carry_out(&mut self, output: Output) {
@@ -300,6 +304,7 @@ impl CoreTask {
         if let Some(conn) = self.conns.get(&to) {
             conn.queued.fetch_add(len, Ordering::AcqRel);
             conn.send(Out::Text(text, len));
+            self.shared.metrics().messages_delivered += 1;
         }
     }
 
@@ -337,6 +342,7 @@ impl CoreTask {
         };
         let text = text.unwrap_or(reason.text());
         log::info!("{} ({}) closed by the server: {text}", conn.user, conn.peer);
+        self.shared.metrics().closed(reason);
         conn.close(reason.code(), text, drop_queued);
         self.pending.push_back(Input::Disconnect { client });
     }

@@ -8,7 +8,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 
 /// The `Server` header of every answer.
-const SERVER_NAME: &str = "chat-tokio";
+pub(crate) const SERVER_NAME: &str = "chat-tokio";
 
 /// `response` as axum's. A header value the routes built is always valid; one that is not
 /// (it cannot come from a client) is left out rather than fail the answer.

@@ -5,7 +5,7 @@
 //!
 //! # What it owns, what it never does
 //!
-//! It owns the sockets (through axum and hyper for HTTP, tokio-tungstenite for WebSocket
+//! It owns the sockets (its own accept loop, hyper for HTTP, tokio-tungstenite for WebSocket
 //! framing), the tasks, the timers and the channels between them. It decides nothing about the
 //! chat: who gets what, pings, idle closes, rate limits and history are the core's; what a
 //! request is answered, the upgrade rules, the token checks and the close-code table are
@@ -17,9 +17,11 @@
 //! # Tasks and channels
 //!
 //! ```text
-//!   axum/hyper ─► router.rs ─► chat_adapter::routes::route ─► http_answer.rs  files, health,
-//!   (a task per     │ (request_head.rs copies the head)                        refusals
-//!    connection)    └─► upgrade.rs: limits, token, bans ─► 101 ─► connection.rs
+//!   accept.rs: counted at accept (503 beyond --max-connections), a task per connection
+//!     └─► http_conn.rs: heads read and checked (431/400/408, timeouts), linger at close
+//!          └─► hyper http1 ─► router.rs ─► chat_adapter::routes::route ─► http_answer.rs
+//!               (request_head.rs copies the head)      files, health, metrics, refusals
+//!                    └─► upgrade.rs: limits, token, bans ─► 101 ─► connection.rs
 //!
 //!   per WebSocket:  reader task ──Inbound──┐ bounded mpsc (INBOX_BOUND): a flooded core
 //!                                          │ makes the readers wait, not buffer
@@ -51,8 +53,10 @@
 //!   `--max-outbound` closes the client with `CloseReason::SlowConsumer` (1008); frames not yet
 //!   handed to tungstenite are dropped, the close frame goes out. The writer subtracts a
 //!   batch's bytes once they are flushed to the socket, so a peer that does not read fills its
-//!   queue. After any close the connection has 5 s to finish the close handshake, then its
-//!   socket is dropped.
+//!   queue. After any close the connection has 5 s to get its close frame out; then, as on the
+//!   mio server, its write side is shut (the peer reads an EOF after the close frame, even if
+//!   it never answers it) and what the peer still sends is read and dropped until its EOF or
+//!   5 s more, so the socket is never closed on unread bytes (a reset).
 //! - **Inbound**: readers hand their inputs to the core through a bounded channel; when the core
 //!   falls behind, readers wait and their sockets' windows fill. tungstenite enforces
 //!   `--max-message-size` on a whole message and on any one frame (the same limits as the
@@ -79,36 +83,53 @@
 //!
 //! The chat itself does not differ: the same frames in the same order, the same close codes and
 //! reasons, the same answers from `chat_adapter::routes` (files, ETag/304, `/healthz`,
-//! `/readyz`, 404, 405, 400, 403, 426, 503 while draining) and the same upgrade refusals (503
-//! full, 429 per address, 401/403 tokens and bans). What differs is HTTP/1 handling that is
-//! hyper's (through `axum::serve`, which exposes none of hyper's connection options):
+//! `/readyz`, `/metrics`, 404, 405, 400, 403, 426, 503 while draining) and the same upgrade
+//! refusals (503 full, 429 per address, 401/403 tokens and bans). [`serve`] and
+//! [`RunningServer`] also handle connections as the mio server does (`accept.rs`,
+//! `http_conn.rs`): every TCP connection counts against `--max-connections` and, unless it
+//! comes from a trusted proxy (counted under the address it forwards for, at the upgrade),
+//! `--max-connections-per-ip` at accept (a `503` or `429` and a close beyond them); request
+//! heads are read and checked before hyper sees them, so a head over 8 KiB or 64 header lines
+//! gets `431`, an unparseable one (HTTP/2, HTTP/0.9, garbage, a TLS hello) `400`, one
+//! announcing a body the routes' `400`/`405`, one not finished within `--request-timeout`
+//! `408`, all with the mio server's texts; a connection that sends nothing within
+//! `--request-timeout`, or nothing new within `--keep-alive-timeout` of its last answer, is
+//! closed; a request followed by a half-close is answered; every close shuts the write side and
+//! reads until the peer's EOF or 5 s. What still differs:
 //!
 //! - `--memory-budget` is accepted (it has a default) but not enforced: memory is bounded by
 //!   the per-connection `--max-outbound` and the core's history limits only.
-//! - `--request-timeout` and `--keep-alive-timeout` are not applied: no `408` for a head that
-//!   does not complete, and an idle keep-alive connection stays open until the client or the
-//!   graceful shutdown ends it.
-//! - `/metrics` is not served (404): the mio server's counters live in its loop.
-//! - `--max-connections` and `--max-connections-per-ip` count WebSockets (the mio server counts
-//!   every TCP connection, at accept): plain HTTP requests are hyper's to limit, and the `503`
-//!   and `429` are given at the upgrade.
-//! - Heads within hyper's own limits but over 64 header lines or 8 KiB get the mio server's
-//!   `431` with its text; heads hyper refuses itself (about 400 KB or more, over 100 headers,
-//!   unparseable bytes) get hyper's bare `431`/`400`, without a body; a head that never ends is
-//!   waited for, not refused at 8 KiB.
-//! - An HTTP/1.0 request is answered with an `HTTP/1.0` status line (the mio server always
-//!   writes `HTTP/1.1`); header names go out in lower case (`sec-websocket-accept`), as HTTP
-//!   allows; every answer has a `Date` header and `Server: chat-tokio`.
-//! - A request followed at once by a half-close (EOF) is not answered: hyper ends the
-//!   connection when its read side ends.
+//! - `/metrics` has the mio server's families (`chat_adapter::metrics`), but those that only
+//!   mean something in the mio loop stay 0 or empty: `chat_split_flushes_total` (there is no
+//!   second writer thread), `chat_flush_bytes` and `chat_delivery_latency_seconds` (writes are
+//!   per connection task, not per loop turn), the `chat_memory_*` families (no budget), logins
+//!   and cluster links (not supported here).
+//! - Answers that hyper writes (everything but the refusals above) have an `HTTP/1.0` status
+//!   line for an HTTP/1.0 request (the mio server always writes `HTTP/1.1`), header names in
+//!   lower case (`sec-websocket-accept`), as HTTP allows, a `Date` header and
+//!   `Server: chat-tokio`. The refusals written before hyper sees the request are the mio
+//!   server's bytes, with `Server: chat-tokio`.
+//! - An app that serves [`Chat::router`] with its own server (axum::serve, hyper) gets its
+//!   server's HTTP handling instead of the above: `--max-connections` and
+//!   `--max-connections-per-ip` then count WebSockets, at the upgrade, and the head limits (within hyper's own: about 400 KB, 100 headers), timeouts
+//!   and linger are whatever that server does. `router.rs` still answers heads over 64 header
+//!   lines or 8 KiB that reach it with the mio server's `431`. Its `/metrics` then counts no
+//!   TCP connections and no bytes (those are counted in `serve`'s connections).
+//! - Events of different connections reach the core in the order their tasks notice them, not
+//!   strictly in the order they happened: a socket dropped without a close frame just before
+//!   another client's handshake can be noticed after that client joined, which then hears the
+//!   departure (the mio loop, one thread over one poller, sees them in order). A client's own
+//!   join is ordered: the core hears it before the `101` is written, as on the mio server.
+//! - At shutdown, HTTP connections get hyper's graceful shutdown and are waited for up to
+//!   `--shutdown-timeout`, then cut.
 //! - `--handle-signals` is the binary's: `chat-tokio-server` always stops on SIGINT/SIGTERM (a
 //!   second one stops at once); [`serve`] and [`RunningServer`] stop when told, whatever it
 //!   says (an embedding app owns its signals).
-
+//!
 //! # Mounting
 //!
-//! [`Chat::router`] has the routes `/`, `/static/{*file}`, `/ws/{client_id}`, `/healthz` and
-//! `/readyz`, and no fallback (an app's own is kept; two cannot be merged).
+//! [`Chat::router`] has the routes `/`, `/static/{*file}`, `/ws/{client_id}`, `/healthz`,
+//! `/readyz` and `/metrics`, and no fallback (an app's own is kept; two cannot be merged).
 //!
 //! - Under a prefix: `Router::nest_service("/chat", chat.router())`. The chat is at `/chat/`,
 //!   and `GET /chat` redirects there (308, query kept): the page resolves its WebSocket and
@@ -139,10 +160,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accept;
 mod chat;
 mod connection;
 mod core_task;
 mod http_answer;
+mod http_conn;
 mod options;
 mod reader;
 mod request_head;

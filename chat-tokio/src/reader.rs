@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tungstenite::Message;
 
-use crate::chat::{Admission, Shared};
-use crate::connection::{Ws, CLOSE_LINGER};
+use crate::chat::Shared;
+use crate::connection::Ws;
 use crate::core_task::Inbound;
 
 pub(crate) async fn run(
@@ -21,8 +21,7 @@ pub(crate) async fn run(
     client: ClientId,
     shared: Arc<Shared>,
     mut closed: watch::Receiver<bool>,
-    _admission: Arc<Admission>,
-) {
+) -> SplitStream<Ws> {
     loop {
         let next = tokio::select! {
             next = stream.next() => next,
@@ -53,12 +52,8 @@ pub(crate) async fn run(
             break;
         }
     }
-    // Read (and drop) what the peer still sends until its close answer or EOF, so the close
-    // handshake completes; bounded in time.
-    let _ = tokio::time::timeout(CLOSE_LINGER, async {
-        while let Some(Ok(_)) = stream.next().await {}
-    })
-    .await;
+    // What the peer still sends is read and dropped at the socket's end (`connection.rs`).
+    stream
 }
 
 fn ended(client: ClientId, reason: Option<CloseReason>) -> Inbound {

@@ -33,11 +33,19 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/ws/{client_id}", any(answer))
         .route("/healthz", any(answer))
         .route("/readyz", any(answer))
+        .route("/metrics", any(answer))
         .with_state(shared)
 }
 
-/// The answer to any request the chat is asked, as the mio server gives it.
+/// The answer to any request the chat is asked, as the mio server gives it, counted in
+/// `chat_http_responses_total`.
 pub(crate) async fn answer(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let response = answer_uncounted(Arc::clone(&shared), request).await;
+    shared.metrics().http_response(response.status().as_u16());
+    response
+}
+
+async fn answer_uncounted(shared: Arc<Shared>, request: Request) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -55,30 +63,36 @@ pub(crate) async fn answer(State(shared): State<Arc<Shared>>, request: Request) 
     if let Some(redirect) = original.and_then(|uri| slash_redirect(head.path(), &uri.0)) {
         return redirect;
     }
-    let scheme = shared
-        .clients()
-        .scheme(peer.ip(), false, head.forwarded_proto.as_deref());
-    let routed = {
-        let render_metrics = String::new;
-        let ctx = Ctx {
-            assets: &shared.assets,
-            allowed_origins: &shared.config.allowed_origins,
-            scheme,
-            render_metrics: &render_metrics,
-            draining: shared.is_draining(),
-            now: Instant::now(),
-            store: shared.store_stats.as_deref(),
-            cluster_down: false,
-        };
-        route(&head, &ctx)
-    };
-    match routed {
+    match route_request(&shared, &head, peer) {
         Route::Respond(response) => http_answer(&response),
         Route::Upgrade(accepted) => {
             let request = Request::from_parts(parts, body);
             crate::upgrade::upgrade(shared, request, accepted, peer, head.forwarded_for).await
         }
     }
+}
+
+/// What `chat_adapter::routes` answers `head` from `peer`.
+pub(crate) fn route_request(
+    shared: &Shared,
+    head: &chat_adapter::http::Request,
+    peer: SocketAddr,
+) -> Route {
+    let scheme = shared
+        .clients()
+        .scheme(peer.ip(), false, head.forwarded_proto.as_deref());
+    let render_metrics = || shared.render_metrics();
+    let ctx = Ctx {
+        assets: &shared.assets,
+        allowed_origins: &shared.config.allowed_origins,
+        scheme,
+        render_metrics: &render_metrics,
+        draining: shared.is_draining(),
+        now: Instant::now(),
+        store: shared.store_stats.as_deref(),
+        cluster_down: false,
+    };
+    route(head, &ctx)
 }
 
 /// Nested under a prefix (`nest("/chat", ..)`), the page is at `/chat/`: `/chat` redirects

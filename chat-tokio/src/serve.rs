@@ -12,9 +12,14 @@ use tokio::sync::oneshot;
 
 use crate::Chat;
 
-/// Serves `chat` alone on `listener` until `shutdown` resolves (axum::serve with graceful
-/// shutdown and `ConnectInfo`), then [`Chat::shutdown`]. Every path the chat does not route
-/// answers as on the mio server (404 `not found`, 405, ...).
+/// Serves `chat` alone on `listener` until `shutdown` resolves, then [`Chat::shutdown`]. Every
+/// path the chat does not route answers as on the mio server (404 `not found`, 405, ...).
+///
+/// The connection handling is this function's own (`accept.rs`, `http_conn.rs`), not axum's:
+/// `--max-connections` counts every TCP connection at accept (a `503` beyond it),
+/// `--request-timeout` and `--keep-alive-timeout` apply, oversized, malformed and slow heads
+/// get the mio server's `431`/`400`/`408`, and every close lingers for the peer's EOF. An app
+/// that serves [`Chat::router`] with its own server has its server's limits instead.
 pub async fn serve(
     listener: TcpListener,
     chat: Chat,
@@ -23,20 +28,19 @@ pub async fn serve(
     let app = chat.router().fallback_service(
         any(crate::router::answer).with_state(std::sync::Arc::clone(&chat.shared)),
     );
-    let draining = chat.clone();
-    let served = axum::serve(
+    crate::accept::accept_loop(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        std::sync::Arc::clone(&chat.shared),
+        async move {
+            shutdown.await;
+            // The WebSocket clients are told first: upgraded connections are no longer
+            // hyper's, and the HTTP ones end as soon as their request is answered.
+            chat.shutdown().await;
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        // The WebSocket clients are told first: upgraded connections are no longer hyper's,
-        // and the HTTP ones end as soon as their request is answered.
-        draining.shutdown().await;
-    })
     .await;
-    chat.shutdown().await;
-    served
+    Ok(())
 }
 
 /// For tests and embedding in synchronous code: a server on a thread of its own with its own

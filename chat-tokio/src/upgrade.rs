@@ -1,8 +1,9 @@
 //! The WebSocket upgrade: a request the router accepted (`chat_adapter::handshake` validated
 //! it) passes the same checks as on the mio server — the connection limit (503), the
 //! per-address limit (429), the token (401 with `WWW-Authenticate: Bearer`, 403) and the bans
-//! (403) — then gets its `101`, and once hyper hands over the connection the chat hears
-//! `Input::Connect` (and `Expires`, `Grant` in token mode).
+//! (403) — then the chat hears `Input::Connect` (and `Expires`, `Grant` in token mode) before
+//! the `101` is written, as on the mio server (a client that read its `101` is in the chat);
+//! the core's frames wait in the client's channel until hyper hands over the connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,9 +32,18 @@ pub(crate) async fn upgrade(
     let client_ip = shared
         .clients()
         .client_ip(peer.ip(), forwarded_for.as_deref());
-    let admission = match Admission::admit(&shared, client_ip) {
+    // Served by `serve`, a connection from an address that is not a trusted proxy was counted
+    // under that address at accept.
+    let from_proxy = shared.clients().is_trusted_proxy(peer.ip());
+    let counted_ip = !from_proxy
+        && request
+            .extensions()
+            .get::<crate::accept::CountedAtAccept>()
+            .is_some();
+    let admission = match Admission::admit(&shared, client_ip, counted_ip) {
         Ok(admission) => admission,
         Err(503) => {
+            shared.metrics().refused_full += 1;
             log::warn!(
                 peer:% = peer, status = 503u16;
                 "{peer}: refused, {} connections open", shared.config.max_connections
@@ -41,6 +51,7 @@ pub(crate) async fn upgrade(
             return http_answer(&server_full());
         }
         Err(_) => {
+            shared.metrics().refused_per_ip += 1;
             log::warn!(
                 peer:% = peer, client:% = client_ip, status = 429u16;
                 "{client_ip} (via {peer}): refused, too many connections from this address"
@@ -96,21 +107,29 @@ pub(crate) async fn upgrade(
             "{user} ({client_ip} via {peer}) connected"
         );
     }
+    let ws_config = shared.ws_config;
+    let Some(joining) =
+        crate::connection::join(shared, accepted, peer, (expires, admin), admission).await
+    else {
+        // The chat stopped meanwhile.
+        return http_answer(
+            &chat_adapter::http::Response::text(503, "the server is shutting down\n")
+                .keep_alive(false),
+        );
+    };
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
                 log::debug!("{peer}: upgrade failed: {e}");
+                joining.abandon().await;
                 return;
             }
         };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(shared.ws_config),
-        )
-        .await;
-        crate::connection::start(shared, ws, accepted, peer, (expires, admin), admission).await;
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        joining.run(ws).await;
     });
     response
 }

@@ -11,24 +11,24 @@ use futures_util::SinkExt;
 use tokio::sync::{mpsc, watch};
 use tungstenite::Message;
 
-use crate::chat::Admission;
 use crate::connection::{linger_after_close, Out, Ws};
 
 /// Writes until the close frame is out, the core forgets the client, or the socket fails. Once
 /// the core has closed the client, at most `CLOSE_LINGER` more: a peer that does not read
-/// cannot hold the task (and its socket) forever.
+/// cannot hold the task (and its socket) forever. Gives the sink back for the socket's end,
+/// and whether everything was written (`false`: the linger ran out, or the socket failed).
 pub(crate) async fn run(
     mut sink: SplitSink<Ws, Message>,
     mut rx: mpsc::UnboundedReceiver<Out>,
     queued: Arc<AtomicUsize>,
     discard: Arc<AtomicBool>,
     closed: watch::Receiver<bool>,
-    _admission: Arc<Admission>,
-) {
-    tokio::select! {
-        () = write(&mut sink, &mut rx, &queued, &discard) => {}
-        () = linger_after_close(closed) => {}
-    }
+) -> (SplitSink<Ws, Message>, bool) {
+    let wrote_all = tokio::select! {
+        wrote_all = write(&mut sink, &mut rx, &queued, &discard) => wrote_all,
+        () = linger_after_close(closed) => false,
+    };
+    (sink, wrote_all)
 }
 
 async fn write(
@@ -36,7 +36,7 @@ async fn write(
     rx: &mut mpsc::UnboundedReceiver<Out>,
     queued: &AtomicUsize,
     discard: &AtomicBool,
-) {
+) -> bool {
     while let Some(first) = rx.recv().await {
         let mut batch_bytes = 0;
         let mut last = false;
@@ -60,7 +60,7 @@ async fn write(
             };
             if let Err(e) = sink.feed(message).await {
                 log::debug!("websocket write failed: {e}");
-                return;
+                return false;
             }
             if last {
                 break;
@@ -69,11 +69,12 @@ async fn write(
         }
         if let Err(e) = sink.flush().await {
             log::debug!("websocket write failed: {e}");
-            return;
+            return false;
         }
         queued.fetch_sub(batch_bytes, Ordering::AcqRel);
         if last {
-            return;
+            return true;
         }
     }
+    true
 }

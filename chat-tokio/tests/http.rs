@@ -59,3 +59,58 @@ fn unsupported_options_are_refused_at_start_with_the_alternative() {
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("reverse proxy"), "{error}");
 }
+
+/// Everything the server writes on a connection that sent `raw`, until it closes.
+fn answer_to(addr: std::net::SocketAddr, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = common::tcp(addr);
+    stream.write_all(raw).expect("send");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("read until the server closes");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn heads_are_checked_before_hyper_and_refused_with_the_mio_servers_answers() {
+    let server = start(Config {
+        request_timeout: std::time::Duration::from_millis(200),
+        ..memory()
+    });
+    let addr = server.local_addr();
+    let big = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(9000));
+    let cases: [(&[u8], &str); 4] = [
+        (b"GARBAGE\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"),
+        (big.as_bytes(), "HTTP/1.1 431 "),
+        // Half a head: 408 once the request timeout has passed.
+        (b"GET / HTTP/1.1\r\nHost: t\r\n", "HTTP/1.1 408 "),
+        (
+            b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 400 Bad Request\r\n",
+        ),
+    ];
+    for (raw, status_line) in cases {
+        let answer = answer_to(addr, raw);
+        assert!(answer.starts_with(status_line), "{answer}");
+        // Written here, not by hyper: the mio server's bytes, with this server's name.
+        assert!(answer.contains("\r\nServer: chat-tokio\r\n"), "{answer}");
+        assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+    }
+    server.shutdown().expect("a clean stop");
+}
+
+#[test]
+fn connections_beyond_max_connections_get_503_at_accept() {
+    let server = start(Config {
+        max_connections: 1,
+        ..memory()
+    });
+    let addr = server.local_addr();
+    let held = common::tcp(addr);
+    // Nothing asked: the refusal comes at accept.
+    let answer = answer_to(addr, b"");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    drop(held);
+    server.shutdown().expect("a clean stop");
+}

@@ -1,7 +1,11 @@
-//! Counters behind `GET /metrics`. Plain integers and plain histograms: the event loop is the
-//! only writer and the only reader, so nothing on the hot path takes a lock or an atomic. A
-//! scrape turns them into a `prometheus-client` registry, which writes the Prometheus text
-//! format (0.0.4) with HELP and TYPE. No per-user labels.
+//! Counters behind `GET /metrics`, the same families with the same names in both adapters.
+//! Plain integers and plain histograms: the mio event loop is their only writer and reader, so
+//! nothing on its hot path takes a lock or an atomic (chat-tokio keeps them behind one mutex,
+//! each update a few additions). A scrape turns them into a `prometheus-client` registry, which
+//! writes the Prometheus text format (0.0.4) with HELP and TYPE. No per-user labels.
+//!
+//! Families that only mean something in the mio loop (split flushes, flush sizes, the memory
+//! budget, logins, cluster links) stay 0 in chat-tokio's output.
 
 use std::time::Instant;
 
