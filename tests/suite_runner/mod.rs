@@ -16,12 +16,16 @@ pub struct Suite {
     pub skip: &'static [(&'static str, &'static str)],
 }
 
-/// The newest `{name}-*` test executable beside this test's own.
+/// The newest `{name}-*` test executable beside this test's own that is one of this
+/// package's suites. Other crates of the workspace have test binaries of the same names
+/// (`chat-tokio`'s `websocket`, `chat-protocol`'s `tokens`) in the same directory; only this
+/// package's read `CHAT_TEST_ADAPTER` (in `tests/common::TestServer`), so its name in the
+/// binary tells them apart.
 pub fn test_binary(name: &str) -> Option<PathBuf> {
     let me = std::env::current_exe().ok()?;
     let deps = me.parent()?;
     let prefix = format!("{name}-");
-    std::fs::read_dir(deps)
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(deps)
         .ok()?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
@@ -31,7 +35,16 @@ pub fn test_binary(name: &str) -> Option<PathBuf> {
                 .is_some_and(|hash| hash.chars().all(|c| c.is_ascii_hexdigit()))
                 && path.extension().is_none()
         })
-        .max_by_key(|path| path.metadata().and_then(|m| m.modified()).ok())
+        .collect();
+    candidates
+        .sort_by_key(|path| std::cmp::Reverse(path.metadata().and_then(|m| m.modified()).ok()));
+    candidates.into_iter().find(|path| {
+        Command::new("grep")
+            .args(["-q", "-a", "-F", "CHAT_TEST_ADAPTER"])
+            .arg(path)
+            .status()
+            .is_ok_and(|status| status.success())
+    })
 }
 
 /// What one run of a suite gave.
