@@ -44,18 +44,39 @@ pub fn timestamp(ms: i64) -> DateTime<Utc> {
 pub fn restored_rooms(rooms: Vec<chat_store::LoadedRoom>) -> Vec<chat_protocol::RestoredRoom> {
     rooms
         .into_iter()
-        .filter_map(|room| match RoomName::parse(&room.name) {
-            Ok(name) => Some(chat_protocol::RestoredRoom {
-                name,
-                last_id: room.last_id,
-                messages: room.messages.into_iter().map(from_store).collect(),
-            }),
-            Err(e) => {
-                log::warn!("stored room {:?} skipped: {e}", room.name);
-                None
-            }
+        .filter_map(|room| {
+            restored_room(
+                "stored",
+                &room.name,
+                room.last_id,
+                room.messages,
+                from_store,
+            )
         })
         .collect()
+}
+
+/// One room as the core restores it, from where it was kept (`source`: the store, a cluster's
+/// logs): its name, last id and messages. A name that is not valid any more is skipped with a
+/// warning.
+pub fn restored_room<M>(
+    source: &str,
+    name: &str,
+    last_id: u64,
+    messages: Vec<M>,
+    restore: impl FnMut(M) -> RestoredMessage,
+) -> Option<chat_protocol::RestoredRoom> {
+    match RoomName::parse(name) {
+        Ok(name) => Some(chat_protocol::RestoredRoom {
+            name,
+            last_id,
+            messages: messages.into_iter().map(restore).collect(),
+        }),
+        Err(e) => {
+            log::warn!("{source} room {name:?} skipped: {e}");
+            None
+        }
+    }
 }
 
 /// The core's input for what the storage thread finished: `Stored` or `Fetched`; `None` for an

@@ -24,16 +24,14 @@ pub fn restored(message: Logged) -> RestoredMessage {
 pub fn restored_rooms(rooms: Vec<chat_cluster::SeedRoom>) -> Vec<chat_protocol::RestoredRoom> {
     rooms
         .into_iter()
-        .filter_map(|room| match RoomName::parse(&room.name) {
-            Ok(name) => Some(chat_protocol::RestoredRoom {
-                name,
-                last_id: room.last_id,
-                messages: room.messages.into_iter().map(restored).collect(),
-            }),
-            Err(e) => {
-                log::warn!("cluster room {:?} skipped: {e}", room.name);
-                None
-            }
+        .filter_map(|room| {
+            chat_adapter::store_records::restored_room(
+                "cluster",
+                &room.name,
+                room.last_id,
+                room.messages,
+                restored,
+            )
         })
         .collect()
 }
