@@ -4,7 +4,7 @@
 //! the mio event loop. Same frames, same order, same close codes, same HTTP answers.
 //!
 //! A test that cannot hold for the tokio adapter is skipped by name with its reason; the README
-//! ("Two adapters") lists them. Suites about features the tokio adapter refuses at start
+//! ("On tokio, and inside an axum app") lists them. Suites about features the tokio adapter refuses at start
 //! (native TLS, built-in accounts, several nodes, the server API, the memory budget) are not
 //! run here at all; the README names those too.
 //!
@@ -67,6 +67,10 @@ const SUITES: &[Suite] = &[
              chat-tokio does not enforce `--memory-budget` and does not count tungstenite's read \
              buffers (the gauge stays 0)",
         )],
+    },
+    Suite {
+        binary: "reverse_proxy",
+        skip: &[],
     },
     Suite {
         binary: "browser",
