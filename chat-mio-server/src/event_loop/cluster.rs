@@ -108,7 +108,6 @@ impl EventLoop {
 
     /// Something the cluster threads heard.
     pub(super) fn cluster_event(&mut self, event: Event) {
-        let own = |node: &str, me: &str| node == me;
         let input = match event {
             Event::Published { ticket, result } => Input::ClusterPublished {
                 ticket: StoreTicket(ticket),
@@ -155,19 +154,13 @@ impl EventLoop {
                 joined,
                 node,
             } => {
-                if own(&node, self.node_name()) {
-                    return;
-                }
-                let Ok(room) = RoomName::parse(&room) else {
+                let Some(room) = foreign_room(&node, self.node_name(), &room) else {
                     return;
                 };
                 Input::ClusterConnection { room, user, joined }
             }
             Event::Typing { room, user, node } => {
-                if own(&node, self.node_name()) {
-                    return;
-                }
-                let Ok(room) = RoomName::parse(&room) else {
+                let Some(room) = foreign_room(&node, self.node_name(), &room) else {
                     return;
                 };
                 Input::ClusterTyping { room, user }
@@ -180,10 +173,7 @@ impl EventLoop {
                 timestamp_ms,
                 node,
             } => {
-                if own(&node, self.node_name()) {
-                    return;
-                }
-                let Ok(room) = RoomName::parse(&room) else {
+                let Some(room) = foreign_room(&node, self.node_name(), &room) else {
                     return;
                 };
                 Input::ClusterDirect {
@@ -229,4 +219,13 @@ impl EventLoop {
         };
         self.feed(input);
     }
+}
+
+/// The room of an event another node sent: `None` for this node's own (it acted on it
+/// already) and for a room name that is not valid here.
+fn foreign_room(node: &str, me: &str, room: &str) -> Option<RoomName> {
+    if node == me {
+        return None;
+    }
+    RoomName::parse(room).ok()
 }

@@ -148,8 +148,8 @@ impl EventLoop {
             Output::Dismissed { connections, .. } => {
                 self.api_answer = Some(super::api::CoreAnswer::Dismissed(connections));
             }
-            // Cluster mode (issue 13): never given without `Config::cluster`, which this driver
-            // does not set yet. Placeholders, to be replaced by the cluster driver.
+            // Cluster mode (`--redis`): handed to the cluster threads (`cluster.rs`); the core
+            // gives these only with `Config::cluster`.
             Output::ClusterPublish {
                 ticket,
                 room,
