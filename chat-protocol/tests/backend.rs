@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chat_protocol::{
     ClientId, CloseReason, Config, Input, Output, Payload, PublishRefused, Record, RoomInfo,
-    RoomName, StoreTicket, SYSTEM_USER,
+    StoreTicket, SYSTEM_USER,
 };
-use harness::{frame, send, sends, v2, Harness};
+use harness::{frame, room, send, sends, v2, Harness};
 
 const TS: &str = "2026-11-21T20:52:58.123Z";
 
@@ -20,10 +20,6 @@ fn config() -> Config {
     Config::default()
         .with_heartbeat_interval(None)
         .with_idle_timeout(None)
-}
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).expect("tests use valid room names")
 }
 
 fn publish(h: &mut Harness, to: &str, user: Option<&str>, text: &str) {

@@ -12,7 +12,7 @@ use chat_protocol::{
     ClientId, ClusterAck, Config, Input, Output, Payload, Protocol, PublishRefused,
     RestoredMessage, RestoredRoom, Resume, RoomName, StoreTicket, MAX_CATCH_UP,
 };
-use harness::{error_frame, frame, send, sends, v2, Harness};
+use harness::{error_frame, frame, room, send, sends, v2, Harness};
 
 const EPOCH: u64 = 1_795_294_378_000;
 const T0: &str = "2026-11-21T20:52:58.123Z";
@@ -20,10 +20,6 @@ const NOT_SENT: &str = "not sent: the cluster is unreachable; send it again (wit
 
 fn cluster() -> Config {
     Config::default().with_cluster(true).with_epoch(EPOCH)
-}
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).expect("tests use valid room names")
 }
 
 fn general() -> RoomName {

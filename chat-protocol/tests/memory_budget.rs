@@ -8,8 +8,8 @@ mod harness;
 
 use std::time::Duration;
 
-use chat_protocol::{ClientId, Config, Input, Output, Protocol, Resume, RoomName, StoreTicket};
-use harness::{send, v2, Harness};
+use chat_protocol::{ClientId, Config, Input, Output, Protocol, Resume, StoreTicket};
+use harness::{room, send, v2, Harness};
 
 const EPOCH: u64 = 1_795_294_378_000;
 
@@ -18,10 +18,6 @@ fn stamp(secs: u64) -> String {
     (harness::start_wall() + Duration::from_secs(secs))
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
-}
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).expect("tests use valid room names")
 }
 
 /// Three v1 senders named `s`, client 1 in `a`, 2 in `b`, 3 in `c`; no rate limit.

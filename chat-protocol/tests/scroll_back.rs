@@ -5,47 +5,11 @@ mod harness;
 
 use std::time::Duration;
 
-use chat_protocol::{
-    Config, Output, RestoredMessage, RestoredRoom, RoomName, StoreTicket, MAX_FETCHES_IN_FLIGHT,
-};
-use chrono::{DateTime, Utc};
-use harness::{failed, send, v2, Harness};
+use chat_protocol::{Config, Output, RestoredRoom, StoreTicket, MAX_FETCHES_IN_FLIGHT};
+use harness::{failed, restored, restored_frame as frame, room, send, v2, Harness};
 
 const EPOCH: u64 = 1_795_294_378_000;
 const T0: &str = "2026-11-21T20:52:58.123Z";
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).expect("tests use valid room names")
-}
-
-/// When a restored message was sent.
-fn then() -> DateTime<Utc> {
-    harness::start_wall() - Duration::from_secs(3600)
-}
-
-fn restored(id: u64) -> RestoredMessage {
-    RestoredMessage {
-        id,
-        user: "bob".into(),
-        text: format!("m{id}"),
-        client_msg_id: (id % 10 == 0).then(|| format!("c-{id}")),
-        timestamp: then(),
-        deleted: false,
-    }
-}
-
-/// The `message` frame of [`restored`].
-fn frame(id: u64) -> String {
-    let key = (id % 10 == 0).then(|| format!("c-{id}"));
-    v2::message(
-        id,
-        "general",
-        "bob",
-        &format!("m{id}"),
-        key.as_deref(),
-        "2026-11-21T19:52:58.123Z",
-    )
-}
 
 fn frames(ids: impl IntoIterator<Item = u64>) -> Vec<String> {
     ids.into_iter().map(frame).collect()

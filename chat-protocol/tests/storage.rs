@@ -7,11 +7,10 @@ mod harness;
 use std::time::Duration;
 
 use chat_protocol::{
-    Config, Output, Payload, Protocol, Record, RestoredMessage, RestoredRoom, Resume, RoomName,
-    StoreTicket,
+    Config, Output, Payload, Protocol, Record, RestoredMessage, RestoredRoom, Resume, StoreTicket,
 };
 use chrono::{DateTime, Utc};
-use harness::{send, sends, v2, Harness};
+use harness::{room, send, sends, v2, Harness};
 
 const EPOCH: u64 = 1_795_294_378_000;
 
@@ -27,10 +26,6 @@ fn at(secs: u64) -> DateTime<Utc> {
 /// The same, as frames write it.
 fn stamp(secs: u64) -> String {
     at(secs).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).expect("tests use valid room names")
 }
 
 /// The Store output of a room message sent at `secs`.

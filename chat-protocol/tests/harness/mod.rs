@@ -14,6 +14,42 @@ pub fn start_wall() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 20, 52, 58).unwrap() + Duration::from_millis(123)
 }
 
+/// A room name the tests know to be valid.
+pub fn room(name: &str) -> RoomName {
+    RoomName::parse(name).expect("tests use valid room names")
+}
+
+/// When the messages of [`restored`] were sent: an hour before the start.
+pub fn then() -> DateTime<Utc> {
+    start_wall() - Duration::from_secs(3600)
+}
+
+/// bob's message `m{id}` in `general`, as storage gives it back (every tenth with a
+/// `client_msg_id`), sent at [`then`].
+pub fn restored(id: u64) -> RestoredMessage {
+    RestoredMessage {
+        id,
+        user: "bob".into(),
+        text: format!("m{id}"),
+        client_msg_id: (id % 10 == 0).then(|| format!("c-{id}")),
+        timestamp: then(),
+        deleted: false,
+    }
+}
+
+/// The v2 `message` frame of [`restored`] (live or in a history alike).
+pub fn restored_frame(id: u64) -> String {
+    let key = (id % 10 == 0).then(|| format!("c-{id}"));
+    v2::message(
+        id,
+        "general",
+        "bob",
+        &format!("m{id}"),
+        key.as_deref(),
+        "2026-11-21T19:52:58.123Z",
+    )
+}
+
 pub struct Harness {
     pub server: ChatServer,
     pub now: Now,
