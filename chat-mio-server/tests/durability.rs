@@ -15,7 +15,9 @@ use tungstenite::Message;
 
 mod common;
 
-use common::{joined, raw_request, recv, send, Client, Server, TempDir, BINARY, IO_TIMEOUT};
+use common::{
+    ids_and_texts, joined, raw_request, recv, send, Client, Server, TempDir, BINARY, IO_TIMEOUT,
+};
 
 /// Reads frames until one of `kind` arrives; returns it and what came before.
 fn recv_until(client: &mut Client, kind: &str) -> (Value, Vec<Value>) {
@@ -41,21 +43,6 @@ fn post(client: &mut Client, text: &str, key: &str) -> Value {
             return frame;
         }
     }
-}
-
-/// (id, text) of the `message` objects of a history frame or page.
-fn ids_and_texts(messages: &Value) -> Vec<(u64, String)> {
-    messages
-        .as_array()
-        .expect("an array of messages")
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_u64().expect("an id"),
-                m["message"].as_str().expect("a text").to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -4,13 +4,16 @@
 //! Every server is started on port 0 and found through the line it prints; every wait is
 //! bounded; every child is killed and reaped when its guard drops, even when a test panics.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{collect, wait_child};
 use serde_json::Value;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::{Message, WebSocket};
@@ -144,28 +147,6 @@ impl Drop for Server {
     }
 }
 
-/// Appends everything `pipe` yields to `output`, on a thread of its own (it ends with the pipe).
-/// Appends the pipe's output to `output` a whole line at a time, so stdout and stderr lines
-/// collected into one buffer never run into each other.
-fn collect(pipe: impl Read + Send + 'static, output: &Arc<Mutex<String>>) {
-    let output = Arc::clone(output);
-    thread::spawn(move || {
-        let mut lines = BufReader::new(pipe);
-        let mut line = Vec::new();
-        while let Ok(1..) = lines.read_until(b'\n', &mut line) {
-            let mut text = String::from_utf8_lossy(&line).into_owned();
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            output
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push_str(&text);
-            line.clear();
-        }
-    });
-}
-
 /// The address in the line `Open http://127.0.0.1:PORT in your browser to chat.`
 fn announced_addr(output: &str) -> Option<SocketAddr> {
     output.lines().find_map(|line| {
@@ -175,19 +156,6 @@ fn announced_addr(output: &str) -> Option<SocketAddr> {
             .parse()
             .ok()
     })
-}
-
-fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Runs the binary to completion (killed after `within`): status, stdout, stderr.

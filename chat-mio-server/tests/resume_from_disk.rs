@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod common;
 
-use common::{joined, recv, send, Client, Server, TempDir};
+use common::{ids_and_texts, joined, recv, send, Client, Server, TempDir};
 
 /// Posts `texts` (keys `k0`, `k1`, ...) without waiting, then waits for the last one's ack.
 /// Returns the ids the acks gave, in order.
@@ -35,21 +35,6 @@ fn post_all(client: &mut Client, texts: &[String]) -> Vec<u64> {
         acked += 1;
     }
     ids
-}
-
-/// (id, text) of the `message` objects of a history frame.
-fn ids_and_texts(messages: &Value) -> Vec<(u64, String)> {
-    messages
-        .as_array()
-        .expect("an array of messages")
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_u64().expect("an id"),
-                m["message"].as_str().expect("a text").to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[test]

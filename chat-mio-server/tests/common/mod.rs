@@ -61,6 +61,21 @@ pub fn joined(
 
 /// Writes `request` (a whole HTTP/1.1 request, `Connection: close`) and reads the answer to
 /// its end: the status and the body.
+/// (id, text) of the `message` objects of a history frame or page.
+pub fn ids_and_texts(messages: &serde_json::Value) -> Vec<(u64, String)> {
+    messages
+        .as_array()
+        .expect("an array of messages")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().expect("an id"),
+                m["message"].as_str().expect("a text").to_owned(),
+            )
+        })
+        .collect()
+}
+
 pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
@@ -242,15 +257,24 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
+/// Appends everything `pipe` yields to `output` on a thread of its own (it ends with the
+/// pipe), a whole line at a time, so stdout and stderr lines collected into one buffer never
+/// run into each other; a line that is not UTF-8 is kept, lossily, not the end.
 pub fn collect(pipe: impl Read + Send + 'static, output: &Arc<Mutex<String>>) {
     let output = Arc::clone(output);
     thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(mut out) = output.lock() {
-                out.push_str(&line);
-                out.push('\n');
+        let mut lines = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while let Ok(1..) = lines.read_until(b'\n', &mut line) {
+            let mut text = String::from_utf8_lossy(&line).into_owned();
+            if !text.ends_with('\n') {
+                text.push('\n');
             }
+            output
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(&text);
+            line.clear();
         }
     });
 }
