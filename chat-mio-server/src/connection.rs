@@ -651,17 +651,19 @@ mod size_budget {
     fn a_connection_stays_within_budget() {
         // The slab entry, resident for every connection (the slab is one array of these):
         // the socket (16 in debug, 4 in release), the peer's address (32), the state (48),
-        // the write queue (48), the TLS session (a box, 8), the interest, the deadline (16),
+        // the write queue (64), the TLS session (a box, 8), the interest, the deadline (16),
         // the counted address (17), the flush round (8), the memory counts (24) and the
-        // access log's request line (a box, 8). 232 bytes in debug, 224 in release.
-        assert!(size_of::<Conn>() <= 232, "Conn: {}", size_of::<Conn>());
+        // access log's request line (a box, 8). 248 bytes in debug, 232 in release.
+        assert!(size_of::<Conn>() <= 248, "Conn: {}", size_of::<Conn>());
         // The lifecycle enum: its largest variant is `Http` (the head buffer, 24, and the
         // ticket of a parked request, 16). `WebSocket` is the client id, the framing state's
         // box (empty while idle), the login id (16) and the reading flag.
         assert!(size_of::<State>() <= 48, "State: {}", size_of::<State>());
-        // Empty while idle: no chunk is allocated until something is queued.
+        // Empty while idle: no chunk is allocated until something is queued, and the first
+        // chunk is inline (40, and 8 for the boxed rest, 16 for the counts): a turn that
+        // queues one span (a storm's notices) allocates nothing.
         assert!(
-            size_of::<WriteQueue>() <= 48,
+            size_of::<WriteQueue>() <= 64,
             "WriteQueue: {}",
             size_of::<WriteQueue>()
         );
