@@ -117,18 +117,24 @@ impl<T> Clients<T> {
     /// Records that `id` is in `slot`: in the direct array if `id` is small enough for it
     /// (growing it, and moving there the ids it now covers), else in the sparse map.
     fn place(&mut self, id: ClientId, slot: u32) {
-        let limit = 2 * self.len as u64 + DIRECT_SLACK;
-        let Some(i) = usize::try_from(id.0).ok().filter(|_| id.0 < limit) else {
+        let Some(i) = usize::try_from(id.0).ok() else {
             self.sparse.insert(id, slot);
             return;
         };
-        if i >= self.direct.len() {
-            self.direct.resize(i + 1, NONE);
-            let beyond = self.sparse.split_off(&ClientId(id.0 + 1));
-            for (moved, s) in std::mem::replace(&mut self.sparse, beyond) {
-                // Below `id`, so within the array now.
-                self.direct[moved.0 as usize] = s;
-            }
+        if i < self.direct.len() {
+            // Within the array however few clients are left: it is where lookups look.
+            self.direct[i] = slot;
+            return;
+        }
+        if id.0 >= 2 * self.len as u64 + DIRECT_SLACK {
+            self.sparse.insert(id, slot);
+            return;
+        }
+        self.direct.resize(i + 1, NONE);
+        let beyond = self.sparse.split_off(&ClientId(id.0 + 1));
+        for (moved, s) in std::mem::replace(&mut self.sparse, beyond) {
+            // Below `id`, so within the array now.
+            self.direct[moved.0 as usize] = s;
         }
         self.direct[i] = slot;
     }
@@ -237,5 +243,30 @@ mod tests {
         }
         assert_eq!(table.iter().count(), model.len());
         assert!(table.direct.len() as u64 <= 2 * 20_000 + DIRECT_SLACK);
+    }
+
+    /// A slab's keys: 500 clients, all but one leave, and keys from the middle come back
+    /// while the table holds far fewer clients than the array covers.
+    #[test]
+    fn ids_within_the_array_are_found_after_most_clients_left() {
+        let mut table: Clients<u64> = Clients::default();
+        for id in 0..500 {
+            assert_eq!(table.insert(ClientId(id), id), None);
+        }
+        for id in 1..500 {
+            assert_eq!(table.remove(&ClientId(id)), Some(id));
+        }
+        assert_eq!(table.len(), 1);
+        for id in [300, 499, 2, 1000] {
+            assert_eq!(table.insert(ClientId(id), id + 1), None);
+            assert_eq!(table.get(&ClientId(id)), Some(&(id + 1)));
+        }
+        let walked: Vec<_> = table.iter().map(|(id, &v)| (id.0, v)).collect();
+        assert_eq!(
+            walked,
+            [(0, 0), (2, 3), (300, 301), (499, 500), (1000, 1001)]
+        );
+        assert_eq!(table.remove(&ClientId(300)), Some(301));
+        assert_eq!(table.get(&ClientId(300)), None);
     }
 }
