@@ -278,8 +278,9 @@ impl Write for Io<'_> {
     }
 }
 
-/// A peer's address, compact: an IPv4 one inline (8 bytes with the tag, where a `SocketAddr`
-/// takes 32), the rarer IPv6 one boxed. Every connection keeps one.
+/// A peer's address, compact: an IPv4 one inline (16 bytes with the tag, where a `SocketAddr`
+/// takes 32), the rarer IPv6 one boxed (its connection then pays a small allocation instead).
+/// Every connection keeps one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Peer {
     V4(SocketAddrV4),
