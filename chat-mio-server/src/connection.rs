@@ -18,7 +18,8 @@
 //! and write its records; the states above do not change.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::num::NonZeroU64;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -58,7 +59,7 @@ pub enum State {
         reading: Reading,
         /// The ticket of a request waiting for another thread's answer (a login, a session
         /// lookup): until it comes nothing more is read and later requests wait in `head`.
-        awaiting: Option<u64>,
+        awaiting: Option<NonZeroU64>,
     },
     /// After the `101` (which may still be queued): frames, decoded by tungstenite.
     WebSocket {
@@ -191,15 +192,21 @@ impl Framing {
 const CONTROL_FRAME_OVERHEAD: usize = 6;
 
 /// What a connection holds of the memory budget's kinds, as last counted
-/// (`event_loop/memory.rs` keeps the server's totals from these).
+/// (`event_loop/memory.rs` keeps the server's totals from these). `u32`s, saturated (a
+/// connection holding 4 GiB is over any budget anyway): every connection keeps one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Held {
     /// The request head being received.
-    pub head: usize,
+    pub head: u32,
     /// A WebSocket message being received.
-    pub partial: usize,
+    pub partial: u32,
     /// Outbound bytes of its own (not shared with the turn's batch).
-    pub outbound: usize,
+    pub outbound: u32,
+}
+
+/// `bytes` as a [`Held`] count.
+fn saturated(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 /// A chat client whose WebSocket ended: it must leave the chat. (Its user name is the core's:
@@ -271,9 +278,36 @@ impl Write for Io<'_> {
     }
 }
 
+/// A peer's address, compact: an IPv4 one inline (16 bytes with the tag, where a `SocketAddr`
+/// takes 32), the rarer IPv6 one boxed (its connection then pays a small allocation instead).
+/// Every connection keeps one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Peer {
+    V4(SocketAddrV4),
+    V6(Box<SocketAddrV6>),
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(v4) => Peer::V4(v4),
+            SocketAddr::V6(v6) => Peer::V6(Box::new(v6)),
+        }
+    }
+}
+
+impl Peer {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Peer::V4(v4) => SocketAddr::V4(*v4),
+            Peer::V6(v6) => SocketAddr::V6(**v6),
+        }
+    }
+}
+
 pub struct Conn {
     pub stream: TcpStream,
-    pub peer: SocketAddr,
+    peer: Peer,
     pub state: State,
     out: WriteQueue,
     /// The TLS session, when the server serves TLS itself (boxed: a plain connection pays
@@ -284,13 +318,16 @@ pub struct Conn {
     /// When this connection must give up waiting (request head, idle keep-alive, closing).
     pub deadline: Option<Instant>,
     /// The client address this connection is counted under (`--max-connections-per-ip`):
-    /// its peer's from accept, or, behind a trusted proxy, the forwarded one from the upgrade.
-    pub counted_ip: Option<std::net::IpAddr>,
+    /// its peer's from accept, or, behind a trusted proxy, the forwarded one from the upgrade
+    /// ([`Conn::counted_ip`]). Nearly always its peer's (this flag); only another one,
+    /// forwarded by a trusted proxy, takes a box.
+    counted_as_peer: bool,
+    counted_as_other: Option<Box<IpAddr>>,
     /// The flush round that last scheduled this connection (`event_loop/flush.rs`): it is in
     /// the round's list of connections to flush when this equals the loop's current round.
     pub flush_round: u64,
     /// What the memory budget last counted for this connection (`event_loop/memory.rs`).
-    pub counted: Held,
+    pub held: Held,
     /// The method and the loggable target of the request being answered, kept for the access
     /// log's record (`event_loop/access_log.rs`) when it is on. Boxed: with the access log off
     /// (the default) or between requests it is one word, not 48 bytes.
@@ -301,7 +338,7 @@ impl Conn {
     pub fn new(stream: TcpStream, peer: SocketAddr, tls: Option<Box<ServerConnection>>) -> Self {
         Conn {
             stream,
-            peer,
+            peer: peer.into(),
             tls,
             state: State::Http {
                 head: Vec::new(),
@@ -311,10 +348,34 @@ impl Conn {
             out: WriteQueue::default(),
             registered: Interest::READABLE,
             deadline: None,
-            counted_ip: None,
+            counted_as_peer: false,
+            counted_as_other: None,
             flush_round: 0,
-            counted: Held::default(),
+            held: Held::default(),
             request_line: None,
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer.addr()
+    }
+
+    /// The client address this connection is counted under (`--max-connections-per-ip`), if
+    /// it is counted.
+    pub fn counted_ip(&self) -> Option<IpAddr> {
+        match &self.counted_as_other {
+            Some(ip) => Some(**ip),
+            None => self.counted_as_peer.then(|| self.peer.addr().ip()),
+        }
+    }
+
+    /// Records that this connection is counted under `ip`.
+    pub fn count_under(&mut self, ip: IpAddr) {
+        if ip == self.peer.addr().ip() {
+            self.counted_as_peer = true;
+        } else {
+            self.counted_as_other = Some(Box::new(ip));
         }
     }
 
@@ -330,9 +391,9 @@ impl Conn {
             State::Closing(_) | State::Gone => (0, 0),
         };
         Held {
-            head,
-            partial,
-            outbound: self.out.owned(),
+            head: saturated(head),
+            partial: saturated(partial),
+            outbound: saturated(self.out.owned()),
         }
     }
 
@@ -650,22 +711,26 @@ mod size_budget {
     #[test]
     fn a_connection_stays_within_budget() {
         // The slab entry, resident for every connection (the slab is one array of these):
-        // the socket (16 in debug, 4 in release), the peer's address (32), the state (48),
-        // the write queue (48), the TLS session (a box, 8), the interest, the deadline (16),
-        // the counted address (17), the flush round (8), the memory counts (24) and the
-        // access log's request line (a box, 8). 232 bytes in debug, 224 in release.
-        assert!(size_of::<Conn>() <= 232, "Conn: {}", size_of::<Conn>());
+        // the socket (16 in debug, 4 in release), the peer's address (16: v4 inline, v6
+        // boxed), the state (40), the write queue (64), the TLS session (a box, 8), the
+        // interest, the deadline (16), the counted address (a flag, and a box for a forwarded
+        // one: 9), the flush round (8), the memory counts (12) and the access log's request
+        // line (a box, 8). 200 bytes in debug, 192 in release.
+        assert!(size_of::<Conn>() <= 200, "Conn: {}", size_of::<Conn>());
+        assert!(size_of::<Peer>() <= 16, "Peer: {}", size_of::<Peer>());
         // The lifecycle enum: its largest variant is `Http` (the head buffer, 24, and the
-        // ticket of a parked request, 16). `WebSocket` is the client id, the framing state's
+        // ticket of a parked request, 8). `WebSocket` is the client id, the framing state's
         // box (empty while idle), the login id (16) and the reading flag.
-        assert!(size_of::<State>() <= 48, "State: {}", size_of::<State>());
-        // Empty while idle: no chunk is allocated until something is queued.
+        assert!(size_of::<State>() <= 40, "State: {}", size_of::<State>());
+        // Empty while idle: no chunk is allocated until something is queued, and the first
+        // chunk is inline (40, and 8 for the boxed rest, 16 for the counts): a turn that
+        // queues one span (a storm's notices) allocates nothing.
         assert!(
-            size_of::<WriteQueue>() <= 48,
+            size_of::<WriteQueue>() <= 64,
             "WriteQueue: {}",
             size_of::<WriteQueue>()
         );
-        assert!(size_of::<Held>() <= 24, "Held: {}", size_of::<Held>());
+        assert!(size_of::<Held>() <= 12, "Held: {}", size_of::<Held>());
         // One entry per connection with a deadline (request head, closing), stale ones popped
         // lazily: an instant and the slab key.
         assert!(size_of::<std::cmp::Reverse<(Instant, usize)>>() <= 24);

@@ -342,6 +342,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod clients;
 mod close;
 mod cluster;
 mod command;

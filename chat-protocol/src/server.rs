@@ -1,13 +1,14 @@
 //! [`ChatServer`]: the clients, the broadcast decisions, and the deadline loop.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::backend::{is_valid_user, PublishRefused, RoomInfo, SYSTEM_USER};
+use crate::clients::Clients;
 use crate::close::close_text;
 use crate::cluster::Cluster;
 use crate::command::{self, Command};
@@ -81,11 +82,9 @@ impl Settings {
 #[derive(Debug)]
 pub struct ChatServer {
     pub(crate) settings: Settings,
-    /// Ordered, so that whatever is done client by client is done in the same order every run.
-    /// Boxed: a B-tree node holds 11 entries and is about two thirds full when ids come in
-    /// order (a driver's slab), so an inline record would cost half as much again in empty
-    /// slots; a box costs one 8-byte slot, and the record's own allocation fits it exactly.
-    pub(crate) clients: BTreeMap<ClientId, Box<Client>>,
+    /// A dense table walked in id order, so that whatever is done client by client is done in
+    /// the same order every run (see [`Clients`]).
+    pub(crate) clients: Clients<Client>,
     pub(crate) rooms: Rooms,
     pub(crate) timers: Timers,
     pub(crate) next_serial: u64,
@@ -122,7 +121,7 @@ impl ChatServer {
                 token_auth: config.token_auth,
                 cluster: config.cluster,
             },
-            clients: BTreeMap::new(),
+            clients: Clients::default(),
             rooms: Rooms::new(
                 config.max_rooms,
                 config.history,
@@ -493,7 +492,7 @@ impl ChatServer {
             // the driver is closing it.
             self.clients.insert(
                 client,
-                Box::new(Client {
+                Client {
                     user: user.into(),
                     protocol,
                     room: None,
@@ -503,7 +502,7 @@ impl ChatServer {
                     closing: true,
                     fetches: 0,
                     admin: false,
-                }),
+                },
             );
             self.outputs.push_back(Output::Close {
                 client,
@@ -592,7 +591,7 @@ impl ChatServer {
         let name = self.rooms.shared_name(&name).unwrap_or(name);
         self.clients.insert(
             client,
-            Box::new(Client {
+            Client {
                 user,
                 protocol,
                 room: Some(name),
@@ -602,7 +601,7 @@ impl ChatServer {
                 closing: false,
                 fetches: 0,
                 admin: false,
-            }),
+            },
         );
         Ok(())
     }
@@ -1028,7 +1027,7 @@ impl ChatServer {
             .clients
             .iter()
             .filter(|(_, c)| *c.user == *user && !c.closing)
-            .map(|(&id, _)| id)
+            .map(|(id, _)| id)
             .collect();
         for &id in &targets {
             self.dismiss_one(id, reason, text);
@@ -1976,10 +1975,9 @@ mod size_budget {
 
     #[test]
     fn per_client_records_stay_within_budget() {
-        // The client record, one boxed allocation per client (the `clients` map holds 8-byte
-        // boxes: see its comment). 128 bytes: name and room shared (16 each), serial (8),
-        // token bucket (32), liveness (three instants, 48), fetches (u32) and three flags.
-        // glibc serves it from a 144-byte chunk (8 bytes of header, 16-byte steps).
+        // The client record, a slot of the `clients` table (see `clients.rs`'s budget). 128
+        // bytes: name and room shared (16 each), serial (8), token bucket (32), liveness
+        // (three instants, 48), fetches (u32) and three flags.
         assert!(
             size_of::<Client>() <= 128,
             "Client: {}",
@@ -1988,8 +1986,6 @@ mod size_budget {
         // The room name every client keeps: a shared `Arc<str>`, never a copy.
         assert_eq!(size_of::<RoomName>(), 16);
         assert_eq!(size_of::<Option<RoomName>>(), 16);
-        // The `clients` map's value: one pointer.
-        assert_eq!(size_of::<Box<Client>>(), 8);
     }
 
     /// A join storm grows the output queue to one slot per client; after the drain the

@@ -72,7 +72,7 @@ impl EventLoop {
             let over_ip_limit = !full
                 && !self.clients.is_trusted_proxy(peer.ip())
                 && if self.clients.admit(peer.ip()) {
-                    conn.counted_ip = Some(peer.ip());
+                    conn.count_under(peer.ip());
                     false
                 } else {
                     true

@@ -36,7 +36,7 @@ impl EventLoop {
             .request_line
             .take()
             .map_or_else(|| ("-".to_owned(), "-".to_owned()), |line| *line);
-        let peer = conn.peer;
+        let peer = conn.peer();
         match who {
             Some((user, room)) => log::info!(
                 target: ACCESS,

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 use chat_auth::{HashDone, Hasher, LoginThrottle, Secret, SessionKey};
@@ -167,7 +168,7 @@ impl EventLoop {
     fn answer_now(&mut self, key: usize, request: &Request, response: Response<'static>) {
         log::info!(
             "{}: {} {} -> {}",
-            self.conns[key].peer,
+            self.conns[key].peer(),
             request.method,
             request.path(),
             response.status
@@ -239,9 +240,10 @@ impl EventLoop {
             self.answer_now(key, request, response.keep_alive(reply.keep_alive));
             return Handled::Answered;
         }
-        let ip = self
-            .clients
-            .client_ip(self.conns[key].peer.ip(), request.forwarded_for.as_deref());
+        let ip = self.clients.client_ip(
+            self.conns[key].peer().ip(),
+            request.forwarded_for.as_deref(),
+        );
         let now = self.now.instant;
         let Some(accounts) = self.accounts.as_mut() else {
             return Handled::No;
@@ -326,7 +328,8 @@ impl EventLoop {
 
     fn park(&mut self, key: usize, ticket: u64) {
         if let Some(State::Http { awaiting, .. }) = self.conns.get_mut(key).map(|c| &mut c.state) {
-            *awaiting = Some(ticket);
+            // Tickets start at 1.
+            *awaiting = NonZeroU64::new(ticket);
         }
         // A login queued behind others may take a while; request_timeout bounds it.
         self.set_deadline(key, self.config.request_timeout);
@@ -337,7 +340,7 @@ impl EventLoop {
         let waiting = self.accounts.as_mut()?.waiting.remove(&ticket)?;
         let conn = self.conns.get_mut(waiting.key)?;
         match &mut conn.state {
-            State::Http { awaiting, .. } if *awaiting == Some(ticket) => {
+            State::Http { awaiting, .. } if awaiting.map(NonZeroU64::get) == Some(ticket) => {
                 *awaiting = None;
                 Some(waiting)
             }

@@ -60,7 +60,7 @@ impl EventLoop {
         log::info!(
             "{} ({}) closed by the server: {}",
             self.core.user(departed.client).unwrap_or_default(),
-            conn.peer,
+            conn.peer(),
             text.unwrap_or(reason.text())
         );
         self.metrics.closed(reason);

@@ -121,11 +121,11 @@ impl EventLoop {
             let mut conn = self.conns.remove(key);
             self.uncount(&conn);
             self.metrics.open_connections -= 1;
-            if let Some(ip) = conn.counted_ip {
+            if let Some(ip) = conn.counted_ip() {
                 self.clients.release(ip);
             }
             if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
-                log::debug!("{}: deregister: {e}", conn.peer);
+                log::debug!("{}: deregister: {e}", conn.peer());
             }
         }
     }
@@ -211,7 +211,7 @@ impl EventLoop {
             {
                 Ok(()) => conn.registered = wanted,
                 Err(e) => {
-                    log::error!("{}: reregister: {e}", conn.peer);
+                    log::error!("{}: reregister: {e}", conn.peer());
                     self.mark_gone(key);
                 }
             }

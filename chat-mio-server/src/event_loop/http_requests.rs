@@ -164,7 +164,7 @@ impl EventLoop {
             if is_api {
                 let response = self.answer_api(&request, &body);
                 let (status, keep_alive) = (response.status, response.keep_alive);
-                let peer = self.conns[key].peer;
+                let peer = self.conns[key].peer();
                 log::info!(
                     peer:% = peer, method = request.method.as_str(),
                     path = request.loggable_target().as_str(), status = status;
@@ -214,10 +214,10 @@ impl EventLoop {
                     let (status, keep_alive) = (response.status, response.keep_alive);
                     let (bytes, body) = response.encode();
                     log::debug!(
-                        peer:% = conn.peer, method = request.method.as_str(),
+                        peer:% = conn.peer(), method = request.method.as_str(),
                         path = request.loggable_target().as_str(), status = status;
                         "{}: {} {} -> {status}",
-                        conn.peer,
+                        conn.peer(),
                         request.method,
                         request.loggable_target()
                     );
@@ -266,9 +266,9 @@ impl EventLoop {
     pub(super) fn refuse(&mut self, key: usize, status: u16, reason: &str) {
         if let Some(conn) = self.conns.get(key) {
             log::debug!(
-                peer:% = conn.peer, status = status;
+                peer:% = conn.peer(), status = status;
                 "{}: refused with {status}: {}",
-                conn.peer,
+                conn.peer(),
                 reason.trim_end()
             );
         }

@@ -103,9 +103,9 @@ impl Memory {
     }
 
     fn add(&mut self, was: Held, now: Held) {
-        self.heads = self.heads - was.head + now.head;
-        self.partial = self.partial - was.partial + now.partial;
-        self.outbound = self.outbound - was.outbound + now.outbound;
+        self.heads = self.heads - was.head as usize + now.head as usize;
+        self.partial = self.partial - was.partial as usize + now.partial as usize;
+        self.outbound = self.outbound - was.outbound as usize + now.outbound as usize;
     }
 }
 
@@ -122,7 +122,7 @@ impl EventLoop {
             return;
         };
         let now = conn.held();
-        let was = std::mem::replace(&mut conn.counted, now);
+        let was = std::mem::replace(&mut conn.held, now);
         if was != now {
             self.memory.add(was, now);
         }
@@ -130,7 +130,7 @@ impl EventLoop {
 
     /// A connection leaves the slab: what it was counted for is released.
     pub(super) fn uncount(&mut self, conn: &Conn) {
-        self.memory.add(conn.counted, Held::default());
+        self.memory.add(conn.held, Held::default());
     }
 
     /// Gives history what the rest leaves, and sheds connections if that is not enough.
@@ -183,8 +183,8 @@ impl EventLoop {
         let mut slow: Vec<(usize, usize)> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.client().is_some() && c.counted.outbound >= SLOW_FLOOR)
-            .map(|(key, c)| (c.counted.outbound, key))
+            .filter(|(_, c)| c.client().is_some() && c.held.outbound as usize >= SLOW_FLOOR)
+            .map(|(key, c)| (c.held.outbound as usize, key))
             .collect();
         slow.sort_unstable_by(|a, b| b.cmp(a));
         for (_, key) in slow {
@@ -198,7 +198,7 @@ impl EventLoop {
         let mut receiving: Vec<(usize, usize)> = self
             .conns
             .iter()
-            .map(|(key, c)| (c.counted.partial.max(c.counted.head), key))
+            .map(|(key, c)| (c.held.partial.max(c.held.head) as usize, key))
             .filter(|&(held, _)| held >= PARTIAL_FLOOR)
             .collect();
         receiving.sort_unstable_by(|a, b| b.cmp(a));

@@ -425,8 +425,8 @@ impl EventLoop {
         if let Some(departed) = conn.end() {
             let user = self.core.user(departed.client).unwrap_or_default();
             log::info!(
-                peer:% = conn.peer, user = user;
-                "{user} ({}) disconnected", conn.peer
+                peer:% = conn.peer(), user = user;
+                "{user} ({}) disconnected", conn.peer()
             );
             self.leave(departed.client);
         }

@@ -1,8 +1,8 @@
 //! Giving back what a burst grew, once the loop is quiet.
 //!
 //! A join storm or a broadcast to thousands grows structures that then keep their size: the
-//! core's output queue (one 144-byte slot per recipient) and the turn's frame buffer (up to
-//! 1 MiB). Under load they are reused turn after turn, which is why they keep their room; an
+//! core's output queue (one 144-byte slot per recipient), the turn's frame buffer (up to
+//! 1 MiB) and the deadline heap's stale entries (one per connection that upgraded). Under load they are reused turn after turn, which is why they keep their room; an
 //! idle server has no use for it, and at 5 000 idle connections it was about a third of what
 //! each connection cost. So when the loop has seen no event for [`QUIET_FOR`], it gives that
 //! room back, once per quiet spell. Giving it back under load would only cost reallocations.
@@ -24,6 +24,12 @@ impl EventLoop {
             self.release_spare_at = None;
             self.core.release_spare_memory();
             self.batch.release_spare();
+            let conns = &self.conns;
+            self.timers.release_stale(|key, at| {
+                conns
+                    .get(key)
+                    .is_some_and(|c| !c.is_gone() && c.deadline == Some(at))
+            });
         }
     }
 }

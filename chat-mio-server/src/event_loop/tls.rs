@@ -108,7 +108,7 @@ impl EventLoop {
             return "http";
         };
         self.clients.scheme(
-            conn.peer.ip(),
+            conn.peer().ip(),
             conn.is_tls(),
             request.forwarded_proto.as_deref(),
         )

@@ -36,7 +36,7 @@ impl EventLoop {
     /// Refuses an upgrade as `user` with `status` and `reason` (the body), and closes.
     pub(super) fn refuse_upgrade(&mut self, key: usize, user: &str, status: u16, reason: &str) {
         let response = chat_adapter::tokens::refused_upgrade(status, reason, self.tokens.is_some());
-        let peer = self.conns[key].peer;
+        let peer = self.conns[key].peer();
         log::info!(
             peer:% = peer, user = user, status = status;
             "{peer} refused as {user:?}: {}",
@@ -56,20 +56,20 @@ impl EventLoop {
         admin: bool,
     ) {
         let conn = &mut self.conns[key];
-        let client_ip = self.clients.client_ip(conn.peer.ip(), forwarded_for);
-        if conn.counted_ip.is_none() {
+        let client_ip = self.clients.client_ip(conn.peer().ip(), forwarded_for);
+        if conn.counted_ip().is_none() {
             // A trusted proxy's connection: counted under the client it forwards for.
             if !self.clients.admit(client_ip) {
                 self.metrics.refused_per_ip += 1;
                 log::warn!(
-                    peer:% = conn.peer, client:% = client_ip, status = 429u16;
+                    peer:% = conn.peer(), client:% = client_ip, status = 429u16;
                     "{client_ip} (via {}): refused, too many connections from this address",
-                    conn.peer
+                    conn.peer()
                 );
                 self.respond(key, &chat_adapter::refusals::too_many_from_this_address());
                 return;
             }
-            conn.counted_ip = Some(client_ip);
+            conn.count_under(client_ip);
         }
         let conn = &mut self.conns[key];
         let State::Http { head, .. } = &mut conn.state else {
@@ -81,16 +81,16 @@ impl EventLoop {
         conn.queue_response(response, None, false);
         let client = ClientId(key as u64);
         let (user, room) = (accepted.user.as_str(), accepted.room.as_str());
-        if client_ip == conn.peer.ip() {
+        if client_ip == conn.peer().ip() {
             log::info!(
-                peer:% = conn.peer, user = user, room = room;
-                "{user} ({}) connected", conn.peer
+                peer:% = conn.peer(), user = user, room = room;
+                "{user} ({}) connected", conn.peer()
             );
         } else {
             log::info!(
-                peer:% = conn.peer, client:% = client_ip, user = user, room = room;
+                peer:% = conn.peer(), client:% = client_ip, user = user, room = room;
                 "{user} ({client_ip} via {}) connected",
-                conn.peer
+                conn.peer()
             );
         }
         conn.upgrade(client, leftover, &self.ws_config);

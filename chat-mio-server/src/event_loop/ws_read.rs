@@ -58,8 +58,8 @@ impl EventLoop {
                     if let Some(departed) = conn.close_ws(None, None, false, &self.ws_config) {
                         let user = self.core.user(departed.client).unwrap_or_default();
                         log::info!(
-                            peer:% = conn.peer, user = user;
-                            "{user} ({}) disconnected", conn.peer
+                            peer:% = conn.peer(), user = user;
+                            "{user} ({}) disconnected", conn.peer()
                         );
                         self.set_deadline(key, CLOSE_LINGER);
                         self.mark_dirty(key);
@@ -84,7 +84,7 @@ impl EventLoop {
     /// A read failed: answer with the close code the error deserves, or drop a connection
     /// that is already gone.
     fn ws_error(&mut self, key: usize, error: tungstenite::Error) {
-        let peer = self.conns[key].peer;
+        let peer = self.conns[key].peer();
         log::debug!("{peer}: websocket error: {error}");
         let Some(reason) = chat_adapter::ws_rules::read_error_close(&error) else {
             // IO errors, a reset, a finished close handshake: nothing more to say to this peer.
