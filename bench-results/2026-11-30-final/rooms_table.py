@@ -11,15 +11,18 @@ for path in glob.glob(f"{out}/rooms.r*.json"):
     rate, n = m.group(1), m.group(2)
     j = json.load(open(path))
     base = path[: -len(".json")]
-    # writes/s and deliveries/s from /metrics over the middle of the hold (the 4 s window
-    # with the most deliveries: the hold, not the join storm).
+    # writes/s and frames/s from /metrics over the middle of the hold: the first sample is
+    # taken as the server starts, roomload connects for connect_s, then holds for hold_s;
+    # the window is 2 s after the hold began to 2 s before it ended.
     samples = [list(map(float, l.split())) for l in open(base + ".metrics") if len(l.split()) == 3]
+    t0 = samples[0][0]
+    lo, hi = t0 + j["connect_s"] + 2.5, t0 + j["connect_s"] + j["hold_s"] - 1.5
+    inside = [s for s in samples if lo <= s[0] <= hi]
     best = None
-    for a, b in zip(samples, samples[4:]):
+    if len(inside) >= 2:
+        a, b = inside[0], inside[-1]
         dt = b[0] - a[0]
-        w, d = (b[1] - a[1]) / dt, (b[2] - a[2]) / dt
-        if best is None or d > best[1]:
-            best = (w, d)
+        best = ((b[1] - a[1]) / dt, (b[2] - a[2]) / dt)
     stat = [list(map(int, l.split()[1:])) for l in open(base + ".stat")]
     busy = None
     if len(stat) == 2:
