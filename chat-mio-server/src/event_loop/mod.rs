@@ -159,7 +159,7 @@ pub struct EventLoop {
     frame_cache: Option<(Payload, Span)>,
     accept_paused_until: Option<Instant>,
     /// When to give back what a burst grew, if the loop stays quiet until then (`spare.rs`).
-    release_spare_at: Option<Instant>,
+    spare: spare::SpareTimer,
     /// The poll before this turn waited for events (see `flush.rs`).
     idle_before_turn: bool,
     /// The second writer (one thread, started once), if the machine has more than one CPU.
@@ -237,7 +237,7 @@ impl EventLoop {
             batch: Batch::default(),
             frame_cache: None,
             accept_paused_until: None,
-            release_spare_at: None,
+            spare: spare::SpareTimer::default(),
             idle_before_turn: false,
             writer: flush::second_writer(),
             drain_deadline: None,
@@ -274,6 +274,7 @@ impl EventLoop {
             };
             self.idle_before_turn = self.now.instant - before_poll >= flush::IDLE_WAIT;
             let received_before = self.metrics.messages_received;
+            let queued_before = self.metrics.messages_delivered;
             for key in std::mem::take(&mut self.backlog) {
                 self.readable(key);
             }
@@ -302,7 +303,8 @@ impl EventLoop {
             }
             self.fire_timers();
             self.end_turn();
-            self.spare_after_turn(!events.is_empty(), self.now.instant);
+            let queued = self.metrics.messages_delivered - queued_before;
+            self.spare_after_turn(queued, self.now.instant);
             let received = self.metrics.messages_received - received_before;
             if received > 0 {
                 self.metrics
@@ -320,7 +322,7 @@ impl EventLoop {
             self.core.poll_timeout(),
             self.accept_paused_until,
             self.drain_deadline,
-            self.release_spare_at,
+            self.spare.deadline(),
         ]
         .into_iter()
         .flatten()
