@@ -2,7 +2,9 @@
 //! connected clients in one room, reported per delivered frame (criterion
 //! `Throughput::Elements(N)`). `core_fanout` is a room of tutorial (v1) clients sending raw
 //! text; `core_fanout_v2` a room of `chat.v2` clients sending JSON `message` commands, each of
-//! which is also kept in the room's history.
+//! which is also kept in the room's history. `core_fanout_grouped` is `core_fanout` drained
+//! as the mio driver drains it (`poll_output_grouped`: a broadcast is one `SendMany`, its
+//! payload not cloned per recipient); the others drain with `poll_output`, one `Send` each.
 //!
 //! `cargo bench --bench fanout`
 
@@ -48,6 +50,18 @@ fn now() -> Now {
 
 /// One message from client 0 to a room of `n`, per iteration, for each room size.
 fn bench_room(c: &mut Criterion, group: &str, protocol: Protocol, text: &Payload) {
+    bench_room_with(c, group, protocol, text, broadcast);
+}
+
+type Drain = fn(&mut ChatServer, Now, &Payload, &mut dyn FnMut(&Payload));
+
+fn bench_room_with(
+    c: &mut Criterion,
+    group: &str,
+    protocol: Protocol,
+    text: &Payload,
+    drain: Drain,
+) {
     let now = now();
     let mut group = c.benchmark_group(group);
     for n in [10u64, 100, 1_000, 10_000] {
@@ -57,7 +71,7 @@ fn bench_room(c: &mut Criterion, group: &str, protocol: Protocol, text: &Payload
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 let mut delivered = 0usize;
-                broadcast(&mut server, now, text, |payload| {
+                drain(&mut server, now, text, &mut |payload| {
                     delivered += black_box(payload).len();
                 });
                 delivered
@@ -68,7 +82,7 @@ fn bench_room(c: &mut Criterion, group: &str, protocol: Protocol, text: &Payload
 }
 
 /// Client 0 says `text`; `each` sees the payload of every frame the core sends for it.
-fn broadcast(server: &mut ChatServer, now: Now, text: &Payload, mut each: impl FnMut(Payload)) {
+fn broadcast(server: &mut ChatServer, now: Now, text: &Payload, each: &mut dyn FnMut(&Payload)) {
     server
         .handle_input(
             now,
@@ -80,7 +94,38 @@ fn broadcast(server: &mut ChatServer, now: Now, text: &Payload, mut each: impl F
         .expect("client 0 is connected");
     while let Some(output) = server.poll_output() {
         if let Output::Send { payload, .. } = output {
-            each(payload);
+            // The payload is dropped here, as a driver drops it once the frame is queued.
+            each(&payload);
+        }
+    }
+}
+
+/// [`broadcast`], drained with `poll_output_grouped`: `each` sees a `SendMany`'s one payload
+/// once per recipient.
+fn broadcast_grouped(
+    server: &mut ChatServer,
+    now: Now,
+    text: &Payload,
+    each: &mut dyn FnMut(&Payload),
+) {
+    server
+        .handle_input(
+            now,
+            Input::Text {
+                client: ClientId(0),
+                text: text.clone(),
+            },
+        )
+        .expect("client 0 is connected");
+    while let Some(output) = server.poll_output_grouped() {
+        match output {
+            Output::SendMany { to, payload } => {
+                for _ in &to {
+                    each(&payload);
+                }
+            }
+            Output::Send { payload, .. } => each(&payload),
+            _ => {}
         }
     }
 }
@@ -90,7 +135,7 @@ fn broadcast(server: &mut ChatServer, now: Now, text: &Payload, mut each: impl F
 fn assert_encoded_once(server: &mut ChatServer, now: Now, text: &Payload, n: u64) {
     let mut buffers = std::collections::BTreeSet::new();
     let mut recipients = 0u64;
-    broadcast(server, now, text, |payload| {
+    broadcast(server, now, text, &mut |payload| {
         buffers.insert(payload.as_str().as_ptr() as usize);
         recipients += 1;
     });
@@ -113,5 +158,16 @@ fn core_fanout_v2(c: &mut Criterion) {
     bench_room(c, "core_fanout_v2", Protocol::V2, &text);
 }
 
-criterion_group!(benches, core_fanout, core_fanout_v2);
+fn core_fanout_grouped(c: &mut Criterion) {
+    let text = Payload::from("t:0:42:1234567890 the quick brown fox jumps over the lazy dog");
+    bench_room_with(
+        c,
+        "core_fanout_grouped",
+        Protocol::V1,
+        &text,
+        broadcast_grouped,
+    );
+}
+
+criterion_group!(benches, core_fanout, core_fanout_v2, core_fanout_grouped);
 criterion_main!(benches);

@@ -333,6 +333,10 @@ proptest! {
                 let to = match o {
                     Output::Send { to, .. } | Output::Ping { to } => *to,
                     Output::Close { client, .. } => *client,
+                    Output::SendMany { .. } => {
+                        prop_assert!(false, "poll_output gives one Send per recipient: {:?}", o);
+                        unreachable!()
+                    }
                     Output::Store(_) | Output::Fetch { .. } => {
                         prop_assert!(false, "storage output without Config::durable: {:?}", o);
                         unreachable!()
@@ -496,6 +500,7 @@ proptest! {
                                 }
                             }
                             Output::Ping { .. } => prop_assert!(false, "a Text produced a ping"),
+                            Output::SendMany { .. } => prop_assert!(false, "poll_output gives one Send per recipient"),
                             Output::Store(_) | Output::Fetch { .. } => prop_assert!(false, "not durable"),
                             Output::VerifyToken { .. } => prop_assert!(false, "no token authentication"),
                             Output::CloseWith { .. } | Output::Ban { .. } | Output::DeleteStored { .. } => {

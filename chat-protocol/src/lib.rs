@@ -729,6 +729,16 @@ pub enum Output {
         /// speaks the same protocol.
         payload: Payload,
     },
+    /// Send `payload` to each of `to`, in this order: a broadcast as one output, so the
+    /// driver handles the payload once rather than once per recipient.
+    /// [`ChatServer::poll_output`] never gives it (it gives one [`Output::Send`] per
+    /// recipient instead); [`ChatServer::poll_output_grouped`] does.
+    SendMany {
+        /// The recipients, each once.
+        to: Vec<ClientId>,
+        /// The frame's text, shared by every recipient.
+        payload: Payload,
+    },
     /// Send a WebSocket ping to this client (heartbeat). Its pong comes back as
     /// [`Input::Activity`].
     Ping {

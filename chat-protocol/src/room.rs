@@ -248,11 +248,11 @@ impl Room {
         v2: Option<&Payload>,
     ) {
         for (payload, audience) in [(v1, &self.v1), (v2, &self.v2)] {
-            if let Some(payload) = payload {
-                out.extend(audience.iter().map(|&to| Output::Send {
-                    to,
+            if let Some(payload) = payload.filter(|_| !audience.is_empty()) {
+                out.push_back(Output::SendMany {
+                    to: audience.iter().copied().collect(),
                     payload: payload.clone(),
-                }));
+                });
             }
         }
     }

@@ -220,6 +220,12 @@ impl CoreTask {
     fn carry_out(&mut self, output: Output) {
         match output {
             Output::Send { to, payload } => self.send(to, payload),
+            // Not from `poll_output` (it gives one `Send` per recipient), but served all the same.
+            Output::SendMany { to, payload } => {
+                for to in to {
+                    self.send(to, payload.clone());
+                }
+            }
             Output::Ping { to } => {
                 if let Some(conn) = self.conns.get(&to) {
                     conn.send(Out::Ping);

@@ -23,7 +23,9 @@ impl EventLoop {
                 // A bug in this driver, not something a client did.
                 log::error!("chat core refused an input: {e}");
             }
-            while let Some(output) = self.core.poll_output() {
+            // A broadcast comes as one output: its frame is found (or encoded) once, and its
+            // payload is not cloned and dropped once per recipient.
+            while let Some(output) = self.core.poll_output_grouped() {
                 self.carry_out(output);
             }
         }
@@ -72,26 +74,14 @@ impl EventLoop {
     fn carry_out(&mut self, output: Output) {
         match output {
             Output::Send { to, payload } => {
-                let key = to.0 as usize;
-                let Some(queued) = self
-                    .conns
-                    .get(key)
-                    .filter(|c| c.client() == Some(to))
-                    .map(Conn::queued)
-                else {
-                    return;
-                };
                 let frame = self.encode(payload);
-                if queued + frame.len() > self.config.max_outbound
-                    && !self.make_room(key, frame.len())
-                {
-                    return;
+                self.queue_frame(to, frame);
+            }
+            Output::SendMany { to, payload } => {
+                let frame = self.encode(payload);
+                for to in to {
+                    self.queue_frame(to, frame);
                 }
-                // A live client: queue and schedule it without a second lookup.
-                let conn = &mut self.conns[key];
-                conn.queue_frames(frame);
-                self.dirty.add(key, conn);
-                self.metrics.messages_delivered += 1;
             }
             Output::Ping { to } => {
                 let key = to.0 as usize;
@@ -233,6 +223,28 @@ impl EventLoop {
 
     /// The WebSocket frame for a text payload, encoded once per broadcast into the turn's
     /// batch.
+    /// Queues the encoded `frame` to `to`, if it is still connected (a slow consumer over
+    /// `--max-outbound` is dealt with first, see `memory.rs`).
+    fn queue_frame(&mut self, to: ClientId, frame: Span) {
+        let key = to.0 as usize;
+        let Some(queued) = self
+            .conns
+            .get(key)
+            .filter(|c| c.client() == Some(to))
+            .map(Conn::queued)
+        else {
+            return;
+        };
+        if queued + frame.len() > self.config.max_outbound && !self.make_room(key, frame.len()) {
+            return;
+        }
+        // A live client: queue and schedule it without a second lookup.
+        let conn = &mut self.conns[key];
+        conn.queue_frames(frame);
+        self.dirty.add(key, conn);
+        self.metrics.messages_delivered += 1;
+    }
+
     fn encode(&mut self, payload: Payload) -> Span {
         if let Some((cached, span)) = &self.frame_cache {
             // The cache holds a clone of its payload, so its buffer cannot have been freed and
