@@ -297,9 +297,12 @@
 //! # Fan-out
 //!
 //! Every broadcast is serialized at most once per protocol into a [`Payload`] (a
-//! reference-counted UTF-8 buffer), and only when the room has a recipient of that protocol;
-//! every recipient's [`Output::Send`] holds a clone of that buffer: a refcount increment, never
-//! a copy or a re-encoding. A broadcast reaches the room's v1 connections first, then its v2
+//! reference-counted UTF-8 buffer), and only when the room has a recipient of that protocol.
+//! It is queued as one [`Output::SendMany`] with its recipients: [`ChatServer::poll_output`]
+//! gives it out as one [`Output::Send`] per recipient, each holding a clone of that buffer (a
+//! refcount increment, never a copy or a re-encoding), and
+//! [`ChatServer::poll_output_grouped`] gives it whole, so a driver handles the payload once
+//! for all of them. A broadcast reaches the room's v1 connections first, then its v2
 //! connections, each group in [`ClientId`] order, so both groups share one payload in a row and
 //! the order is the same on every run. Its cost is proportional to the room's connections, never
 //! to the server's. Only a `history` frame is built per recipient, by nature.
@@ -308,7 +311,7 @@
 //!
 //! Per client the server keeps its name, room, a token bucket and two instants; the deadline
 //! heap holds at most a constant factor more entries than there are clients. The output queue
-//! holds one entry per recipient of a broadcast until drained, and keeps the room it grew to
+//! holds one entry per broadcast (and a recipient list) until drained, and keeps the room it grew to
 //! until [`ChatServer::release_spare_memory`]. There are at most
 //! [`Config::max_rooms`] rooms, each holding at most [`Config::history`] messages and
 //! [`Config::room_history_bytes`] bytes of them. A client's malformed command is answered with
