@@ -81,8 +81,8 @@ fn bench_room_with(
     group.finish();
 }
 
-/// Client 0 says `text`; `each` sees the payload of every frame the core sends for it.
-fn broadcast(server: &mut ChatServer, now: Now, text: &Payload, each: &mut dyn FnMut(&Payload)) {
+/// Client 0 says `text`.
+fn say(server: &mut ChatServer, now: Now, text: &Payload) {
     server
         .handle_input(
             now,
@@ -92,6 +92,11 @@ fn broadcast(server: &mut ChatServer, now: Now, text: &Payload, each: &mut dyn F
             },
         )
         .expect("client 0 is connected");
+}
+
+/// Client 0 says `text`; `each` sees the payload of every frame the core sends for it.
+fn broadcast(server: &mut ChatServer, now: Now, text: &Payload, each: &mut dyn FnMut(&Payload)) {
+    say(server, now, text);
     while let Some(output) = server.poll_output() {
         if let Output::Send { payload, .. } = output {
             // The payload is dropped here, as a driver drops it once the frame is queued.
@@ -108,15 +113,7 @@ fn broadcast_grouped(
     text: &Payload,
     each: &mut dyn FnMut(&Payload),
 ) {
-    server
-        .handle_input(
-            now,
-            Input::Text {
-                client: ClientId(0),
-                text: text.clone(),
-            },
-        )
-        .expect("client 0 is connected");
+    say(server, now, text);
     while let Some(output) = server.poll_output_grouped() {
         match output {
             Output::SendMany { to, payload } => {

@@ -1,22 +1,12 @@
 //! `poll_output_grouped` gives the same outputs as `poll_output`, in the same order, except
 //! that a broadcast is one `SendMany` instead of one `Send` per recipient.
 
-use std::time::{Duration, Instant};
+mod harness;
 
-use chat_protocol::{
-    ChatServer, ClientId, Config, Input, Now, Output, Payload, Protocol, RoomName,
-};
-use chrono::{TimeZone, Utc};
+use std::time::Duration;
 
-fn now(at: Instant, secs: u64) -> Now {
-    Now {
-        instant: at + Duration::from_secs(secs),
-        wall: Utc
-            .with_ymd_and_hms(2026, 11, 30, 12, 0, 0)
-            .single()
-            .expect("valid date"),
-    }
-}
+use chat_protocol::{ClientId, Config, Input, Output, Payload, Protocol, RoomName};
+use harness::Harness;
 
 /// Joins and leaves, tutorial and v2 clients, two rooms, chat and commands.
 fn script() -> Vec<Input> {
@@ -57,19 +47,17 @@ fn script() -> Vec<Input> {
 }
 
 fn run(grouped: bool) -> (Vec<Output>, usize) {
-    let start = Instant::now();
-    let mut server = ChatServer::new(Config::default().with_rate_limit(None));
+    let mut h = Harness::with_config(Config::default().with_rate_limit(None));
     let mut outputs = Vec::new();
     let mut groups = 0;
-    for (step, input) in script().into_iter().enumerate() {
-        server
-            .handle_input(now(start, step as u64), input)
-            .expect("a valid input");
+    for input in script() {
+        h.input(input);
+        h.advance(Duration::from_secs(1));
         loop {
             let output = if grouped {
-                server.poll_output_grouped()
+                h.server.poll_output_grouped()
             } else {
-                server.poll_output()
+                h.server.poll_output()
             };
             match output {
                 None => break,
@@ -105,41 +93,21 @@ fn grouped_outputs_are_the_single_ones_in_the_same_order() {
 
 #[test]
 fn the_two_can_be_mixed() {
-    let start = Instant::now();
-    let mut server = ChatServer::new(Config::default().with_rate_limit(None));
+    let mut h = Harness::with_config(Config::default().with_rate_limit(None));
     for id in 0..5u64 {
-        server
-            .handle_input(
-                now(start, 0),
-                Input::Connect {
-                    client: ClientId(id),
-                    user: format!("u{id}"),
-                    room: RoomName::default(),
-                    protocol: Protocol::V1,
-                    resume: None,
-                },
-            )
-            .expect("fresh id");
-        while server.poll_output().is_some() {}
+        h.connect(id, &format!("u{id}"));
+        h.drain();
     }
-    server
-        .handle_input(
-            now(start, 1),
-            Input::Text {
-                client: ClientId(2),
-                text: Payload::from("hi"),
-            },
-        )
-        .expect("connected");
+    h.text(2, "hi");
     // Two recipients one by one, then the rest: the broadcast is not given twice.
     let mut to = Vec::new();
     for _ in 0..2 {
-        match server.poll_output() {
+        match h.server.poll_output() {
             Some(Output::Send { to: t, .. }) => to.push(t),
             other => panic!("expected a Send, got {other:?}"),
         }
     }
-    while let Some(output) = server.poll_output_grouped() {
+    while let Some(output) = h.server.poll_output_grouped() {
         match output {
             Output::Send { to: t, .. } => to.push(t),
             Output::SendMany { to: many, .. } => to.extend(many),
