@@ -573,11 +573,10 @@ impl ChatServer {
             timestamp: Stamp(timestamp),
         }
         .encode();
-        self.outputs
-            .extend(recipients.into_iter().map(|to| Output::Send {
-                to,
-                payload: payload.clone(),
-            }));
+        self.outputs.push_back(Output::SendMany {
+            to: recipients,
+            payload,
+        });
     }
 
     /// The cluster lost its state: ids start again at 1 under `epoch`. Histories in memory

@@ -281,18 +281,22 @@ impl Room {
         self.v2.len() > own
     }
 
-    /// Queues `payload` for every v2 connection except `user`'s own, in [`ClientId`] order.
+    /// Queues `payload` for every v2 connection except `user`'s own, in [`ClientId`] order, as
+    /// one output (see [`Room::broadcast`]).
     pub(crate) fn relay_typing(&self, out: &mut VecDeque<Output>, user: &str, payload: &Payload) {
         let own = self.users.get(user);
-        out.extend(
-            self.v2
-                .iter()
-                .filter(|to| !own.is_some_and(|own| own.has_v2(to)))
-                .map(|&to| Output::Send {
-                    to,
-                    payload: payload.clone(),
-                }),
-        );
+        let to: Vec<ClientId> = self
+            .v2
+            .iter()
+            .filter(|to| !own.is_some_and(|own| own.has_v2(to)))
+            .copied()
+            .collect();
+        if !to.is_empty() {
+            out.push_back(Output::SendMany {
+                to,
+                payload: payload.clone(),
+            });
+        }
     }
 
     /// The v2 connections of `user` that are not being closed, in [`ClientId`] order.

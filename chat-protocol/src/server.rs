@@ -2035,9 +2035,9 @@ mod size_budget {
         assert_eq!(size_of::<Option<RoomName>>(), 16);
     }
 
-    /// A join storm grows the output queue to one slot per client; after the drain the
-    /// driver's `release_spare_memory` gives that room back, and the clients keep one shared
-    /// room name.
+    /// A join storm leaves the output queue small (a broadcast is one output), the driver's
+    /// `release_spare_memory` gives back what it grew, and the clients keep one shared room
+    /// name.
     #[test]
     fn a_storm_leaves_no_spare_output_room_after_release() {
         use chrono::{DateTime, Utc};
@@ -2080,8 +2080,8 @@ mod size_budget {
 
     #[test]
     fn an_output_stays_within_budget() {
-        // A broadcast queues one Output per recipient, so a storm of joins holds one per
-        // connection until drained (and the queue's room until `release_spare_memory`). 144
+        // Every output the core queues holds this much until drained (and the queue's room
+        // until `release_spare_memory`); a broadcast is one, whatever its recipients. 144
         // bytes: the largest variant (a message record to store) is inline.
         assert!(
             size_of::<Output>() <= 144,
